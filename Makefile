@@ -1,0 +1,56 @@
+# dockd — set-up, demo, tests, benchmark.
+# Every target installs what is missing first (apt packages, then .venv),
+# so `make demo` and `make test` work on a fresh Debian 12 machine as root.
+
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+APT_PACKAGES := python3 python3-venv python3-pip ffmpeg fuse3 fusefat mtools dosfstools \
+                exfatprogs exfat-fuse util-linux tzdata
+CHECKED   := dockd tests bench
+
+.PHONY: all setup apt venv demo test lint typecheck unit bench clean
+
+all: test
+
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+setup: apt venv
+
+demo: setup
+	$(BIN)/dockd demo
+
+lint: setup
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,259 @@
+"""The catalog: recordings, sessions and the evidence log in one SQLite file.
+
+SQLite runs with journal_mode=WAL and synchronous=FULL: with NORMAL a
+commit can vanish at a power cut, after the camera's copy was deleted on
+the strength of it (DESIGN §4a). The log table is append-only: triggers
+refuse UPDATE and DELETE, and the immutable columns of a recording refuse
+UPDATE. The schema has a version (PRAGMA user_version) and forward
+migrations; a catalog newer than this code is refused, never downgraded.
+
+Only `service.py` calls the writing methods, inside `transaction()`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from dockd.errors import CatalogError
+from dockd.integrity.chain import GENESIS, LogEntry, StoredEntry, entry_hash
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE log (
+            seq   INTEGER PRIMARY KEY,
+            time  TEXT NOT NULL,
+            kind  TEXT NOT NULL,
+            entry BLOB NOT NULL,
+            hash  TEXT NOT NULL
+        );
+        CREATE TRIGGER log_no_update BEFORE UPDATE ON log
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+        CREATE TRIGGER log_no_delete BEFORE DELETE ON log
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+
+        CREATE TABLE sessions (
+            id             INTEGER PRIMARY KEY,
+            device_serial  TEXT NOT NULL,
+            profile        TEXT NOT NULL,
+            source         TEXT NOT NULL,
+            started_at     TEXT NOT NULL,
+            ended_at       TEXT,
+            state          TEXT NOT NULL,
+            clock_offset_s INTEGER,
+            summary        TEXT
+        );
+
+        CREATE TABLE recordings (
+            id               INTEGER PRIMARY KEY,
+            sha256           TEXT NOT NULL,
+            size             INTEGER NOT NULL,
+            source_path      BLOB NOT NULL,
+            source_path_text TEXT NOT NULL,
+            source_mtime_ns  INTEGER NOT NULL,
+            store_path       TEXT NOT NULL,
+            device_serial    TEXT NOT NULL,
+            device_number    TEXT,
+            profile          TEXT NOT NULL,
+            officer          TEXT,
+            sequence         INTEGER,
+            recorded_start   TEXT NOT NULL,
+            recorded_end     TEXT NOT NULL,
+            time_source      TEXT NOT NULL,
+            clock_offset_s   INTEGER,
+            ingested_at      TEXT NOT NULL,
+            deadline         TEXT NOT NULL,
+            late             INTEGER NOT NULL,
+            flags            TEXT NOT NULL,
+            media            TEXT NOT NULL,
+            session_id       INTEGER REFERENCES sessions(id),
+            log_seq          INTEGER NOT NULL REFERENCES log(seq),
+            UNIQUE (device_serial, source_path, sha256)
+        );
+        CREATE INDEX recordings_sha256 ON recordings(sha256);
+        CREATE INDEX recordings_source ON recordings(device_serial, source_path);
+        CREATE TRIGGER recordings_immutable
+        BEFORE UPDATE OF sha256, size, source_path, store_path, device_serial, log_seq
+        ON recordings
+        BEGIN SELECT RAISE(ABORT, 'recorded evidence facts are immutable'); END;
+        CREATE TRIGGER recordings_no_delete BEFORE DELETE ON recordings
+        BEGIN SELECT RAISE(ABORT, 'recordings are removed only by the retention sweep'); END;
+        """
+    )
+
+
+# Index i holds the migration from schema version i to i + 1. Append only.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Recording:
+    id: int
+    sha256: str
+    size: int
+    source_path: bytes
+    source_path_text: str
+    source_mtime_ns: int
+    store_path: str
+    device_serial: str
+    device_number: str | None
+    profile: str
+    officer: str | None
+    sequence: int | None
+    recorded_start: str
+    recorded_end: str
+    time_source: str
+    clock_offset_s: int | None
+    ingested_at: str
+    deadline: str
+    late: bool
+    flags: tuple[str, ...]
+    media: dict[str, Any]
+    session_id: int | None
+    log_seq: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Recording:
+        values = dict(row)
+        values["late"] = bool(values["late"])
+        values["flags"] = tuple(json.loads(values["flags"]))
+        values["media"] = json.loads(values["media"])
+        values["source_path"] = bytes(values["source_path"])
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        data["source_path"] = self.source_path_text
+        data["flags"] = list(self.flags)
+        return data
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise CatalogError(f"{path}: cannot switch the catalog to WAL mode (got {mode})")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{path}: cannot open the catalog: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.version
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path}: catalog schema version {version} is newer than this dockd "
+                f"understands ({SCHEMA_VERSION}); upgrade dockd"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.db.atomic():
+                MIGRATIONS[target - 1](self.db)
+                self.db.execute(f"PRAGMA user_version={target}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    # -- the log --------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        row = self.db.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def append(self, entry: LogEntry) -> None:
+        """Append an entry built on `head()`; call inside `transaction()`."""
+        raw = entry.to_bytes()
+        self.db.table("log").insert(
+            {
+                "seq": entry.seq,
+                "time": entry.time,
+                "kind": entry.kind,
+                "entry": raw,
+                "hash": entry_hash(raw),
+            }
+        )
+
+    def log_rows(self) -> Iterator[StoredEntry]:
+        for seq, raw, digest in self.db.execute("SELECT seq, entry, hash FROM log ORDER BY rowid"):
+            yield StoredEntry(int(seq), bytes(raw), str(digest))
+
+    def log_entry(self, seq: int) -> bytes | None:
+        row = self.db.execute("SELECT entry FROM log WHERE seq = ?", [seq]).fetchone()
+        return bytes(row[0]) if row else None
+
+    # -- sessions ---------------------------------------------------------------
+
+    def insert_session(self, values: dict[str, Any]) -> int:
+        return int(self.db.table("sessions").insert(values).last_pk or 0)
+
+    def update_session(self, session_id: int, values: dict[str, Any]) -> None:
+        self.db.table("sessions").update(session_id, values)
+
+    def sessions_in_state(self, state: str) -> list[dict[str, Any]]:
+        return list(self.db["sessions"].rows_where("state = ?", [state], order_by="id"))
+
+    # -- recordings ---------------------------------------------------------------
+
+    def insert_recording(self, values: dict[str, Any]) -> int:
+        values = {
+            **values,
+            "flags": json.dumps(values["flags"]),
+            "media": json.dumps(values["media"]),
+        }
+        return int(self.db.table("recordings").insert(values).last_pk or 0)
+
+    def recording(self, recording_id: int) -> Recording | None:
+        rows = list(self.db["recordings"].rows_where("id = ?", [recording_id]))
+        return Recording.from_row(rows[0]) if rows else None
+
+    def recordings(self) -> list[Recording]:
+        return [Recording.from_row(r) for r in self.db["recordings"].rows_where(order_by="id")]
+
+    def find_same_file(
+        self, serial: str, source_path: bytes, size: int, mtime_ns: int
+    ) -> Recording | None:
+        """The newest recording of this device's file with this size and mtime."""
+        rows = list(
+            self.db["recordings"].rows_where(
+                "device_serial = ? AND source_path = ? AND size = ? AND source_mtime_ns = ?",
+                [serial, source_path, size, mtime_ns],
+                order_by="id desc",
+                limit=1,
+            )
+        )
+        return Recording.from_row(rows[0]) if rows else None
+
+    def find_exact(self, serial: str, source_path: bytes, sha256: str) -> Recording | None:
+        rows = list(
+            self.db["recordings"].rows_where(
+                "device_serial = ? AND source_path = ? AND sha256 = ?",
+                [serial, source_path, sha256],
+            )
+        )
+        return Recording.from_row(rows[0]) if rows else None
+
+    def referenced_objects(self) -> set[str]:
+        return {str(r[0]) for r in self.db.execute("SELECT DISTINCT sha256 FROM recordings")}

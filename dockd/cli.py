@@ -1,0 +1,322 @@
+"""The `dockd` command line (click). Human output by default, --json for machines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from dockd import logs
+from dockd.catalog import Recording
+from dockd.clock import SystemClock
+from dockd.config import Config, load_config
+from dockd.devices.profiles import PROFILES, make_profile
+from dockd.errors import ConfigError, DockdError
+from dockd.ingest.scanner import FoundFile
+from dockd.ingest.session import SessionReport, run_session
+from dockd.service import Service, VerifyReport
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success (ingest: everything ingested; verify: all intact)
+  1  verify found problems
+  2  usage or configuration error
+  3  ingest: ingested, but some files are flagged
+  4  ingest: something could not be ingested (it stays on the camera)
+"""
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+class DockdGroup(click.Group):
+    """Turns every DockdError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DockdError as exc:
+            click.echo(f"dockd: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(
+    cls=DockdGroup, help=f"dockd: evidence ingest for body-worn-camera docks.\n\n{EXIT_CODES}"
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Configuration file (default /etc/dockd/dockd.toml).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="State directory (default /var/lib/dockd, or $DOCKD_STATE_DIR).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress events to stderr.")
+@click.version_option(package_name="dockd")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: Path | None, state_dir: Path | None, verbose: bool
+) -> None:
+    config = load_config(config_path, state_dir)
+    logs.configure(
+        "info" if verbose else "warning" if config.log.level == "info" else config.log.level,
+        config.log.format,
+    )
+    ctx.obj = config
+
+
+def _service(ctx: click.Context, write: bool) -> Service:
+    config: Config = ctx.obj
+    return Service(config, SystemClock(), write=write)
+
+
+class RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("ingest", total=0)
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self.progress.update(self.task, total=total_bytes, description=f"ingest {files} files")
+
+    def file_done(self, found: FoundFile) -> None:
+        self.progress.advance(self.task, found.identity.size)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[RichProgress | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        yield RichProgress(progress)
+
+
+def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in (
+        "id",
+        "recorded (UTC)",
+        "device",
+        "officer",
+        "size",
+        "sha256",
+        "flags",
+        "source",
+    ):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.recorded_start,
+            r.device_number or r.device_serial,
+            r.officer or "-",
+            f"{r.size:,}",
+            r.sha256[:16] + "…",
+            ",".join(r.flags) or "-",
+            r.source_path_text,
+        )
+    return table
+
+
+def _print_report(report: SessionReport) -> None:
+    recordings = [o.recording for o in report.outcomes]
+    out.print(
+        _recordings_table(recordings, title=f"session {report.session_id}: device {report.serial}")
+    )
+    counts = report.counts()
+    out.print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    for s in report.skipped:
+        out.print(f"skipped {s.display!r}: {s.reason}", markup=False)
+    for f in report.failed:
+        out.print(f"FAILED {f.display!r}: {f.reason} (left on the camera)", markup=False)
+    for f in report.wipe_failed:
+        out.print(f"not wiped {f.display!r}: {f.reason}", markup=False)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--serial", required=True, help="Device serial of the docked camera.")
+@click.option(
+    "--profile", type=click.Choice(sorted(PROFILES)), default=None, help="Camera profile."
+)
+@click.option("--officer", default=None, help="Officer the camera is assigned to.")
+@click.option("--keep-source", is_flag=True, help="Do not delete camera files after proof.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    source: Path,
+    serial: str,
+    profile: str | None,
+    officer: str | None,
+    keep_source: bool,
+    as_json: bool,
+) -> None:
+    """Ingest the camera volume mounted at SOURCE as one docking session."""
+    config: Config = ctx.obj
+    if not serial.strip() or any(c in serial for c in "\0\n/"):
+        raise ConfigError(f"--serial: invalid device serial {serial!r}")
+    chosen = make_profile(profile or config.profiles.default_profile, config.profiles)
+    wipe = config.ingest.wipe_after_verify and not keep_source
+    with (
+        _service(ctx, write=True) as service,
+        _progress(not as_json and err.is_terminal) as progress,
+    ):
+        report = run_session(
+            service, source, serial, chosen, wipe=wipe, officer=officer, progress=progress
+        )
+    if as_json:
+        click.echo(json.dumps(report.as_json(), ensure_ascii=False, sort_keys=True))
+    else:
+        _print_report(report)
+    sys.exit(report.exit_code)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List recordings in the catalog."""
+    with _service(ctx, write=False) as service:
+        rows = service.recordings()
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, sort_keys=True))
+    else:
+        out.print(_recordings_table(rows))
+
+
+@cli.command()
+@click.argument("recording_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def show(ctx: click.Context, recording_id: int, as_json: bool) -> None:
+    """Show one recording with its log entry."""
+    with _service(ctx, write=False) as service:
+        recording = service.recording(recording_id)
+        if recording is None:
+            raise ConfigError(f"no recording {recording_id}")
+        raw = service.log_entry(recording.log_seq)
+    entry = json.loads(raw) if raw else None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"recording": recording.as_json(), "log_entry": entry},
+                ensure_ascii=False,
+                sort_keys=True,
+            )
+        )
+        return
+    table = Table(show_header=False)
+    for key, value in recording.as_json().items():
+        table.add_row(
+            key,
+            json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value),
+        )
+    out.print(table)
+    out.print(f"log entry {recording.log_seq}:")
+    out.print_json(data=entry)
+
+
+def _print_verify(report: VerifyReport) -> None:
+    out.print(
+        f"log entries {report.entries}, recordings {report.recordings}, "
+        f"store files {report.objects} ({report.bytes_hashed:,} bytes re-hashed)"
+    )
+    if report.ok:
+        out.print("verify: OK, everything intact")
+        return
+    out.print(f"verify: {len(report.problems)} problem(s)")
+    for p in report.problems:
+        out.print(f"  {p.kind}: {p.where}: {p.detail}", markup=False)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Re-walk the hash chain and re-hash every store file."""
+    with _service(ctx, write=False) as service:
+        report = service.verify()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "recordings": report.recordings,
+                    "objects": report.objects,
+                    "bytes_hashed": report.bytes_hashed,
+                    "problems": [p.as_dict() for p in report.problems],
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        _print_verify(report)
+    sys.exit(0 if report.ok else 1)
+
+
+@cli.command()
+@click.option("--clips", default=3, show_default=True, help="How many real clips to make.")
+@click.pass_context
+def demo(ctx: click.Context, clips: int) -> None:
+    """Dock a synthetic camera into a temporary state directory and show the result."""
+    from dockd.demo import build_camera
+
+    config: Config = ctx.obj
+    state_dir = (
+        Path(tempfile.mkdtemp(prefix="dockd-demo-state-"))
+        if ctx.parent and ctx.parent.params.get("state_dir") is None
+        else config.state_dir
+    )
+    config = config.with_state_dir(state_dir)
+    camera = Path(tempfile.mkdtemp(prefix="dockd-demo-camera-"))
+    clock = SystemClock()
+    try:
+        out.print(f"building a synthetic camera in {camera} ({clips} clips + 1 corrupt clip) …")
+        build_camera(camera, clock.now(), config.profiles.camera_timezone, clips=clips)
+        profile = make_profile("gat947", config.profiles)
+        with Service(config, clock) as service:
+            report = run_session(service, camera, "DEMO-CAM-0001", profile, wipe=True)
+            _print_report(report)
+            result = service.verify()
+        _print_verify(result)
+    finally:
+        shutil.rmtree(camera, ignore_errors=True)
+    out.print(f"state kept in {state_dir} (try: dockd --state-dir {state_dir} list)")
+    flagged = {flag for o in report.flagged for flag in o.recording.flags}
+    as_expected = result.ok and not report.failed and flagged <= {"unreadable_media"}
+    sys.exit(0 if as_expected else 1)
+
+
+def main() -> None:
+    cli(prog_name="dockd")

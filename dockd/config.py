@@ -1,0 +1,227 @@
+"""Configuration: TOML at /etc/dockd/dockd.toml, every key defaulted.
+
+A missing file means "all defaults"; an unreadable or invalid one raises
+`ConfigError` naming the key, and the CLI exits with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dockd.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/dockd/dockd.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/dockd")
+STATE_DIR_ENV = "DOCKD_STATE_DIR"
+
+# Name shapes seen on GA/T 947 recorders (执法记录仪). The standard fixes no
+# single naming, so these are only defaults: device serial 7 characters,
+# officer number (警号) 6 characters, start time YYYYMMDDhhmmss, sequence.
+DEFAULT_GAT947_PATTERNS: tuple[str, ...] = (
+    r"^(?P<officer>[A-Za-z0-9]{6})_(?P<device>[A-Za-z0-9]{7})_(?P<time>\d{14})_(?P<seq>\d{1,6})(?:\.[^.]+)?$",
+    r"^(?P<device>[A-Za-z0-9]{7})_(?P<officer>[A-Za-z0-9]{6})_(?P<time>\d{14})_(?P<seq>\d{1,6})(?:\.[^.]+)?$",
+    r"^(?P<device>[A-Za-z0-9]{7})_(?P<time>\d{14})_(?P<seq>\d{1,6})(?:\.[^.]+)?$",
+    r"^(?P<time>\d{14})_(?P<device>[A-Za-z0-9]{7})_(?P<seq>\d{1,6})(?:\.[^.]+)?$",
+    r"^(?P<device>[A-Za-z0-9]{7})(?P<time>\d{14})(?P<seq>\d{4})(?:\.[^.]+)?$",
+)
+
+VIDEO_EXTENSIONS = ("mp4", "mov", "avi", "mkv", "ts", "mts", "m2ts", "3gp", "h264", "h265", "asf")
+AUDIO_EXTENSIONS = ("wav", "mp3", "aac", "m4a", "amr", "ogg", "opus", "wma")
+PHOTO_EXTENSIONS = ("jpg", "jpeg", "png", "heic", "dng", "bmp", "tif", "tiff")
+DEFAULT_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS + PHOTO_EXTENSIONS
+DEFAULT_FOOTAGE_DIRS = (
+    "DCIM", "VIDEO", "VIDEOS", "MOVIE", "MOVIES", "RECORD", "RECORDS", "AUDIO", "PHOTO",
+    "PHOTOS", "PICTURE", "PICTURES", "FILE", "FILES", "NORMAL", "EVENT", "EMERGENCY",
+)  # fmt: skip
+# Folders that operating systems create on removable media; never footage.
+DEFAULT_SYSTEM_DIRS = (
+    "System Volume Information", "$RECYCLE.BIN", "RECYCLER", ".Trashes", ".Spotlight-V100",
+    ".fseventsd", "LOST.DIR", ".TemporaryItems", "FOUND.000",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    wipe_after_verify: bool = True
+    buffer_size: int = 1 << 20
+    change_retries: int = 3
+    change_retry_delay: float = 1.0
+    max_depth: int = 32
+    min_free_bytes: int = 64 << 20
+    ffprobe: str = "ffprobe"
+    ffprobe_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    footage_dirs: tuple[str, ...] = DEFAULT_FOOTAGE_DIRS
+    system_dirs: tuple[str, ...] = DEFAULT_SYSTEM_DIRS
+    name_patterns: tuple[str, ...] = DEFAULT_GAT947_PATTERNS
+    # Camera clocks run in local time; names and FAT times are read in this zone.
+    camera_timezone: str = "Asia/Shanghai"
+    default_profile: str = "gat947"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "keyvalue"
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = DEFAULT_STATE_DIR
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    profiles: ProfileConfig = field(default_factory=ProfileConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def with_state_dir(self, state_dir: Path) -> Config:
+        return dataclasses.replace(self, state_dir=state_dir)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "ingest": IngestConfig,
+    "profiles": ProfileConfig,
+    "log": LogConfig,
+}
+
+
+def _coerce(key: str, value: Any, wanted: Any) -> Any:
+    if wanted is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if wanted is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return value
+    if wanted is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return float(value)
+    if wanted is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if wanted == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if wanted is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path string, got {value!r}")
+        return Path(value)
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - programming error
+
+
+def _build(cls: type[Any], table: dict[str, Any], prefix: str) -> Any:
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    resolved = _resolved_types(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            raise ConfigError(f"{name}: unknown key")
+        values[key] = _coerce(name, value, resolved[key])
+    return cls(**values)
+
+
+def _resolved_types(cls: type[Any]) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+def _validate(config: Config) -> Config:
+    ingest = config.ingest
+    if ingest.buffer_size < 4096:
+        raise ConfigError("ingest.buffer_size: must be at least 4096")
+    if ingest.max_depth < 1:
+        raise ConfigError("ingest.max_depth: must be at least 1")
+    profiles = config.profiles
+    try:
+        ZoneInfo(profiles.camera_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"profiles.camera_timezone: unknown time zone {profiles.camera_timezone!r}"
+        ) from None
+    for i, pattern in enumerate(profiles.name_patterns):
+        try:
+            groups = set(re.compile(pattern).groupindex)
+        except re.error as exc:
+            raise ConfigError(
+                f"profiles.name_patterns[{i}]: invalid regular expression: {exc}"
+            ) from None
+        unknown = groups - {"device", "officer", "time", "seq"}
+        if unknown:
+            raise ConfigError(
+                f"profiles.name_patterns[{i}]: unknown named groups {sorted(unknown)} "
+                "(allowed: device, officer, time, seq)"
+            )
+        if not groups & {"device", "officer", "time"}:
+            raise ConfigError(
+                f"profiles.name_patterns[{i}]: needs at least one of the groups "
+                "device, officer, time"
+            )
+    if config.log.level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log.level: must be one of debug, info, warning, error")
+    if config.log.format not in ("keyvalue", "json"):
+        raise ConfigError("log.format: must be keyvalue or json")
+    return config
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse TOML text into a validated Config."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "state_dir":
+            kwargs[key] = _coerce(key, value, Path)
+        elif key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table [{key}]")
+            kwargs[key] = _build(_SECTIONS[key], value, f"{key}.")
+        else:
+            raise ConfigError(f"{key}: unknown key")
+    return _validate(Config(**kwargs))
+
+
+def load_config(path: Path | None, state_dir: Path | None = None) -> Config:
+    """Load the config file (default path if None; missing default file = defaults).
+
+    The state directory is taken, in order, from `state_dir`, the
+    DOCKD_STATE_DIR environment variable, the file, the default.
+    """
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: config file not found") from None
+        config = Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    else:
+        config = parse_config(text, str(path))
+    env = os.environ.get(STATE_DIR_ENV)
+    if state_dir is not None:
+        config = config.with_state_dir(state_dir)
+    elif env:
+        config = config.with_state_dir(Path(env))
+    return config

@@ -1,0 +1,44 @@
+"""The one error hierarchy callers see.
+
+Every failure that a user or an operator can cause (bad config, bad input,
+a tampered store) surfaces as a `DockdError` subclass with a message that
+says what is wrong and where; never as a bare ValueError or OSError.
+"""
+
+from __future__ import annotations
+
+
+class DockdError(Exception):
+    """Base of every error dockd raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(DockdError):
+    """The configuration file or a command-line option is invalid."""
+
+    exit_code = 2
+
+
+class CatalogError(DockdError):
+    """The catalog cannot be opened, migrated or written."""
+
+
+class StoreError(DockdError):
+    """The evidence store refused or failed an operation."""
+
+
+class StoreFullError(StoreError):
+    """The store's filesystem has no room for a file."""
+
+
+class SourceError(DockdError):
+    """The camera volume (or one file on it) failed or vanished."""
+
+
+class VolumeGoneError(SourceError):
+    """The whole volume disappeared: nothing more can be read from it."""
+
+
+class VerifyError(DockdError):
+    """A record read back does not parse as the format says."""

@@ -1,0 +1,128 @@
+"""The copy engine: one read of the source, hashed while written, then proven.
+
+For each attempt (DESIGN §4a step 1):
+  read the source once in bounded chunks, hashing and writing each chunk
+  to a temporary file in the store; fsync it; drop its cached pages; read
+  it back from disk and compare the hash; take a second look at the source
+  (size, mtime, inode, bytes read) to see whether it changed meanwhile.
+Memory use is one buffer, whatever the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockd.errors import SourceError, StoreError, VolumeGoneError
+from dockd.ingest.volume import GONE_ERRNOS, FileIdentity, Volume
+from dockd.store import Store, hash_file, raise_store_error
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A proven temporary copy and what the source looked like around it."""
+
+    sha256: str
+    size: int
+    temp: Path
+    before: FileIdentity
+    after: FileIdentity
+
+    @property
+    def source_changed(self) -> bool:
+        return self.before != self.after or self.size != self.before.size
+
+
+def _read_error(where: str, exc: OSError) -> SourceError:
+    message = f"{where}: read error: {exc.strerror}"
+    if exc.errno in GONE_ERRNOS:
+        return VolumeGoneError(message)
+    return SourceError(message)
+
+
+def hash_source(
+    volume: Volume, rel_parts: tuple[bytes, ...], buffer_size: int
+) -> tuple[str, int, FileIdentity, FileIdentity]:
+    """Hash a source file without copying it: (sha256, bytes read, before, after)."""
+    where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
+    digest = hashlib.sha256()
+    buf = bytearray(buffer_size)
+    view = memoryview(buf)
+    size = 0
+    with volume.open_file(rel_parts) as src:
+        before = FileIdentity.of(os.fstat(src))
+        try:
+            while n := os.readv(src, [buf]):
+                digest.update(view[:n])
+                size += n
+        except OSError as exc:
+            raise _read_error(where, exc) from None
+    after = FileIdentity.of(volume.lstat(rel_parts))
+    return digest.hexdigest(), size, before, after
+
+
+def copy_verified(
+    volume: Volume, rel_parts: tuple[bytes, ...], store: Store, buffer_size: int
+) -> Copy:
+    """Copy one source file into a proven temporary file of `store`.
+
+    Raises SourceError / VolumeGoneError for the source, StoreError /
+    StoreFullError for the store; in every error case no temporary file
+    is left behind.
+    """
+    where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
+    with volume.open_file(rel_parts) as src:
+        before = FileIdentity.of(os.fstat(src))
+        store.check_space(before.size)
+        dst, temp = store.new_temp()
+        try:
+            digest = hashlib.sha256()
+            buf = bytearray(buffer_size)
+            view = memoryview(buf)
+            size = 0
+            while True:
+                try:
+                    n = os.readv(src, [buf])
+                except OSError as exc:
+                    raise _read_error(where, exc) from None
+                if not n:
+                    break
+                digest.update(view[:n])
+                _write_all(dst, view[:n])
+                size += n
+            try:
+                os.fsync(dst)
+                os.posix_fadvise(dst, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError as exc:
+                raise raise_store_error("syncing a copy", exc) from None
+        except BaseException:
+            os.close(dst)
+            store.discard_temp(temp)
+            raise
+        os.close(dst)
+    try:
+        after = FileIdentity.of(volume.lstat(rel_parts))
+    except SourceError:
+        store.discard_temp(temp)
+        raise
+    sha256 = digest.hexdigest()
+    try:
+        read_back, read_size = hash_file(temp, buffer_size)
+    except OSError as exc:
+        store.discard_temp(temp)
+        raise raise_store_error("reading a copy back", exc) from None
+    if (read_back, read_size) != (sha256, size):
+        store.discard_temp(temp)
+        raise StoreError(f"{where}: the copy read back from disk does not match what was written")
+    return Copy(sha256=sha256, size=size, temp=temp, before=before, after=after)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        try:
+            written = os.write(fd, data)
+        except OSError as exc:
+            raise raise_store_error("writing a copy", exc) from None
+        data = data[written:]

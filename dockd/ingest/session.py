@@ -1,0 +1,194 @@
+"""One docking session: scan the volume, ingest each file, wipe what is proven.
+
+The camera's copy of a file is deleted only when the service returned it as
+proven (store object verified, row and log entry committed) and the file
+still looks exactly as it did when read (DESIGN invariant 1). Any error
+leaves that file on the camera and moves on; a vanished volume ends the
+session, and the next docking resumes it (invariant 4).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from dockd.devices.profiles import Profile
+from dockd.errors import DockdError, SourceError, VolumeGoneError
+from dockd.ingest.scanner import FoundFile, ScanResult, Skipped, scan
+from dockd.ingest.volume import Volume
+from dockd.service import FileOutcome, Service, SessionInfo
+
+log = structlog.get_logger("dockd.ingest")
+
+EXIT_OK = 0
+EXIT_FLAGGED = 3
+EXIT_FAILED = 4
+
+
+class Progress(Protocol):
+    def start(self, files: int, total_bytes: int) -> None: ...
+
+    def file_done(self, found: FoundFile) -> None: ...
+
+
+@dataclass(frozen=True)
+class Failure:
+    display: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"source_path": self.display, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    session_id: int
+    serial: str
+    state: str
+    outcomes: tuple[FileOutcome, ...]
+    skipped: tuple[Skipped, ...]
+    failed: tuple[Failure, ...]
+    wiped: tuple[int, ...]  # recording ids whose camera copy was deleted
+    wipe_failed: tuple[Failure, ...]
+
+    @property
+    def ingested(self) -> tuple[FileOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "ingested")
+
+    @property
+    def flagged(self) -> tuple[FileOutcome, ...]:
+        return tuple(o for o in self.ingested if o.recording.flags)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "ingested": len(self.ingested),
+            "duplicates": len(self.outcomes) - len(self.ingested),
+            "flagged": len(self.flagged),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "wiped": len(self.wiped),
+            "wipe_failed": len(self.wipe_failed),
+        }
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed:
+            return EXIT_FAILED
+        if self.flagged:
+            return EXIT_FLAGGED
+        return EXIT_OK
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session_id,
+            "device_serial": self.serial,
+            "state": self.state,
+            "counts": self.counts(),
+            "recordings": [
+                {
+                    "id": o.recording.id,
+                    "status": o.status,
+                    "sha256": o.recording.sha256,
+                    "size": o.recording.size,
+                    "source_path": o.found.display,
+                    "store_path": o.recording.store_path,
+                    "flags": list(o.recording.flags),
+                    "wiped": o.recording.id in self.wiped,
+                }
+                for o in self.outcomes
+            ],
+            "skipped": [{"source_path": s.display, "reason": s.reason} for s in self.skipped],
+            "failed": [f.as_dict() for f in self.failed],
+            "wipe_failed": [f.as_dict() for f in self.wipe_failed],
+        }
+
+
+def run_session(
+    service: Service,
+    source: Path,
+    serial: str,
+    profile: Profile,
+    *,
+    wipe: bool,
+    officer: str | None = None,
+    progress: Progress | None = None,
+) -> SessionReport:
+    """Ingest everything `profile` calls footage on the volume at `source`."""
+    with Volume(source) as volume:
+        found = scan(volume, profile, service.config.ingest.max_depth)
+        for skipped in found.skipped:
+            log.info("ingest.file.skipped", path=skipped.display, reason=skipped.reason)
+        session = service.begin_session(
+            serial, profile.name, str(source), wipe=wipe, officer=officer
+        )
+        if progress:
+            progress.start(len(found.files), sum(f.identity.size for f in found.files))
+        return _ingest_all(service, volume, profile, found, session, wipe, progress)
+
+
+def _ingest_all(
+    service: Service,
+    volume: Volume,
+    profile: Profile,
+    found: ScanResult,
+    session: SessionInfo,
+    wipe: bool,
+    progress: Progress | None,
+) -> SessionReport:
+    outcomes: list[FileOutcome] = []
+    failed: list[Failure] = []
+    wiped: list[int] = []
+    wipe_failed: list[Failure] = []
+    state = "done"
+    files = list(found.files)
+    for index, item in enumerate(files):
+        try:
+            outcome = service.ingest_file(session, volume, profile, item)
+        except VolumeGoneError as exc:
+            state = "volume_gone"
+            log.error("ingest.volume_gone", session=session.id, reason=str(exc))
+            failed.extend(Failure(f.display, f"volume vanished: {exc}") for f in files[index:])
+            break
+        except (DockdError, OSError, sqlite3.Error) as exc:
+            reason = str(exc) if isinstance(exc, DockdError) else f"{type(exc).__name__}: {exc}"
+            log.error("ingest.file.failed", session=session.id, path=item.display, reason=reason)
+            failed.append(Failure(item.display, reason))
+            if progress:
+                progress.file_done(item)
+            continue
+        outcomes.append(outcome)
+        if wipe and outcome.may_wipe:
+            try:
+                volume.unlink_if_unchanged(item.rel_parts, outcome.seen)
+            except SourceError as exc:
+                log.warning("ingest.file.wipe_failed", path=item.display, reason=str(exc))
+                wipe_failed.append(Failure(item.display, str(exc)))
+            else:
+                wiped.append(outcome.recording.id)
+                log.info("ingest.file.wiped", recording=outcome.recording.id, path=item.display)
+        if progress:
+            progress.file_done(item)
+    report = SessionReport(
+        session.id,
+        session.serial,
+        state,
+        tuple(outcomes),
+        found.skipped,
+        tuple(failed),
+        tuple(wiped),
+        tuple(wipe_failed),
+    )
+    service.end_session(
+        session,
+        state,
+        {
+            **report.counts(),
+            "wiped_recordings": list(report.wiped),
+            "failed_files": [f.as_dict() for f in report.failed],
+        },
+    )
+    return report

@@ -1,0 +1,519 @@
+"""The one writer of the catalog and the store.
+
+Every front (CLI, daemon, socket, status page) calls this API; every change
+it makes is one catalog transaction holding the change and its log entry
+(DESIGN invariant 3). The order of writes of DESIGN §4a is kept here:
+store object proven and renamed into place, then row + log entry in one
+transaction, and only then may a caller delete the camera's copy.
+
+A writing Service holds an exclusive lock on the state directory, so that
+start-up recovery (which empties store/tmp) never races another writer.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from dockd.catalog import Catalog, Recording
+from dockd.clock import Clock, SystemClock, isoformat_utc
+from dockd.config import Config
+from dockd.devices.profiles import Profile
+from dockd.errors import DockdError
+from dockd.ingest.copier import Copy, copy_verified, hash_source
+from dockd.ingest.probe import MediaInfo, probe
+from dockd.ingest.scanner import FoundFile
+from dockd.ingest.timing import resolve_times
+from dockd.ingest.volume import FileIdentity, Volume
+from dockd.integrity.chain import LogEntry, Problem, check_chain, next_entry
+from dockd.retention.compliance import is_late, offload_deadline
+from dockd.store import Store, hash_file, is_read_only, is_sha256_hex
+
+log = structlog.get_logger("dockd.service")
+
+# Flags a recording can carry; each marks something a supervisor must see.
+FLAG_EMPTY = "empty"
+FLAG_UNREADABLE = "unreadable_media"
+FLAG_CHANGED = "changed_during_copy"
+FLAG_LATE = "late"
+
+
+class StateBusyError(DockdError):
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: int
+    serial: str
+    profile: str
+    source: str
+    wipe: bool
+    officer: str | None = None
+    clock_offset_s: int | None = None
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one camera file in a session."""
+
+    status: str  # "ingested" | "duplicate"
+    found: FoundFile
+    recording: Recording
+    # The source may be deleted: its bytes are proven in the store and it did
+    # not change while being read. `seen` is what it must still look like.
+    may_wipe: bool
+    seen: FileIdentity
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    entries: int
+    recordings: int
+    objects: int
+    bytes_hashed: int
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def source_path_b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+class Service:
+    def __init__(self, config: Config, clock: Clock | None = None, *, write: bool = True) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.state_dir = config.state_dir
+        self._lock_fd = -1
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DockdError(
+                f"{self.state_dir}: cannot create the state directory: {exc.strerror}"
+            ) from None
+        if write:
+            self._lock()
+        self.store = Store(self.state_dir / "store", config.ingest.min_free_bytes)
+        self.catalog = Catalog(self.state_dir / "catalog.sqlite")
+        if write:
+            self.recover()
+
+    def _lock(self, wait_s: float = 30.0) -> None:
+        self._lock_fd = os.open(
+            self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StateBusyError(
+                        f"{self.state_dir}: another dockd process is writing this state directory"
+                    ) from None
+                time.sleep(0.2)
+
+    def close(self) -> None:
+        self.catalog.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the log ---------------------------------------------------------------
+
+    def _log(self, kind: str, data: dict[str, Any], moment: datetime | None = None) -> LogEntry:
+        """Append one entry; the caller holds the catalog transaction."""
+        seq, digest = self.catalog.head()
+        entry = next_entry(seq, digest, moment or self.clock.now(), kind, data)
+        self.catalog.append(entry)
+        return entry
+
+    # -- recovery --------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Start-up recovery (DESIGN §4a): drop partial copies, close dead sessions.
+
+        Files of an interrupted session are still on the camera (nothing is
+        deleted before its row is committed), so the next docking of that
+        camera re-queues them; objects renamed into place before the crash
+        are reused by it.
+        """
+        for path in self.store.recover():
+            log.warning("recovery.temp_removed", path=str(path))
+        for row in self.catalog.sessions_in_state("running"):
+            with self.catalog.transaction():
+                now = self.clock.now()
+                self.catalog.update_session(
+                    row["id"], {"state": "interrupted", "ended_at": isoformat_utc(now)}
+                )
+                self._log(
+                    "session.interrupted",
+                    {"session": row["id"], "device_serial": row["device_serial"]},
+                    now,
+                )
+            log.warning(
+                "recovery.session_interrupted", session=row["id"], serial=row["device_serial"]
+            )
+
+    # -- sessions ----------------------------------------------------------------
+
+    def begin_session(
+        self,
+        serial: str,
+        profile: str,
+        source: str,
+        *,
+        wipe: bool,
+        officer: str | None = None,
+        clock_offset_s: int | None = None,
+    ) -> SessionInfo:
+        now = self.clock.now()
+        with self.catalog.transaction():
+            session_id = self.catalog.insert_session(
+                {
+                    "device_serial": serial,
+                    "profile": profile,
+                    "source": source,
+                    "started_at": isoformat_utc(now),
+                    "state": "running",
+                    "clock_offset_s": clock_offset_s,
+                }
+            )
+            self._log(
+                "session.started",
+                {
+                    "session": session_id,
+                    "device_serial": serial,
+                    "profile": profile,
+                    "source": source,
+                    "wipe_after_verify": wipe,
+                    "officer": officer,
+                    "clock_offset_s": clock_offset_s,
+                },
+                now,
+            )
+        log.info("session.start", session=session_id, serial=serial, profile=profile, source=source)
+        return SessionInfo(session_id, serial, profile, source, wipe, officer, clock_offset_s)
+
+    def end_session(self, session: SessionInfo, state: str, summary: dict[str, Any]) -> None:
+        now = self.clock.now()
+        with self.catalog.transaction():
+            self.catalog.update_session(
+                session.id,
+                {"state": state, "ended_at": isoformat_utc(now), "summary": _json_text(summary)},
+            )
+            self._log("session.ended", {"session": session.id, "state": state, **summary}, now)
+        log.info("session.done", session=session.id, serial=session.serial, state=state, **summary)
+
+    # -- ingest ----------------------------------------------------------------------
+
+    def ingest_file(
+        self, session: SessionInfo, volume: Volume, profile: Profile, found: FoundFile
+    ) -> FileOutcome:
+        """Bring one camera file into the store and catalog, or raise DockdError.
+
+        On any error nothing of this file is left in store/tmp and nothing
+        is committed; the camera's copy must then stay where it is.
+        """
+        cfg = self.config.ingest
+        known = self.catalog.find_same_file(
+            session.serial, found.rel_path, found.identity.size, found.identity.mtime_ns
+        )
+        if known is not None and self.store.has(known.sha256):
+            sha, size, before, after = hash_source(volume, found.rel_parts, cfg.buffer_size)
+            if sha == known.sha256 and before == after and size == before.size:
+                return self._duplicate(session, found, known, after, changed=False)
+
+        flags: list[str] = []
+        copy = self._copy_until_stable(volume, found, flags)
+        try:
+            existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
+            self.store.commit_temp(copy.temp, copy.sha256, cfg.buffer_size)
+        except BaseException:
+            self.store.discard_temp(copy.temp)
+            raise
+        if existing is not None:
+            return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
+
+        media = (
+            MediaInfo(error="empty file")
+            if copy.size == 0
+            else probe(self.store.object_path(copy.sha256), cfg.ffprobe, cfg.ffprobe_timeout)
+        )
+        if copy.size == 0:
+            flags.append(FLAG_EMPTY)
+        elif not media.readable:
+            flags.append(FLAG_UNREADABLE)
+        recording = self._commit_recording(session, profile, found, copy, media, flags)
+        event = "ingest.file.flagged" if recording.flags else "ingest.file.ingested"
+        log.info(
+            event,
+            session=session.id,
+            recording=recording.id,
+            path=found.display,
+            sha256=recording.sha256,
+            size=recording.size,
+            flags=",".join(recording.flags),
+        )
+        return FileOutcome("ingested", found, recording, FLAG_CHANGED not in flags, copy.after)
+
+    def _copy_until_stable(self, volume: Volume, found: FoundFile, flags: list[str]) -> Copy:
+        cfg = self.config.ingest
+        attempts = cfg.change_retries + 1
+        for attempt in range(1, attempts + 1):
+            copy = copy_verified(volume, found.rel_parts, self.store, cfg.buffer_size)
+            if not copy.source_changed:
+                return copy
+            if attempt == attempts:
+                # Keep what was read: a file that will not hold still is evidence too.
+                flags.append(FLAG_CHANGED)
+                log.warning("ingest.file.changing", path=found.display, attempts=attempts)
+                return copy
+            self.store.discard_temp(copy.temp)
+            log.info("ingest.file.retry", path=found.display, attempt=attempt)
+            time.sleep(cfg.change_retry_delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _duplicate(
+        self,
+        session: SessionInfo,
+        found: FoundFile,
+        known: Recording,
+        seen: FileIdentity,
+        changed: bool,
+    ) -> FileOutcome:
+        may_wipe = False
+        if session.wipe and not changed:
+            # About to delete the camera's copy on the strength of an older
+            # object: prove that object still holds these bytes first.
+            actual, _ = hash_file(
+                self.store.object_path(known.sha256), self.config.ingest.buffer_size
+            )
+            may_wipe = actual == known.sha256
+            if not may_wipe:
+                log.error("store.object_damaged", sha256=known.sha256, recording=known.id)
+        log.info(
+            "ingest.file.duplicate", session=session.id, recording=known.id, path=found.display
+        )
+        return FileOutcome("duplicate", found, known, may_wipe, seen)
+
+    def _commit_recording(
+        self,
+        session: SessionInfo,
+        profile: Profile,
+        found: FoundFile,
+        copy: Copy,
+        media: MediaInfo,
+        flags: list[str],
+    ) -> Recording:
+        now = self.clock.now()
+        name = profile.parse_name(found.rel_parts[-1])
+        times = resolve_times(name, media, copy.after.mtime_ns)
+        deadline = offload_deadline(times.end)
+        late = is_late(times.end, now)
+        if late:
+            flags.append(FLAG_LATE)
+        officer = session.officer or name.officer
+        store_path = self.store.relative_path(copy.sha256)
+        with self.catalog.transaction():
+            recording_id = int(
+                self.catalog.db.execute(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM recordings"
+                ).fetchone()[0]
+            )
+            entry = self._log(
+                "recording.ingested",
+                {
+                    "recording": recording_id,
+                    "session": session.id,
+                    "sha256": copy.sha256,
+                    "size": copy.size,
+                    "source_path": found.display,
+                    "source_path_b64": source_path_b64(found.rel_path),
+                    "store_path": store_path,
+                    "device_serial": session.serial,
+                    "device_number": name.device,
+                    "officer": officer,
+                    "profile": profile.name,
+                    "recorded_start": isoformat_utc(times.start),
+                    "recorded_end": isoformat_utc(times.end),
+                    "time_source": times.source,
+                    "clock_offset_s": session.clock_offset_s,
+                    "deadline": isoformat_utc(deadline),
+                    "flags": sorted(flags),
+                    "source_disposition": "delete"
+                    if session.wipe and FLAG_CHANGED not in flags
+                    else "keep",
+                },
+                now,
+            )
+            self.catalog.insert_recording(
+                {
+                    "id": recording_id,
+                    "sha256": copy.sha256,
+                    "size": copy.size,
+                    "source_path": found.rel_path,
+                    "source_path_text": found.display,
+                    "source_mtime_ns": copy.after.mtime_ns,
+                    "store_path": store_path,
+                    "device_serial": session.serial,
+                    "device_number": name.device,
+                    "profile": profile.name,
+                    "officer": officer,
+                    "sequence": name.seq,
+                    "recorded_start": isoformat_utc(times.start),
+                    "recorded_end": isoformat_utc(times.end),
+                    "time_source": times.source,
+                    "clock_offset_s": session.clock_offset_s,
+                    "ingested_at": isoformat_utc(now),
+                    "deadline": isoformat_utc(deadline),
+                    "late": late,
+                    "flags": sorted(flags),
+                    "media": media.as_json(),
+                    "session_id": session.id,
+                    "log_seq": entry.seq,
+                }
+            )
+        recording = self.catalog.recording(recording_id)
+        assert recording is not None
+        return recording
+
+    # -- reading ----------------------------------------------------------------
+
+    def recordings(self) -> list[Recording]:
+        return self.catalog.recordings()
+
+    def recording(self, recording_id: int) -> Recording | None:
+        return self.catalog.recording(recording_id)
+
+    def log_entry(self, seq: int) -> bytes | None:
+        return self.catalog.log_entry(seq)
+
+    # -- verification ------------------------------------------------------------
+
+    def verify(self, on_bytes: Callable[[int], None] | None = None) -> VerifyReport:
+        """Re-walk the hash chain, cross-check rows with entries, re-hash the store."""
+        rows = list(self.catalog.log_rows())
+        problems = check_chain(rows)
+        entries = {row.seq: row.raw for row in rows}
+        recordings = self.catalog.recordings()
+        problems += _check_rows_against_log(recordings, entries)
+        referenced = {r.sha256 for r in recordings}
+        seen: set[str] = set()
+        hashed = 0
+        objects = 0
+        for name, path in self.store.iter_objects():
+            where = f"store file {path.relative_to(self.store.root)}"
+            expected = (
+                self.store.root / self.store.relative_path(name) if is_sha256_hex(name) else None
+            )
+            if expected != path or name not in referenced:
+                problems.append(
+                    Problem("store_file_extra", where, "no recording refers to this file")
+                )
+                continue
+            objects += 1
+            seen.add(name)
+            try:
+                actual, size = hash_file(path, self.config.ingest.buffer_size)
+            except OSError as exc:
+                problems.append(Problem("store_file_unreadable", where, exc.strerror or str(exc)))
+                continue
+            hashed += size
+            if on_bytes:
+                on_bytes(size)
+            if actual != name:
+                problems.append(Problem("store_file_changed", where, f"content hashes to {actual}"))
+            if not is_read_only(path):
+                problems.append(Problem("store_file_writable", where, "object is not read-only"))
+        for sha in sorted(referenced - seen):
+            ids = ", ".join(str(r.id) for r in recordings if r.sha256 == sha)
+            problems.append(
+                Problem(
+                    "store_file_missing",
+                    f"store file {self.store.relative_path(sha)}",
+                    f"recording {ids}",
+                )
+            )
+        return VerifyReport(len(rows), len(recordings), objects, hashed, tuple(problems))
+
+
+def _check_rows_against_log(
+    recordings: list[Recording], entries: dict[int, bytes]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    logged: dict[int, int] = {}
+    for seq, raw in entries.items():
+        try:
+            entry = LogEntry.from_bytes(raw)
+        except DockdError:
+            continue  # reported by check_chain
+        if entry.kind == "recording.ingested" and isinstance(entry.data.get("recording"), int):
+            logged[entry.data["recording"]] = seq
+    for rec in recordings:
+        where = f"recording {rec.id}"
+        logged_raw = entries.get(rec.log_seq)
+        if logged_raw is None:
+            problems.append(
+                Problem("catalog_row_unlogged", where, f"its log entry {rec.log_seq} is missing")
+            )
+            continue
+        try:
+            data = LogEntry.from_bytes(logged_raw).data
+        except DockdError:
+            continue
+        facts = {
+            "recording": rec.id,
+            "sha256": rec.sha256,
+            "size": rec.size,
+            "source_path_b64": source_path_b64(rec.source_path),
+            "store_path": rec.store_path,
+            "device_serial": rec.device_serial,
+            "recorded_start": rec.recorded_start,
+            "recorded_end": rec.recorded_end,
+        }
+        changed = sorted(k for k, v in facts.items() if data.get(k) != v)
+        if changed:
+            problems.append(
+                Problem(
+                    "catalog_row_changed",
+                    where,
+                    f"differs from log entry {rec.log_seq} in {', '.join(changed)}",
+                )
+            )
+    known = {r.id for r in recordings}
+    for recording_id, seq in sorted(logged.items()):
+        if recording_id not in known:
+            problems.append(
+                Problem(
+                    "catalog_row_missing",
+                    f"recording {recording_id}",
+                    f"logged in entry {seq} but not in the catalog",
+                )
+            )
+    return problems
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,162 @@
+"""The write-once, content-addressed evidence store (DESIGN §4a).
+
+Layout under the state directory:
+
+    store/sha256/ab/<64 hex>   evidence objects, mode 0444, named by SHA-256
+    store/tmp/<random>.part    copies in progress; emptied at start-up
+
+An object is only ever created by renaming a temporary file that has been
+fsynced and read back from disk with a matching hash; it is never opened
+for writing again. Only `service.py` calls the mutating methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from dockd.errors import StoreError, StoreFullError
+
+OBJECT_MODE = 0o444
+_HEX = frozenset("0123456789abcdef")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and set(text) <= _HEX
+
+
+def hash_file(path: Path, buffer_size: int = 1 << 20) -> tuple[str, int]:
+    """SHA-256 and size of a file, read from disk (cached pages dropped first)."""
+    digest = hashlib.sha256()
+    size = 0
+    buf = bytearray(buffer_size)
+    view = memoryview(buf)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while n := os.readv(fd, [buf]):
+            digest.update(view[:n])
+            size += n
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), size
+
+
+class Store:
+    def __init__(self, root: Path, min_free_bytes: int = 0) -> None:
+        self.root = root
+        self.objects = root / "sha256"
+        self.tmp = root / "tmp"
+        self.min_free_bytes = min_free_bytes
+        for path in (root, self.objects, self.tmp):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # -- reading -----------------------------------------------------------
+
+    @staticmethod
+    def relative_path(sha256: str) -> str:
+        """The object's path relative to the store root, as the catalog records it."""
+        return f"sha256/{sha256[:2]}/{sha256}"
+
+    def object_path(self, sha256: str) -> Path:
+        if not is_sha256_hex(sha256):
+            raise StoreError(f"not a SHA-256 hex digest: {sha256!r}")
+        return self.root / self.relative_path(sha256)
+
+    def has(self, sha256: str) -> bool:
+        return self.object_path(sha256).is_file()
+
+    def iter_objects(self) -> Iterator[tuple[str, Path]]:
+        """Every file under sha256/, as (name, path); names may be anything."""
+        for prefix in sorted(self.objects.iterdir()):
+            if prefix.is_dir() and not prefix.is_symlink():
+                for path in sorted(prefix.iterdir()):
+                    yield path.name, path
+            else:
+                yield prefix.name, prefix
+
+    def iter_temp(self) -> list[Path]:
+        return sorted(self.tmp.iterdir())
+
+    # -- writing (service.py only) ------------------------------------------
+
+    def recover(self) -> list[Path]:
+        """Remove partial copies left by a crash; return what was removed."""
+        removed = self.iter_temp()
+        for path in removed:
+            path.unlink()
+        if removed:
+            fsync_dir(self.tmp)
+        return removed
+
+    def check_space(self, size: int) -> None:
+        """Refuse a file that cannot fit with the configured reserve left over."""
+        st = os.statvfs(self.tmp)
+        free = st.f_bavail * st.f_frsize
+        if free < size + self.min_free_bytes:
+            raise StoreFullError(
+                f"store has {free} bytes free; a {size}-byte file needs "
+                f"{size + self.min_free_bytes} with the reserve"
+            )
+
+    def new_temp(self) -> tuple[int, Path]:
+        path = self.tmp / f"{secrets.token_hex(16)}.part"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        return fd, path
+
+    def commit_temp(self, temp: Path, sha256: str, buffer_size: int = 1 << 20) -> Path:
+        """Move a verified temporary copy into place, or drop it if already stored.
+
+        Requires: `temp` was fsynced and read back with hash `sha256`.
+        If the object exists, it is re-hashed first: a damaged object is
+        reported, never silently trusted or overwritten.
+        """
+        target = self.object_path(sha256)
+        if target.exists():
+            actual, _ = hash_file(target, buffer_size)
+            if actual != sha256:
+                temp.unlink(missing_ok=True)
+                raise StoreError(
+                    f"store object {self.relative_path(sha256)} is damaged "
+                    f"(hashes to {actual}); run `dockd verify`"
+                )
+            temp.unlink()
+            return target
+        prefix = target.parent
+        new_prefix = not prefix.exists()
+        prefix.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(temp, OBJECT_MODE)
+        os.rename(temp, target)
+        fsync_dir(prefix)
+        fsync_dir(self.tmp)
+        if new_prefix:
+            fsync_dir(self.objects)
+        return target
+
+    def discard_temp(self, temp: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def is_read_only(path: Path) -> bool:
+    return not (os.lstat(path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def raise_store_error(action: str, exc: OSError) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFullError(f"store is full while {action}: {exc.strerror}")
+    return StoreError(f"store I/O error while {action}: {exc.strerror}")
