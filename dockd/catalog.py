@@ -212,6 +212,9 @@ class Catalog:
     def update_session(self, session_id: int, values: dict[str, Any]) -> None:
         self.db.table("sessions").update(session_id, values)
 
+    def sessions(self) -> list[dict[str, Any]]:
+        return list(self.db["sessions"].rows_where(order_by="id"))
+
     def sessions_in_state(self, state: str) -> list[dict[str, Any]]:
         return list(self.db["sessions"].rows_where("state = ?", [state], order_by="id"))
 

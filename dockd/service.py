@@ -92,7 +92,14 @@ def source_path_b64(raw: bytes) -> str:
 
 
 class Service:
-    def __init__(self, config: Config, clock: Clock | None = None, *, write: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        *,
+        write: bool = True,
+        lock_wait_s: float = 30.0,
+    ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.state_dir = config.state_dir
@@ -104,13 +111,13 @@ class Service:
                 f"{self.state_dir}: cannot create the state directory: {exc.strerror}"
             ) from None
         if write:
-            self._lock()
+            self._lock(lock_wait_s)
         self.store = Store(self.state_dir / "store", config.ingest.min_free_bytes)
         self.catalog = Catalog(self.state_dir / "catalog.sqlite")
         if write:
             self.recover()
 
-    def _lock(self, wait_s: float = 30.0) -> None:
+    def _lock(self, wait_s: float) -> None:
         self._lock_fd = os.open(
             self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
@@ -417,6 +424,7 @@ class Service:
         entries = {row.seq: row.raw for row in rows}
         recordings = self.catalog.recordings()
         problems += _check_rows_against_log(recordings, entries)
+        problems += _check_sessions_against_log(self.catalog.sessions(), entries)
         referenced = {r.sha256 for r in recordings}
         seen: set[str] = set()
         hashed = 0
@@ -509,6 +517,39 @@ def _check_rows_against_log(
                     f"recording {recording_id}",
                     f"logged in entry {seq} but not in the catalog",
                 )
+            )
+    return problems
+
+
+def _check_sessions_against_log(
+    sessions: list[dict[str, Any]], entries: dict[int, bytes]
+) -> list[Problem]:
+    """Each session row must be matched by its start entry and, once closed, its end entry.
+
+    This also exposes a log cut off at its tail, which the chain alone cannot.
+    """
+    started: dict[int, str] = {}
+    closed: set[int] = set()
+    for raw in entries.values():
+        try:
+            entry = LogEntry.from_bytes(raw)
+        except DockdError:
+            continue
+        session = entry.data.get("session")
+        if entry.kind == "session.started" and isinstance(session, int):
+            started[session] = str(entry.data.get("device_serial"))
+        elif entry.kind in ("session.ended", "session.interrupted") and isinstance(session, int):
+            closed.add(session)
+    problems: list[Problem] = []
+    for row in sessions:
+        where = f"session {row['id']}"
+        if started.get(row["id"]) != row["device_serial"]:
+            problems.append(
+                Problem("catalog_row_unlogged", where, "no matching session.started entry")
+            )
+        if row["state"] != "running" and row["id"] not in closed:
+            problems.append(
+                Problem("catalog_row_unlogged", where, "closed, but no entry closes it")
             )
     return problems
 

@@ -19,7 +19,9 @@ def _gat(config: Config):  # type: ignore[no-untyped-def]
     return make_profile("gat947", config.profiles)
 
 
-def test_ingest_copies_verifies_and_wipes(tmp_path: Path, service: Service, config: Config, clip_bank: list[Path]) -> None:
+def test_ingest_copies_verifies_and_wipes(
+    tmp_path: Path, service: Service, config: Config, clip_bank: list[Path]
+) -> None:
     """Invariant 1: every file is in the store, row + entry committed, then wiped."""
     cam = tmp_path / "cam"
     names = ["012345_DSJ0001_20261125080000_0001.MP4", "012345_DSJ0001_20261125081000_0002.MP4"]
@@ -45,7 +47,9 @@ def test_ingest_copies_verifies_and_wipes(tmp_path: Path, service: Service, conf
     assert service.verify().ok
 
 
-def test_second_docking_ingests_nothing_twice(tmp_path: Path, service: Service, config: Config, clip_bank: list[Path]) -> None:
+def test_second_docking_ingests_nothing_twice(
+    tmp_path: Path, service: Service, config: Config, clip_bank: list[Path]
+) -> None:
     """Invariant 4: re-running on the same volume adds no recordings."""
     cam = tmp_path / "cam"
     put(cam, "DCIM/a.mp4", clip_bank[0])
@@ -60,7 +64,9 @@ def test_second_docking_ingests_nothing_twice(tmp_path: Path, service: Service, 
     assert not (cam / "DCIM" / "a.mp4").exists()
 
 
-def test_identical_bytes_stored_once_with_two_rows(tmp_path: Path, service: Service, config: Config, clip_bank: list[Path]) -> None:
+def test_identical_bytes_stored_once_with_two_rows(
+    tmp_path: Path, service: Service, config: Config, clip_bank: list[Path]
+) -> None:
     cam = tmp_path / "cam"
     put(cam, "DCIM/a.mp4", clip_bank[0])
     put(cam, "DCIM/copy-of-a.mp4", clip_bank[0])
@@ -71,7 +77,9 @@ def test_identical_bytes_stored_once_with_two_rows(tmp_path: Path, service: Serv
     assert service.verify().ok
 
 
-def test_corrupt_and_empty_clips_are_ingested_and_flagged(tmp_path: Path, service: Service, config: Config) -> None:
+def test_corrupt_and_empty_clips_are_ingested_and_flagged(
+    tmp_path: Path, service: Service, config: Config
+) -> None:
     """Invariant 5: footage is never rejected."""
     cam = tmp_path / "cam"
     put(cam, "DCIM/broken.mp4", b"\x00\x00\x00\x18ftypmp42 not really a movie")
