@@ -42,7 +42,8 @@ Exit codes:
   4  ingest: something could not be ingested (it stays on the camera)
 """
 
-out = Console(soft_wrap=True)
+# Piped output is read by people too (logs, mail); give tables room to breathe.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
@@ -136,11 +137,11 @@ def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
     for r in rows:
         table.add_row(
             str(r.id),
-            r.recorded_start,
+            r.recorded_start.replace("T", " ").removesuffix("Z"),
             r.device_number or r.device_serial,
             r.officer or "-",
             f"{r.size:,}",
-            r.sha256[:16] + "…",
+            r.sha256[:12] + "…",
             ",".join(r.flags) or "-",
             r.source_path_text,
         )
