@@ -57,6 +57,8 @@ class IngestConfig:
     min_free_bytes: int = 64 << 20
     ffprobe: str = "ffprobe"
     ffprobe_timeout: float = 60.0
+    # Files whose ffprobe runs while the next file is copied (0: probe inline).
+    probe_ahead: int = 2
 
 
 @dataclass(frozen=True)

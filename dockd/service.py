@@ -27,7 +27,7 @@ from dockd.catalog import Catalog, Recording
 from dockd.clock import Clock, SystemClock, isoformat_utc
 from dockd.config import Config
 from dockd.devices.profiles import Profile
-from dockd.errors import DockdError
+from dockd.errors import DockdError, StoreError
 from dockd.ingest.copier import Copy, copy_verified, hash_source
 from dockd.ingest.probe import MediaInfo, probe
 from dockd.ingest.scanner import FoundFile
@@ -72,6 +72,15 @@ class FileOutcome:
     # not change while being read. `seen` is what it must still look like.
     may_wipe: bool
     seen: FileIdentity
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A file whose proven copy is in the store, awaiting its probe and its row."""
+
+    found: FoundFile
+    copy: Copy
+    flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -239,8 +248,19 @@ class Service:
         """Bring one camera file into the store and catalog, or raise DockdError.
 
         On any error nothing of this file is left in store/tmp and nothing
-        is committed; the camera's copy must then stay where it is.
+        is committed; the camera's copy must then stay where it is. The
+        three steps are public so that a session can overlap the probe of
+        one file with the copy of the next (see ingest/session.py).
         """
+        staged = self.stage_file(session, volume, found)
+        if isinstance(staged, FileOutcome):
+            return staged
+        return self.finish_file(session, profile, staged, self.probe_staged(staged))
+
+    def stage_file(
+        self, session: SessionInfo, volume: Volume, found: FoundFile
+    ) -> FileOutcome | Staged:
+        """Step 1: a duplicate's outcome, or the proven object renamed into the store."""
         cfg = self.config.ingest
         known = self.catalog.find_same_file(
             session.serial, found.rel_path, found.identity.size, found.identity.mtime_ns
@@ -260,12 +280,20 @@ class Service:
             raise
         if existing is not None:
             return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
+        return Staged(found, copy, tuple(flags))
 
-        media = (
-            MediaInfo(error="empty file")
-            if copy.size == 0
-            else probe(self.store.object_path(copy.sha256), cfg.ffprobe, cfg.ffprobe_timeout)
-        )
+    def probe_staged(self, staged: Staged) -> MediaInfo:
+        """Step 2: ffprobe the stored object. Touches no catalog: safe in a worker thread."""
+        if staged.copy.size == 0:
+            return MediaInfo(error="empty file")
+        cfg = self.config.ingest
+        return probe(self.store.object_path(staged.copy.sha256), cfg.ffprobe, cfg.ffprobe_timeout)
+
+    def finish_file(
+        self, session: SessionInfo, profile: Profile, staged: Staged, media: MediaInfo
+    ) -> FileOutcome:
+        """Step 3: the recording row and its log entry, in one transaction."""
+        found, copy, flags = staged.found, staged.copy, list(staged.flags)
         if copy.size == 0:
             flags.append(FLAG_EMPTY)
         elif not media.readable:
@@ -315,9 +343,13 @@ class Service:
             actual, _ = hash_file(
                 self.store.object_path(known.sha256), self.config.ingest.buffer_size
             )
-            may_wipe = actual == known.sha256
-            if not may_wipe:
+            if actual != known.sha256:
                 log.error("store.object_damaged", sha256=known.sha256, recording=known.id)
+                raise StoreError(
+                    f"store object {known.store_path} of recording {known.id} is damaged; "
+                    "the camera's copy is kept (run `dockd verify`)"
+                )
+            may_wipe = True
         log.info(
             "ingest.file.duplicate", session=session.id, recording=known.id, path=found.display
         )

@@ -19,8 +19,10 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
+from dockd.chunks import read_chunks
 from dockd.errors import StoreError, StoreFullError
 
 OBJECT_MODE = 0o444
@@ -43,14 +45,13 @@ def hash_file(path: Path, buffer_size: int = 1 << 20) -> tuple[str, int]:
     """SHA-256 and size of a file, read from disk (cached pages dropped first)."""
     digest = hashlib.sha256()
     size = 0
-    buf = bytearray(buffer_size)
-    view = memoryview(buf)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while n := os.readv(fd, [buf]):
-            digest.update(view[:n])
-            size += n
+        with closing(read_chunks(fd, buffer_size, os.fstat(fd).st_size)) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
     finally:
         os.close(fd)
     return digest.hexdigest(), size

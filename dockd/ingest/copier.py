@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockd.chunks import read_chunks
 from dockd.errors import SourceError, StoreError, VolumeGoneError
 from dockd.ingest.volume import GONE_ERRNOS, FileIdentity, Volume
 from dockd.store import Store, hash_file, raise_store_error
@@ -48,18 +50,17 @@ def hash_source(
     """Hash a source file without copying it: (sha256, bytes read, before, after)."""
     where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
     digest = hashlib.sha256()
-    buf = bytearray(buffer_size)
-    view = memoryview(buf)
     size = 0
     with volume.open_file(rel_parts) as src:
         before = FileIdentity.of(os.fstat(src))
         try:
-            while n := os.readv(src, [buf]):
-                digest.update(view[:n])
-                size += n
+            with closing(read_chunks(src, buffer_size, before.size)) as chunks:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
         except OSError as exc:
             raise _read_error(where, exc) from None
-    after = FileIdentity.of(volume.lstat(rel_parts))
+        after = FileIdentity.of(volume.lstat(rel_parts))
     return digest.hexdigest(), size, before, after
 
 
@@ -69,54 +70,60 @@ def copy_verified(
     """Copy one source file into a proven temporary file of `store`.
 
     Raises SourceError / VolumeGoneError for the source, StoreError /
-    StoreFullError for the store; in every error case no temporary file
-    is left behind.
+    StoreFullError for the store, OSError for anything else; in every
+    error case no temporary file is left behind.
     """
     where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
-    with volume.open_file(rel_parts) as src:
-        before = FileIdentity.of(os.fstat(src))
-        store.check_space(before.size)
-        dst, temp = store.new_temp()
-        try:
-            digest = hashlib.sha256()
-            buf = bytearray(buffer_size)
-            view = memoryview(buf)
-            size = 0
-            while True:
-                try:
-                    n = os.readv(src, [buf])
-                except OSError as exc:
-                    raise _read_error(where, exc) from None
-                if not n:
-                    break
-                digest.update(view[:n])
-                _write_all(dst, view[:n])
-                size += n
+    temp: Path | None = None
+    try:
+        with volume.open_file(rel_parts) as src:
+            before = FileIdentity.of(os.fstat(src))
+            store.check_space(before.size)
+            dst, temp = store.new_temp()
             try:
-                os.fsync(dst)
-                os.posix_fadvise(dst, 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError as exc:
-                raise raise_store_error("syncing a copy", exc) from None
-        except BaseException:
-            os.close(dst)
+                sha256, size = _copy_and_sync(src, dst, where, buffer_size, before.size)
+            finally:
+                os.close(dst)
+            # The second look happens while the file is still open: FAT
+            # drivers (and FUSE) may renumber an inode once nothing holds it.
+            after = FileIdentity.of(volume.lstat(rel_parts))
+        try:
+            read_back, read_size = hash_file(temp, buffer_size)
+        except OSError as exc:
+            raise raise_store_error("reading a copy back", exc) from None
+        if (read_back, read_size) != (sha256, size):
+            raise StoreError(f"{where}: the copy read back from disk differs from what was written")
+    except BaseException:
+        if temp is not None:
             store.discard_temp(temp)
-            raise
-        os.close(dst)
-    try:
-        after = FileIdentity.of(volume.lstat(rel_parts))
-    except SourceError:
-        store.discard_temp(temp)
         raise
-    sha256 = digest.hexdigest()
-    try:
-        read_back, read_size = hash_file(temp, buffer_size)
-    except OSError as exc:
-        store.discard_temp(temp)
-        raise raise_store_error("reading a copy back", exc) from None
-    if (read_back, read_size) != (sha256, size):
-        store.discard_temp(temp)
-        raise StoreError(f"{where}: the copy read back from disk does not match what was written")
     return Copy(sha256=sha256, size=size, temp=temp, before=before, after=after)
+
+
+def _copy_and_sync(
+    src: int, dst: int, where: str, buffer_size: int, size_hint: int
+) -> tuple[str, int]:
+    """Read `src` once, hashing and writing each chunk; fsync `dst` and drop its cache."""
+    digest = hashlib.sha256()
+    size = 0
+    # closing(): the read-ahead thread must stop before `src` is closed.
+    with closing(read_chunks(src, buffer_size, size_hint)) as chunks:
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except OSError as exc:
+                raise _read_error(where, exc) from None
+            if chunk is None:
+                break
+            digest.update(chunk)
+            _write_all(dst, chunk)
+            size += len(chunk)
+    try:
+        os.fsync(dst)
+        os.posix_fadvise(dst, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:
+        raise raise_store_error("syncing a copy", exc) from None
+    return digest.hexdigest(), size
 
 
 def _write_all(fd: int, data: memoryview) -> None:

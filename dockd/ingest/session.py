@@ -10,6 +10,8 @@ session, and the next docking resumes it (invariant 4).
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,9 +20,10 @@ import structlog
 
 from dockd.devices.profiles import Profile
 from dockd.errors import DockdError, SourceError, VolumeGoneError
+from dockd.ingest.probe import MediaInfo
 from dockd.ingest.scanner import FoundFile, ScanResult, Skipped, scan
 from dockd.ingest.volume import Volume
-from dockd.service import FileOutcome, Service, SessionInfo
+from dockd.service import FileOutcome, Service, SessionInfo, Staged
 
 log = structlog.get_logger("dockd.ingest")
 
@@ -145,21 +148,21 @@ def _ingest_all(
     wipe_failed: list[Failure] = []
     state = "done"
     files = list(found.files)
-    for index, item in enumerate(files):
-        try:
-            outcome = service.ingest_file(session, volume, profile, item)
-        except VolumeGoneError as exc:
-            state = "volume_gone"
-            log.error("ingest.volume_gone", session=session.id, reason=str(exc))
-            failed.extend(Failure(f.display, f"volume vanished: {exc}") for f in files[index:])
-            break
-        except (DockdError, OSError, sqlite3.Error) as exc:
-            reason = str(exc) if isinstance(exc, DockdError) else f"{type(exc).__name__}: {exc}"
-            log.error("ingest.file.failed", session=session.id, path=item.display, reason=reason)
-            failed.append(Failure(item.display, reason))
-            if progress:
-                progress.file_done(item)
-            continue
+    # Files whose object is in the store and whose probe runs in `pool`,
+    # oldest first. Rows are committed (and camera copies wiped) in file
+    # order; a crash leaves at most `ahead` objects without a row, which
+    # the next docking adopts (DESIGN §4a recovery).
+    ahead = service.config.ingest.probe_ahead
+    pending: deque[tuple[Staged, Future[MediaInfo]]] = deque()
+
+    def fail(item: FoundFile, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, DockdError) else f"{type(exc).__name__}: {exc}"
+        log.error("ingest.file.failed", session=session.id, path=item.display, reason=reason)
+        failed.append(Failure(item.display, reason))
+        if progress:
+            progress.file_done(item)
+
+    def done(item: FoundFile, outcome: FileOutcome) -> None:
         outcomes.append(outcome)
         if wipe and outcome.may_wipe:
             try:
@@ -172,6 +175,39 @@ def _ingest_all(
                 log.info("ingest.file.wiped", recording=outcome.recording.id, path=item.display)
         if progress:
             progress.file_done(item)
+
+    def settle(keep: int) -> None:
+        """Commit the oldest pending files until at most `keep` remain."""
+        while len(pending) > keep:
+            staged, media = pending.popleft()
+            try:
+                outcome = service.finish_file(session, profile, staged, media.result())
+            except (DockdError, OSError, sqlite3.Error) as exc:
+                fail(staged.found, exc)
+            else:
+                done(staged.found, outcome)
+
+    with ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool:
+        for index, item in enumerate(files):
+            try:
+                staged = service.stage_file(session, volume, item)
+            except VolumeGoneError as exc:
+                settle(0)
+                state = "volume_gone"
+                log.error("ingest.volume_gone", session=session.id, reason=str(exc))
+                failed.extend(Failure(f.display, f"volume vanished: {exc}") for f in files[index:])
+                break
+            except (DockdError, OSError, sqlite3.Error) as exc:
+                settle(0)
+                fail(item, exc)
+                continue
+            if isinstance(staged, FileOutcome):
+                settle(0)
+                done(item, staged)
+                continue
+            pending.append((staged, pool.submit(service.probe_staged, staged)))
+            settle(ahead)
+        settle(0)
     report = SessionReport(
         session.id,
         session.serial,

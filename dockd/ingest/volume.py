@@ -105,7 +105,11 @@ class Volume:
                 raise SourceError(f"{where}: is no longer a regular file")
             yield fd
         finally:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError as exc:
+                # A camera unplugged after its last byte was read fails here.
+                raise _source_error(where, "cannot close", exc) from None
 
     def lstat(self, rel_parts: tuple[bytes, ...]) -> os.stat_result:
         where = display_path(rel_parts)
@@ -116,15 +120,21 @@ class Volume:
             raise _source_error(where, "cannot stat", exc) from None
 
     def unlink_if_unchanged(self, rel_parts: tuple[bytes, ...], seen: FileIdentity) -> None:
-        """Delete the file only if it is still exactly what was copied.
+        """Delete the file only if it still has the size and mtime it had when copied.
 
-        Raises SourceError (and deletes nothing) if it changed or vanished.
+        The inode number is not compared: FAT drivers and FUSE renumber a
+        file's inode once it is no longer open. Raises SourceError (and
+        deletes nothing) if it changed or vanished.
         """
         where = display_path(rel_parts)
         try:
             with self.directory(rel_parts[:-1]) as dir_fd:
                 st = os.stat(rel_parts[-1], dir_fd=dir_fd, follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode) or FileIdentity.of(st) != seen:
+                now = FileIdentity.of(st)
+                if not stat.S_ISREG(st.st_mode) or (now.size, now.mtime_ns) != (
+                    seen.size,
+                    seen.mtime_ns,
+                ):
                     raise SourceError(f"{where}: changed since it was copied; not deleted")
                 os.unlink(rel_parts[-1], dir_fd=dir_fd)
                 _fsync_dir(dir_fd)

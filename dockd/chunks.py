@@ -1,0 +1,72 @@
+"""Reading a file in bounded chunks, with the next reads running ahead in a thread.
+
+Hashing (hashlib releases the GIL on large buffers) and reading from disk
+then overlap on two cores. Memory stays bounded: `depth + 1` buffers,
+whatever the file size. Errors from the reader thread are raised in the
+caller unchanged, so an OSError still says which errno it was.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Generator, Iterator
+
+# Below this many buffers' worth of data a thread costs more than it saves.
+_INLINE_BUFFERS = 4
+
+
+def read_chunks(
+    fd: int, buffer_size: int, size_hint: int = -1, depth: int = 2
+) -> Generator[memoryview, None, None]:
+    """Yield successive chunks of `fd` until EOF.
+
+    A yielded view is valid only until the next one is requested.
+    """
+    if 0 <= size_hint <= buffer_size * _INLINE_BUFFERS:
+        yield from _read_inline(fd, buffer_size)
+        return
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(depth + 1):
+        free.put(bytearray(buffer_size))
+    filled: queue.Queue[tuple[bytearray, int] | BaseException] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            buf = free.get()
+            if stop.is_set():
+                return
+            try:
+                n = os.readv(fd, [buf])
+            except BaseException as exc:  # handed to the consumer, never lost
+                filled.put(exc)
+                return
+            filled.put((buf, n))
+            if n == 0:
+                return
+
+    reader = threading.Thread(target=produce, name="dockd-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = filled.get()
+            if isinstance(item, BaseException):
+                raise item
+            buf, n = item
+            if n == 0:
+                return
+            yield memoryview(buf)[:n]
+            free.put(buf)
+    finally:
+        stop.set()
+        free.put(bytearray(0))  # wake the reader if it waits for a buffer
+        reader.join()
+
+
+def _read_inline(fd: int, buffer_size: int) -> Iterator[memoryview]:
+    buf = bytearray(buffer_size)
+    view = memoryview(buf)
+    while n := os.readv(fd, [buf]):
+        yield view[:n]
