@@ -166,7 +166,12 @@ def _ingest_all(
         outcomes.append(outcome)
         if wipe and outcome.may_wipe:
             try:
-                volume.unlink_if_unchanged(item.rel_parts, outcome.seen)
+                volume.unlink_if_unchanged(
+                    item.rel_parts,
+                    outcome.seen,
+                    outcome.recording.sha256,
+                    service.config.ingest.buffer_size,
+                )
             except SourceError as exc:
                 log.warning("ingest.file.wipe_failed", path=item.display, reason=str(exc))
                 wipe_failed.append(Failure(item.display, str(exc)))

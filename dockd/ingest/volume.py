@@ -11,13 +11,15 @@ refused rather than blocking or being read.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockd.chunks import read_chunks
 from dockd.errors import SourceError, VolumeGoneError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -119,14 +121,19 @@ class Volume:
         except OSError as exc:
             raise _source_error(where, "cannot stat", exc) from None
 
-    def unlink_if_unchanged(self, rel_parts: tuple[bytes, ...], seen: FileIdentity) -> None:
-        """Delete the file only if it still has the size and mtime it had when copied.
+    def unlink_if_unchanged(
+        self, rel_parts: tuple[bytes, ...], seen: FileIdentity, sha256: str, buffer_size: int
+    ) -> None:
+        """Delete the file only if it is still what was copied (hash `sha256`).
 
-        The inode number is not compared: FAT drivers and FUSE renumber a
-        file's inode once it is no longer open. Raises SourceError (and
-        deletes nothing) if it changed or vanished.
+        Size and mtime must match. FAT drivers and FUSE renumber an inode
+        once nothing holds the file, so a new inode number alone does not
+        prove a change, but FAT times have 2-second steps: when the inode
+        differs, the file is re-hashed and deleted only if it matches.
+        Raises SourceError (and deletes nothing) if it changed or vanished.
         """
         where = display_path(rel_parts)
+        changed = SourceError(f"{where}: changed since it was copied; not deleted")
         try:
             with self.directory(rel_parts[:-1]) as dir_fd:
                 st = os.stat(rel_parts[-1], dir_fd=dir_fd, follow_symlinks=False)
@@ -135,11 +142,32 @@ class Volume:
                     seen.size,
                     seen.mtime_ns,
                 ):
-                    raise SourceError(f"{where}: changed since it was copied; not deleted")
+                    raise changed
+                if now.ino != seen.ino and _hash_at(dir_fd, rel_parts[-1], buffer_size) != (
+                    sha256,
+                    now,
+                ):
+                    raise changed
                 os.unlink(rel_parts[-1], dir_fd=dir_fd)
                 _fsync_dir(dir_fd)
         except OSError as exc:
             raise _source_error(where, "cannot delete", exc) from None
+
+
+def _hash_at(dir_fd: int, name: bytes, buffer_size: int) -> tuple[str, FileIdentity]:
+    """SHA-256 of the regular file `name` in `dir_fd`, and its identity after reading."""
+    digest = hashlib.sha256()
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "", FileIdentity(-1, -1, -1)
+        with closing(read_chunks(fd, buffer_size, os.fstat(fd).st_size)) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+        after = FileIdentity.of(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), after
 
 
 def _fsync_dir(dir_fd: int) -> None:

@@ -187,3 +187,33 @@ def test_scanner_finds_exactly_the_regular_media_files(
             expected.add(rel)
     files, _ = scanned(cam)
     assert set(files) == expected
+
+
+def _replace_keeping_stamp(path: Path, data: bytes, like: os.stat_result) -> None:
+    """A new inode at `path` with the old size and mtime (FAT times have 2 s steps)."""
+    tmp = path.with_name("new")
+    tmp.write_bytes(data)
+    os.utime(tmp, ns=(like.st_atime_ns, like.st_mtime_ns))
+    os.rename(tmp, path)
+
+
+def test_wipe_refuses_a_rewritten_file_with_the_same_size_and_mtime(tmp_path: Path) -> None:
+    """Invariant 1: a new inode is re-hashed before deletion; other bytes are kept."""
+    import hashlib
+
+    from dockd.ingest.volume import FileIdentity
+
+    path = put(tmp_path, "DCIM/a.mp4", b"original")
+    st = path.stat()
+    sha = hashlib.sha256(b"original").hexdigest()
+    _replace_keeping_stamp(path, b"REWRITE!", st)
+    with (
+        Volume(tmp_path) as volume,
+        pytest.raises(SourceError, match="changed since it was copied"),
+    ):
+        volume.unlink_if_unchanged((b"DCIM", b"a.mp4"), FileIdentity.of(st), sha, 4096)
+    assert path.read_bytes() == b"REWRITE!"
+    _replace_keeping_stamp(path, b"original", st)  # renumbered inode, same bytes
+    with Volume(tmp_path) as volume:
+        volume.unlink_if_unchanged((b"DCIM", b"a.mp4"), FileIdentity.of(st), sha, 4096)
+    assert not path.exists()
