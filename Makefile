@@ -6,7 +6,7 @@ VENV      ?= .venv
 PYTHON    ?= python3
 BIN       := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip ffmpeg fuse3 fusefat mtools dosfstools \
-                exfatprogs exfat-fuse util-linux tzdata
+                exfatprogs exfat-fuse util-linux tzdata strace
 CHECKED   := dockd tests bench
 
 .PHONY: all setup apt venv demo test lint typecheck unit bench clean

@@ -24,6 +24,7 @@ import sqlite_utils
 
 from dockd.errors import CatalogError
 from dockd.integrity.chain import GENESIS, LogEntry, StoredEntry, entry_hash
+from dockd.integrity.merkle import appended_nodes, leaf_hash
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -91,8 +92,58 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """The Merkle tree over the log, checkpoints and signing keys."""
+    db.executescript(
+        """
+        CREATE TABLE merkle_nodes (
+            level INTEGER NOT NULL,
+            idx   INTEGER NOT NULL,
+            hash  BLOB NOT NULL,
+            PRIMARY KEY (level, idx)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
+        BEGIN SELECT RAISE(ABORT, 'Merkle nodes are write-once'); END;
+        CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes
+        BEGIN SELECT RAISE(ABORT, 'Merkle nodes are write-once'); END;
+
+        CREATE TABLE checkpoints (
+            id         INTEGER PRIMARY KEY,
+            size       INTEGER NOT NULL,
+            root       BLOB NOT NULL,
+            note       TEXT NOT NULL,
+            key_id     TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are kept as signed'); END;
+        CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are kept as signed'); END;
+
+        CREATE TABLE signing_keys (
+            key_id     TEXT PRIMARY KEY,
+            vkey       TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            retired_at TEXT,
+            log_seq    INTEGER NOT NULL
+        );
+        """
+    )
+    # Catalogs from schema 1 already hold entries: give them their leaves.
+    nodes: dict[tuple[int, int], bytes] = {}
+    for size, (raw,) in enumerate(db.execute("SELECT entry FROM log ORDER BY seq")):
+        for level, idx, digest in appended_nodes(
+            size, leaf_hash(bytes(raw)), lambda lv, ix: nodes[(lv, ix)]
+        ):
+            nodes[(level, idx)] = digest
+    db.conn.executemany(
+        "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
+        [(lv, ix, h) for (lv, ix), h in nodes.items()],
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_1, _migrate_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -184,17 +235,56 @@ class Catalog:
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def append(self, entry: LogEntry) -> None:
-        """Append an entry built on `head()`; call inside `transaction()`."""
+        """Append an entry built on `head()` and its Merkle leaf; call inside `transaction()`.
+
+        Leaf number seq - 1; the nodes it completes are stored with it, so
+        roots and proofs never re-hash the entries (O(log n) per append).
+        """
         raw = entry.to_bytes()
-        self.db.table("log").insert(
-            {
-                "seq": entry.seq,
-                "time": entry.time,
-                "kind": entry.kind,
-                "entry": raw,
-                "hash": entry_hash(raw),
-            }
+        self.db.execute(
+            "INSERT INTO log (seq, time, kind, entry, hash) VALUES (?, ?, ?, ?, ?)",
+            [entry.seq, entry.time, entry.kind, raw, entry_hash(raw)],
         )
+        self.db.conn.executemany(
+            "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
+            appended_nodes(entry.seq - 1, leaf_hash(raw), self.node),
+        )
+
+    def node(self, level: int, idx: int) -> bytes:
+        """The hash of a perfect subtree (merkle.NodeReader)."""
+        row = self.db.execute(
+            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", [level, idx]
+        ).fetchone()
+        if row is None:
+            raise CatalogError(f"Merkle node ({level}, {idx}) is missing from the catalog")
+        return bytes(row[0])
+
+    def stored_nodes(self) -> dict[tuple[int, int], bytes]:
+        return {
+            (int(lv), int(ix)): bytes(h)
+            for lv, ix, h in self.db.execute("SELECT level, idx, hash FROM merkle_nodes")
+        }
+
+    # -- checkpoints and keys ----------------------------------------------------
+
+    def insert_checkpoint(self, values: dict[str, Any]) -> None:
+        self.db.table("checkpoints").insert(values)
+
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        rows = list(self.db["checkpoints"].rows_where(order_by="id desc", limit=1))
+        return rows[0] if rows else None
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return list(self.db["checkpoints"].rows_where(order_by="id"))
+
+    def insert_key(self, values: dict[str, Any]) -> None:
+        self.db.table("signing_keys").insert(values)
+
+    def retire_key(self, key_id: str, when: str) -> None:
+        self.db.table("signing_keys").update(key_id, {"retired_at": when})
+
+    def signing_keys(self) -> list[dict[str, Any]]:
+        return list(self.db["signing_keys"].rows_where(order_by="created_at"))
 
     def log_rows(self) -> Iterator[StoredEntry]:
         for seq, raw, digest in self.db.execute("SELECT seq, entry, hash FROM log ORDER BY rowid"):

@@ -252,6 +252,11 @@ def _print_verify(report: VerifyReport) -> None:
         f"log entries {report.entries}, recordings {report.recordings}, "
         f"store files {report.objects} ({report.bytes_hashed:,} bytes re-hashed)"
     )
+    for sha in report.orphans:
+        out.print(
+            f"note: store object {sha} is intact but not yet in the catalog "
+            "(left by an interrupted docking; the next docking of its camera adopts it)"
+        )
     if report.ok:
         out.print("verify: OK, everything intact")
         return
@@ -277,6 +282,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
                     "objects": report.objects,
                     "bytes_hashed": report.bytes_hashed,
                     "problems": [p.as_dict() for p in report.problems],
+                    "orphans": list(report.orphans),
                 },
                 sort_keys=True,
             )

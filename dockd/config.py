@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dockd.errors import ConfigError
+from dockd.integrity.note import NoteError, VerifierKey
 
 DEFAULT_CONFIG_PATH = Path("/etc/dockd/dockd.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/dockd")
@@ -73,6 +74,17 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True)
+class IntegrityConfig:
+    # Log origin and key name; empty means "dockd/<host id>".
+    origin: str = ""
+    # Signing key file; empty means STATE_DIR/keys/checkpoint.key.
+    key_path: str = ""
+    # Verifier keys (`name+id+key`) that checkpoints must be signed by; empty:
+    # trust the keys the log itself introduced.
+    trusted_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "keyvalue"
@@ -83,6 +95,7 @@ class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
     profiles: ProfileConfig = field(default_factory=ProfileConfig)
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
@@ -92,6 +105,7 @@ class Config:
 _SECTIONS: dict[str, type[Any]] = {
     "ingest": IngestConfig,
     "profiles": ProfileConfig,
+    "integrity": IntegrityConfig,
     "log": LogConfig,
 }
 
@@ -177,6 +191,14 @@ def _validate(config: Config) -> Config:
                 f"profiles.name_patterns[{i}]: needs at least one of the groups "
                 "device, officer, time"
             )
+    origin = config.integrity.origin
+    if origin and any(c.isspace() or c == "+" for c in origin):
+        raise ConfigError("integrity.origin: must not contain spaces or '+'")
+    for i, text in enumerate(config.integrity.trusted_keys):
+        try:
+            VerifierKey.from_text(text)
+        except NoteError as exc:
+            raise ConfigError(f"integrity.trusted_keys[{i}]: {exc}") from None
     if config.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level: must be one of debug, info, warning, error")
     if config.log.format not in ("keyvalue", "json"):

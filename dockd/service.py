@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dockd.catalog import Catalog, Recording
 from dockd.clock import Clock, SystemClock, isoformat_utc
@@ -33,7 +35,18 @@ from dockd.ingest.probe import MediaInfo, probe
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.timing import resolve_times
 from dockd.ingest.volume import FileIdentity, Volume
-from dockd.integrity.chain import LogEntry, Problem, check_chain, next_entry
+from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain, next_entry
+from dockd.integrity.checkpoint import Checkpoint, CheckpointError
+from dockd.integrity.keys import host_id, load_or_create
+from dockd.integrity.merkle import (
+    appended_nodes,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_hash,
+    verify_consistency,
+)
+from dockd.integrity.note import NoteError, VerifierKey, open_note, sign
 from dockd.retention.compliance import is_late, offload_deadline
 from dockd.store import Store, hash_file, is_read_only, is_sha256_hex
 
@@ -48,6 +61,14 @@ FLAG_LATE = "late"
 
 class StateBusyError(DockdError):
     exit_code = 4
+
+
+class IntegrityError(DockdError):
+    """The log is not what an earlier checkpoint signed."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,8 @@ class VerifyReport:
     objects: int
     bytes_hashed: int
     problems: tuple[Problem, ...] = field(default=())
+    # Intact objects no row refers to yet: left by a crash, adopted next docking.
+    orphans: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -123,8 +146,11 @@ class Service:
             self._lock(lock_wait_s)
         self.store = Store(self.state_dir / "store", config.ingest.min_free_bytes)
         self.catalog = Catalog(self.state_dir / "catalog.sqlite")
+        self.origin = config.integrity.origin or f"dockd/{host_id()}"
+        self._signer: tuple[Ed25519PrivateKey, VerifierKey] | None = None
         if write:
             self.recover()
+            self._signer = self._load_signing_key()
 
     def _lock(self, wait_s: float) -> None:
         self._lock_fd = os.open(
@@ -190,6 +216,157 @@ class Service:
                 "recovery.session_interrupted", session=row["id"], serial=row["device_serial"]
             )
 
+    # -- keys and checkpoints ------------------------------------------------------
+
+    def _key_path(self) -> Path:
+        configured = self.config.integrity.key_path
+        return Path(configured) if configured else self.state_dir / "keys" / "checkpoint.key"
+
+    def _load_signing_key(self) -> tuple[Ed25519PrivateKey, VerifierKey]:
+        """The signing key, created on first start; its public key goes into the log."""
+        key, _ = load_or_create(self._key_path())
+        vkey = VerifierKey.of(self.origin, key)
+        key_id = f"{vkey.key_id:08x}"
+        if key_id not in {row["key_id"] for row in self.catalog.signing_keys()}:
+            now = self.clock.now()
+            with self.catalog.transaction():
+                entry = self._log(
+                    "key.created",
+                    {"key_id": key_id, "vkey": vkey.to_text(), "origin": self.origin},
+                    now,
+                )
+                self.catalog.insert_key(
+                    {
+                        "key_id": key_id,
+                        "vkey": vkey.to_text(),
+                        "created_at": isoformat_utc(now),
+                        "log_seq": entry.seq,
+                    }
+                )
+            log.info("key.created", key_id=key_id, vkey=vkey.to_text())
+        return key, vkey
+
+    def rotate_key(self) -> VerifierKey:
+        """Replace the signing key; the old public key stays trusted for old checkpoints."""
+        if self._signer is None:
+            raise DockdError("key rotation needs a writing service")
+        old = self._signer[1]
+        path = self._key_path()
+        os.rename(path, path.with_name(f"{path.name}.retired-{old.key_id:08x}"))
+        key, _ = load_or_create(path)
+        vkey = VerifierKey.of(self.origin, key)
+        now = self.clock.now()
+        with self.catalog.transaction():
+            entry = self._log(
+                "key.rotated",
+                {
+                    "old_key_id": f"{old.key_id:08x}",
+                    "key_id": f"{vkey.key_id:08x}",
+                    "vkey": vkey.to_text(),
+                    "origin": self.origin,
+                },
+                now,
+            )
+            self.catalog.retire_key(f"{old.key_id:08x}", isoformat_utc(now))
+            self.catalog.insert_key(
+                {
+                    "key_id": f"{vkey.key_id:08x}",
+                    "vkey": vkey.to_text(),
+                    "created_at": isoformat_utc(now),
+                    "log_seq": entry.seq,
+                }
+            )
+        self._signer = (key, vkey)
+        log.info("key.rotated", old_key_id=f"{old.key_id:08x}", key_id=f"{vkey.key_id:08x}")
+        self.checkpoint()
+        return vkey
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the log as it is now and keep it; return the signed note.
+
+        Before it is stored, the new tree is proven consistent with the last
+        checkpoint (append-only since then); if that fails, nothing is
+        signed and an IntegrityError is raised.
+        """
+        if self._signer is None:
+            raise DockdError("signing a checkpoint needs a writing service")
+        key, vkey = self._signer
+        size, _ = self.catalog.head()
+        root = root_hash(self.catalog.node, size)
+        previous = self.catalog.last_checkpoint()
+        if previous is not None:
+            old_size, old_root = int(previous["size"]), bytes(previous["root"])
+            if (old_size, old_root) == (size, root) and previous["key_id"] == f"{vkey.key_id:08x}":
+                return str(previous["note"])
+            proof = consistency_proof(self.catalog.node, old_size, size) if old_size <= size else []
+            if not verify_consistency(old_size, size, old_root, root, proof):
+                log.error("checkpoint.inconsistent", old_size=old_size, size=size)
+                raise IntegrityError(
+                    f"the log of size {size} is not an extension of checkpoint {previous['id']} "
+                    f"(size {old_size}); refusing to sign. Run `dockd verify`."
+                )
+        note = sign(Checkpoint(self.origin, size, root).to_text(), self.origin, key)
+        now = self.clock.now()
+        with self.catalog.transaction():
+            self.catalog.insert_checkpoint(
+                {
+                    "size": size,
+                    "root": root,
+                    "note": note,
+                    "key_id": f"{vkey.key_id:08x}",
+                    "created_at": isoformat_utc(now),
+                }
+            )
+        log.info("checkpoint.signed", size=size, root=base64.b64encode(root).decode())
+        return note
+
+    def trusted_keys(self) -> list[VerifierKey]:
+        """Configured pins if any, else every key the catalog recorded."""
+        pinned = self.config.integrity.trusted_keys
+        texts = pinned or tuple(row["vkey"] for row in self.catalog.signing_keys())
+        return [VerifierKey.from_text(t) for t in texts]
+
+    def _covering_checkpoint(self, size: int) -> dict[str, Any]:
+        for row in reversed(self.catalog.checkpoints()):
+            if int(row["size"]) >= size:
+                return dict(row)
+        raise DockdError(f"no checkpoint covers log entry {size} yet; run `dockd checkpoint`")
+
+    def inclusion(self, recording_id: int) -> dict[str, Any]:
+        """Everything an outsider needs to check that a recording's entry is in the log."""
+        recording = self.catalog.recording(recording_id)
+        if recording is None:
+            raise DockdError(f"no recording {recording_id}")
+        raw = self.catalog.log_entry(recording.log_seq) or b""
+        checkpoint = self._covering_checkpoint(recording.log_seq)
+        index, size = recording.log_seq - 1, int(checkpoint["size"])
+        return {
+            "recording": recording_id,
+            "entry": raw.decode("utf-8"),
+            "leaf_index": index,
+            "leaf_hash": _b64(leaf_hash(raw)),
+            "tree_size": size,
+            "inclusion_path": [_b64(h) for h in inclusion_proof(self.catalog.node, index, size)],
+            "checkpoint": checkpoint["note"],
+            "keys": [k.to_text() for k in self.trusted_keys()],
+        }
+
+    def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+        size, _ = self.catalog.head()
+        new = size if new_size is None else new_size
+        if not 0 <= old_size <= new <= size:
+            raise DockdError(f"sizes must satisfy 0 <= {old_size} <= {new} <= {size} (log size)")
+        return {
+            "old_size": old_size,
+            "new_size": new,
+            "old_root": _b64(root_hash(self.catalog.node, old_size)),
+            "new_root": _b64(root_hash(self.catalog.node, new)),
+            "consistency_path": [
+                _b64(h) for h in consistency_proof(self.catalog.node, old_size, new)
+            ],
+            "keys": [k.to_text() for k in self.trusted_keys()],
+        }
+
     # -- sessions ----------------------------------------------------------------
 
     def begin_session(
@@ -239,6 +416,7 @@ class Service:
             )
             self._log("session.ended", {"session": session.id, "state": state, **summary}, now)
         log.info("session.done", session=session.id, serial=session.serial, state=state, **summary)
+        self.checkpoint()
 
     # -- ingest ----------------------------------------------------------------------
 
@@ -449,6 +627,86 @@ class Service:
 
     # -- verification ------------------------------------------------------------
 
+    def _check_tree(self, rows: list[StoredEntry]) -> list[Problem]:
+        """Recompute every leaf and node; check every checkpoint against the recomputed tree.
+
+        A checkpoint is a signed root: any entry changed, removed, inserted or
+        moved before its size changes the recomputed root at that size,
+        whatever else an attacker rewrote in the catalog.
+        """
+        problems: list[Problem] = []
+        nodes: dict[tuple[int, int], bytes] = {}
+        for size, row in enumerate(rows):
+            for level, idx, digest in appended_nodes(
+                size, leaf_hash(row.raw), lambda lv, ix: nodes[(lv, ix)]
+            ):
+                nodes[(level, idx)] = digest
+        stored = self.catalog.stored_nodes()
+        changed = sorted(k for k in nodes.keys() & stored.keys() if nodes[k] != stored[k])
+        missing = sorted(nodes.keys() - stored.keys())
+        extra = sorted(stored.keys() - nodes.keys())
+        for kind, keys in (
+            ("merkle_node_changed", changed),
+            ("merkle_node_missing", missing),
+            ("merkle_node_extra", extra),
+        ):
+            if keys:
+                listed = ", ".join(f"({lv},{ix})" for lv, ix in keys[:5])
+                more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+                problems.append(
+                    Problem(kind, f"Merkle nodes {listed}{more}", "stored tree differs")
+                )
+        size = len(rows)
+        logged = _logged_keys(rows)
+        for key_row in self.catalog.signing_keys():
+            if logged.get(key_row["key_id"]) != key_row["vkey"]:
+                problems.append(
+                    Problem(
+                        "signing_key_unlogged",
+                        f"signing key {key_row['key_id']}",
+                        "no log entry introduced this key",
+                    )
+                )
+        pinned = self.config.integrity.trusted_keys
+        trusted: list[VerifierKey] = []
+        for text in pinned or tuple(logged.values()):
+            try:
+                trusted.append(VerifierKey.from_text(text))
+            except NoteError as exc:
+                problems.append(Problem("signing_key_malformed", f"key {text!r}", str(exc)))
+        for cp in self.catalog.checkpoints():
+            where = f"checkpoint {cp['id']}"
+            try:
+                body = Checkpoint.from_text(open_note(str(cp["note"]), trusted).text)
+            except (NoteError, CheckpointError) as exc:
+                problems.append(Problem("checkpoint_untrusted", where, str(exc)))
+                continue
+            if body.size > size:
+                problems.append(
+                    Problem(
+                        "checkpoint_ahead_of_log",
+                        where,
+                        f"signed size {body.size}, the log has {size} entries "
+                        "(entries were removed)",
+                    )
+                )
+            elif body.root != root_hash(lambda lv, ix: nodes[(lv, ix)], body.size):
+                problems.append(
+                    Problem(
+                        "checkpoint_inconsistent",
+                        where,
+                        f"the first {body.size} entries no longer hash to its root",
+                    )
+                )
+            if body.origin != self.origin or (int(cp["size"]), bytes(cp["root"])) != (
+                body.size,
+                body.root,
+            ):
+                problems.append(
+                    Problem("checkpoint_row_changed", where, "the row differs from its signed note")
+                )
+        return problems
+
     def verify(self, on_bytes: Callable[[int], None] | None = None) -> VerifyReport:
         """Re-walk the hash chain, cross-check rows with entries, re-hash the store."""
         rows = list(self.catalog.log_rows())
@@ -457,19 +715,30 @@ class Service:
         recordings = self.catalog.recordings()
         problems += _check_rows_against_log(recordings, entries)
         problems += _check_sessions_against_log(self.catalog.sessions(), entries)
+        problems += self._check_tree(rows)
         referenced = {r.sha256 for r in recordings}
         seen: set[str] = set()
         hashed = 0
         objects = 0
+        orphans: list[str] = []
         for name, path in self.store.iter_objects():
             where = f"store file {path.relative_to(self.store.root)}"
             expected = (
                 self.store.root / self.store.relative_path(name) if is_sha256_hex(name) else None
             )
-            if expected != path or name not in referenced:
-                problems.append(
-                    Problem("store_file_extra", where, "no recording refers to this file")
-                )
+            if expected != path:
+                problems.append(Problem("store_file_extra", where, "not a store object name"))
+                continue
+            if name not in referenced:
+                # A crash between rename and commit leaves such an object; the
+                # next docking of its camera adopts it (DESIGN §4a). Intact, it
+                # is listed; otherwise it is a problem.
+                if hash_file(path, self.config.ingest.buffer_size)[0] == name:
+                    orphans.append(name)
+                else:
+                    problems.append(
+                        Problem("store_file_extra", where, "no recording refers to this file")
+                    )
                 continue
             objects += 1
             seen.add(name)
@@ -494,21 +763,36 @@ class Service:
                     f"recording {ids}",
                 )
             )
-        return VerifyReport(len(rows), len(recordings), objects, hashed, tuple(problems))
+        return VerifyReport(
+            len(rows), len(recordings), objects, hashed, tuple(problems), tuple(orphans)
+        )
+
+
+def _logged_keys(rows: list[StoredEntry]) -> dict[str, str]:
+    """key_id -> vkey of every signing key the log itself introduced."""
+    keys: dict[str, str] = {}
+    for row in rows:
+        try:
+            entry = LogEntry.from_bytes(row.raw)
+        except DockdError:
+            continue
+        if entry.kind in ("key.created", "key.rotated"):
+            keys[str(entry.data.get("key_id"))] = str(entry.data.get("vkey"))
+    return keys
 
 
 def _check_rows_against_log(
     recordings: list[Recording], entries: dict[int, bytes]
 ) -> list[Problem]:
     problems: list[Problem] = []
-    logged: dict[int, int] = {}
+    logged: dict[int, list[int]] = {}
     for seq, raw in entries.items():
         try:
             entry = LogEntry.from_bytes(raw)
         except DockdError:
             continue  # reported by check_chain
         if entry.kind == "recording.ingested" and isinstance(entry.data.get("recording"), int):
-            logged[entry.data["recording"]] = seq
+            logged.setdefault(entry.data["recording"], []).append(seq)
     for rec in recordings:
         where = f"recording {rec.id}"
         logged_raw = entries.get(rec.log_seq)
@@ -540,16 +824,27 @@ def _check_rows_against_log(
                     f"differs from log entry {rec.log_seq} in {', '.join(changed)}",
                 )
             )
-    known = {r.id for r in recordings}
-    for recording_id, seq in sorted(logged.items()):
-        if recording_id not in known:
+    own_entry = {r.id: r.log_seq for r in recordings}
+    for recording_id, seqs in sorted(logged.items()):
+        if recording_id not in own_entry:
             problems.append(
                 Problem(
                     "catalog_row_missing",
                     f"recording {recording_id}",
-                    f"logged in entry {seq} but not in the catalog",
+                    f"logged in entry {', '.join(map(str, seqs))} but not in the catalog",
                 )
             )
+            continue
+        for seq in seqs:
+            if seq != own_entry[recording_id]:
+                problems.append(
+                    Problem(
+                        "log_entry_unmatched",
+                        f"log entry {seq}",
+                        f"records an ingest of recording {recording_id}, whose row refers "
+                        f"to entry {own_entry[recording_id]}",
+                    )
+                )
     return problems
 
 

@@ -215,3 +215,30 @@ def test_changed_catalog_row_is_found(env: dict[str, Path], clip_bank: list[Path
         and "recorded_start" in p["detail"]
         for p in problems
     )
+
+
+def test_forged_second_ingest_entry_is_found(env: dict[str, Path], clip_bank: list[Path]) -> None:
+    """Invariant 3: a well-chained extra entry (with its Merkle nodes) claiming another
+    ingest of an existing recording is reported, although nothing was rewritten."""
+    from datetime import UTC, datetime
+
+    from dockd.catalog import Catalog
+    from dockd.integrity.chain import next_entry
+
+    _tamper_setup(env, clip_bank)
+    cat = Catalog(env["state"] / "catalog.sqlite")
+    seq, digest = cat.head()
+    forged = next_entry(
+        seq, digest, datetime.now(UTC), "recording.ingested", {"recording": 1, "sha256": "0" * 64}
+    )
+    with cat.transaction():
+        cat.append(forged)
+    cat.close()
+    problems = _verify_problems(env)
+    assert problems == [
+        {
+            "kind": "log_entry_unmatched",
+            "where": f"log entry {forged.seq}",
+            "detail": "records an ingest of recording 1, whose row refers to entry 3",
+        }
+    ]
