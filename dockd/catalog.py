@@ -245,10 +245,16 @@ class Catalog:
             "INSERT INTO log (seq, time, kind, entry, hash) VALUES (?, ?, ?, ?, ?)",
             [entry.seq, entry.time, entry.kind, raw, entry_hash(raw)],
         )
-        self.db.conn.executemany(
-            "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
-            appended_nodes(entry.seq - 1, leaf_hash(raw), self.node),
-        )
+        try:
+            self.db.conn.executemany(
+                "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                appended_nodes(entry.seq - 1, leaf_hash(raw), self.node),
+            )
+        except sqlite3.IntegrityError:
+            raise CatalogError(
+                f"{self.path}: the Merkle tree already holds nodes past the log's end "
+                "(the catalog was altered); nothing was written. Run `dockd verify`."
+            ) from None
 
     def node(self, level: int, idx: int) -> bytes:
         """The hash of a perfect subtree (merkle.NodeReader)."""
@@ -288,11 +294,16 @@ class Catalog:
 
     def log_rows(self) -> Iterator[StoredEntry]:
         for seq, raw, digest in self.db.execute("SELECT seq, entry, hash FROM log ORDER BY rowid"):
-            yield StoredEntry(int(seq), bytes(raw), str(digest))
+            # A tampered row may hold TEXT where a BLOB belongs; verify must still read it.
+            yield StoredEntry(
+                int(seq), raw.encode() if isinstance(raw, str) else bytes(raw), str(digest)
+            )
 
     def log_entry(self, seq: int) -> bytes | None:
         row = self.db.execute("SELECT entry FROM log WHERE seq = ?", [seq]).fetchone()
-        return bytes(row[0]) if row else None
+        if row is None:
+            return None
+        return row[0].encode() if isinstance(row[0], str) else bytes(row[0])
 
     # -- sessions ---------------------------------------------------------------
 

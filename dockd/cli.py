@@ -293,6 +293,80 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def checkpoint(ctx: click.Context, as_json: bool) -> None:
+    """Sign and print a checkpoint of the log (C2SP tlog-checkpoint in a signed note)."""
+    with _service(ctx, write=True) as service:
+        note = service.checkpoint()
+        keys = [k.to_text() for k in service.trusted_keys()]
+    if as_json:
+        click.echo(json.dumps({"checkpoint": note, "keys": keys}, sort_keys=True))
+    else:
+        click.echo(note, nl=False)
+
+
+@cli.group()
+def proof() -> None:
+    """Inclusion and consistency proofs (RFC 9162) for outside checking."""
+
+
+@proof.command("inclusion")
+@click.argument("recording_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def proof_inclusion(ctx: click.Context, recording_id: int, as_json: bool) -> None:
+    """Prove that RECORDING_ID's log entry is in the signed log."""
+    with _service(ctx.find_root(), write=False) as service:
+        data = service.inclusion(recording_id)
+    _print_proof(data, as_json)
+
+
+@proof.command("consistency")
+@click.argument("old_size", type=int)
+@click.argument("new_size", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def proof_consistency(
+    ctx: click.Context, old_size: int, new_size: int | None, as_json: bool
+) -> None:
+    """Prove that the log of NEW_SIZE entries (default: now) extends the one of OLD_SIZE."""
+    with _service(ctx.find_root(), write=False) as service:
+        data = service.consistency(old_size, new_size)
+    _print_proof(data, as_json)
+
+
+def _print_proof(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            out.print(f"{key}:", markup=False)
+            for item in value:
+                out.print(f"  {item}", markup=False)
+        elif isinstance(value, str) and "\n" in value:
+            out.print(f"{key}:", markup=False)
+            out.print("  " + value.rstrip("\n").replace("\n", "\n  "), markup=False)
+        else:
+            out.print(f"{key}: {value}", markup=False)
+
+
+@cli.group()
+def key() -> None:
+    """The checkpoint signing key."""
+
+
+@key.command("rotate")
+@click.pass_context
+def key_rotate(ctx: click.Context) -> None:
+    """Replace the signing key; old checkpoints stay verifiable (a logged event)."""
+    with _service(ctx.find_root(), write=True) as service:
+        vkey = service.rotate_key()
+    click.echo(vkey.to_text())
+
+
+@cli.command()
 @click.option("--clips", default=3, show_default=True, help="How many real clips to make.")
 @click.pass_context
 def demo(ctx: click.Context, clips: int) -> None:
