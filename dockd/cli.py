@@ -352,6 +352,27 @@ def _print_proof(data: dict[str, Any], as_json: bool) -> None:
             out.print(f"{key}: {value}", markup=False)
 
 
+@cli.group("log")
+def log_group() -> None:
+    """The evidence log."""
+
+
+@log_group.command("export")
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--from", "first", type=int, default=1, show_default=True, help="First entry.")
+@click.option("--to", "last", type=int, default=None, help="Last entry (default: the newest).")
+@click.pass_context
+def log_export(ctx: click.Context, out: Path, first: int, last: int | None) -> None:
+    """Write entries, proofs, checkpoint and keys to OUT for offline checking."""
+    with _service(ctx.find_root(), write=False) as service:
+        result = service.export_log(out, first, last)
+    click.echo(
+        f"exported entries {result['from']}..{result['to']} (tree size "
+        f"{result['tree_size']}) to {result['out']}; check with: "
+        f"python -m dockd.integrity.offline {result['out']}"
+    )
+
+
 @cli.group()
 def key() -> None:
     """The checkpoint signing key."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import json
 import os
 import time
 from collections.abc import Callable
@@ -65,6 +66,22 @@ class StateBusyError(DockdError):
 
 class IntegrityError(DockdError):
     """The log is not what an earlier checkpoint signed."""
+
+
+EXPORT_README = """dockd evidence log export: entries {first} to {last} of a log of {size}
+
+entries.jsonl   the log entries, one canonical JSON object per line
+checkpoint.txt  the signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)
+keys.txt        the public keys that sign checkpoints (name+id+key)
+proofs.json     one RFC 9162 inclusion proof per entry, against the checkpoint
+
+To check it on any machine with Python 3.11 and the `cryptography` package:
+
+    python -m dockd.integrity.offline THIS_FOLDER --key <key from an independent copy>
+
+A recording's entry names its SHA-256: `sha256sum` of the evidence file must
+print the same value.
+"""
 
 
 def _b64(data: bytes) -> str:
@@ -366,6 +383,39 @@ class Service:
             ],
             "keys": [k.to_text() for k in self.trusted_keys()],
         }
+
+    def export_log(self, out: Path, first: int = 1, last: int | None = None) -> dict[str, Any]:
+        """Write entries first..last, their inclusion proofs, the covering checkpoint
+        and the public keys to `out` (see integrity/offline.py for the checks)."""
+        size, _ = self.catalog.head()
+        last = size if last is None else last
+        if not 1 <= first <= last <= size:
+            raise DockdError(f"entries must satisfy 1 <= {first} <= {last} <= {size} (log size)")
+        checkpoint = self._covering_checkpoint(last)
+        tree_size = int(checkpoint["size"])
+        out.mkdir(parents=True, exist_ok=True)
+        entries: list[bytes] = []
+        paths: list[list[str]] = []
+        for seq in range(first, last + 1):
+            raw = self.catalog.log_entry(seq) or b""
+            entries.append(raw)
+            paths.append([_b64(h) for h in inclusion_proof(self.catalog.node, seq - 1, tree_size)])
+        prev = LogEntry.from_bytes(entries[0]).prev
+        (out / "entries.jsonl").write_bytes(b"".join(e + b"\n" for e in entries))
+        (out / "checkpoint.txt").write_text(str(checkpoint["note"]), "utf-8")
+        (out / "keys.txt").write_text("".join(k.to_text() + "\n" for k in self.trusted_keys()))
+        proofs = {
+            "from": first,
+            "to": last,
+            "tree_size": tree_size,
+            "prev_of_first": prev,
+            "inclusion": paths,
+        }
+        (out / "proofs.json").write_text(json.dumps(proofs, indent=1), "utf-8")
+        (out / "README.txt").write_text(
+            EXPORT_README.format(first=first, last=last, size=tree_size), "utf-8"
+        )
+        return {"out": str(out), "from": first, "to": last, "tree_size": tree_size}
 
     # -- sessions ----------------------------------------------------------------
 
