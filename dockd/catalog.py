@@ -142,8 +142,25 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """When each store object was last re-hashed by a fixity audit."""
+    db.executescript(
+        """
+        CREATE TABLE fixity (
+            sha256          TEXT PRIMARY KEY,
+            last_checked_at TEXT NOT NULL,
+            last_ok         INTEGER NOT NULL
+        );
+        """
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_1, _migrate_2)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -358,6 +375,21 @@ class Catalog:
             )
         )
         return Recording.from_row(rows[0]) if rows else None
+
+    def audit_queue(self, limit: int) -> list[tuple[str, str | None]]:
+        """Store objects, never-checked first, then the longest unchecked: (sha256, last check)."""
+        rows = self.db.execute(
+            "SELECT r.sha256, f.last_checked_at FROM (SELECT DISTINCT sha256 FROM recordings) r "
+            "LEFT JOIN fixity f ON f.sha256 = r.sha256 "
+            "ORDER BY f.last_checked_at IS NOT NULL, f.last_checked_at, r.sha256 LIMIT ?",
+            [limit],
+        )
+        return [(str(sha), None if when is None else str(when)) for sha, when in rows]
+
+    def record_fixity(self, sha256: str, when: str, ok: bool) -> None:
+        self.db.table("fixity").upsert(
+            {"sha256": sha256, "last_checked_at": when, "last_ok": ok}, pk="sha256"
+        )
 
     def referenced_objects(self) -> set[str]:
         return {str(r[0]) for r in self.db.execute("SELECT DISTINCT sha256 FROM recordings")}

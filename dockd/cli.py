@@ -36,7 +36,7 @@ from dockd.service import Service, VerifyReport
 EXIT_CODES = """\b
 Exit codes:
   0  success (ingest: everything ingested; verify: all intact)
-  1  verify found problems
+  1  verify or audit found problems
   2  usage or configuration error
   3  ingest: ingested, but some files are flagged
   4  ingest: something could not be ingested (it stays on the camera)
@@ -350,6 +350,46 @@ def _print_proof(data: dict[str, Any], as_json: bool) -> None:
             out.print("  " + value.rstrip("\n").replace("\n", "\n  "), markup=False)
         else:
             out.print(f"{key}: {value}", markup=False)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option(
+    "--fraction",
+    type=float,
+    default=None,
+    help="Share of the store to re-hash (default 1/integrity.audit_period_days).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def audit(ctx: click.Context, fraction: float | None, as_json: bool) -> None:
+    """Fixity audit: re-hash the longest-unchecked slice of the store (a logged event)."""
+    with _service(ctx, write=True) as service:
+        report = service.audit(fraction)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "bytes_hashed": report.bytes_hashed,
+                    "store_objects": report.store_objects,
+                    "failures": list(report.failures),
+                    "log_entry": report.log_seq,
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        out.print(
+            f"audit: re-hashed {report.checked} of {report.store_objects} store objects "
+            f"({report.bytes_hashed:,} bytes), log entry {report.log_seq}"
+        )
+        for f in report.failures:
+            out.print(
+                f"  MISMATCH {f['sha256']}: {f['found']} (recordings {f['recordings']})",
+                markup=False,
+            )
+    sys.exit(0 if report.ok else 1)
 
 
 @cli.group("log")

@@ -82,6 +82,9 @@ class IntegrityConfig:
     # Verifier keys (`name+id+key`) that checkpoints must be signed by; empty:
     # trust the keys the log itself introduced.
     trusted_keys: tuple[str, ...] = ()
+    # A daily `dockd audit` re-hashes 1/audit_period_days of the store, so the
+    # whole store is checked every this many days.
+    audit_period_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,8 @@ def _validate(config: Config) -> Config:
                 f"profiles.name_patterns[{i}]: needs at least one of the groups "
                 "device, officer, time"
             )
+    if config.integrity.audit_period_days < 1:
+        raise ConfigError("integrity.audit_period_days: must be at least 1")
     origin = config.integrity.origin
     if origin and any(c.isspace() or c == "+" for c in origin):
         raise ConfigError("integrity.origin: must not contain spaces or '+'")

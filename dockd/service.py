@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -134,6 +135,19 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    checked: int
+    bytes_hashed: int
+    store_objects: int
+    failures: tuple[dict[str, Any], ...]
+    log_seq: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 def source_path_b64(raw: bytes) -> str:
@@ -674,6 +688,62 @@ class Service:
 
     def log_entry(self, seq: int) -> bytes | None:
         return self.catalog.log_entry(seq)
+
+    # -- fixity audits --------------------------------------------------------------
+
+    def audit(self, fraction: float | None = None) -> AuditReport:
+        """Re-hash a slice of the store, longest-unchecked first; one log entry per audit.
+
+        A mismatch is logged loudly and reported; nothing is "repaired".
+        """
+        if fraction is None:
+            fraction = 1 / self.config.integrity.audit_period_days
+        if not 0 < fraction <= 1:
+            raise DockdError(f"--fraction must be in (0, 1], got {fraction}")
+        total = len(self.catalog.referenced_objects())
+        queue = self.catalog.audit_queue(max(1, math.ceil(total * fraction)) if total else 0)
+        results: list[tuple[str, bool, str]] = []
+        hashed = 0
+        for sha, _ in queue:
+            path = self.store.object_path(sha)
+            try:
+                actual, size = hash_file(path, self.config.ingest.buffer_size)
+            except OSError as exc:
+                results.append((sha, False, f"unreadable: {exc.strerror}"))
+                continue
+            hashed += size
+            results.append((sha, actual == sha, "ok" if actual == sha else f"hashes to {actual}"))
+        failures = [
+            {"sha256": sha, "found": found, "recordings": self._recording_ids(sha)}
+            for sha, ok, found in results
+            if not ok
+        ]
+        now = self.clock.now()
+        with self.catalog.transaction():
+            for sha, ok, _ in results:
+                self.catalog.record_fixity(sha, isoformat_utc(now), ok)
+            entry = self._log(
+                "audit.done",
+                {
+                    "checked": len(results),
+                    "bytes": hashed,
+                    "store_objects": total,
+                    "first": results[0][0] if results else None,
+                    "last": results[-1][0] if results else None,
+                    "failures": failures,
+                },
+                now,
+            )
+        for failure in failures:
+            log.error("audit.mismatch", **failure)
+        log.info("audit.done", checked=len(results), bytes=hashed, failures=len(failures))
+        return AuditReport(len(results), hashed, total, tuple(failures), entry.seq)
+
+    def _recording_ids(self, sha256: str) -> list[int]:
+        return [
+            int(r[0])
+            for r in self.catalog.db.execute("SELECT id FROM recordings WHERE sha256 = ?", [sha256])
+        ]
 
     # -- verification ------------------------------------------------------------
 
