@@ -24,7 +24,7 @@ import sqlite_utils
 
 from dockd.errors import CatalogError
 from dockd.integrity.chain import GENESIS, LogEntry, StoredEntry, entry_hash
-from dockd.integrity.merkle import appended_nodes, leaf_hash
+from dockd.integrity.merkle import appended_nodes, build_nodes, leaf_hash
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -130,12 +130,9 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
         """
     )
     # Catalogs from schema 1 already hold entries: give them their leaves.
-    nodes: dict[tuple[int, int], bytes] = {}
-    for size, (raw,) in enumerate(db.execute("SELECT entry FROM log ORDER BY seq")):
-        for level, idx, digest in appended_nodes(
-            size, leaf_hash(bytes(raw)), lambda lv, ix: nodes[(lv, ix)]
-        ):
-            nodes[(level, idx)] = digest
+    nodes = build_nodes(
+        leaf_hash(bytes(raw)) for (raw,) in db.execute("SELECT entry FROM log ORDER BY seq")
+    )
     db.conn.executemany(
         "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
         [(lv, ix, h) for (lv, ix), h in nodes.items()],

@@ -41,7 +41,7 @@ from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain, n
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
 from dockd.integrity.keys import host_id, load_or_create
 from dockd.integrity.merkle import (
-    appended_nodes,
+    build_nodes,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -755,12 +755,7 @@ class Service:
         whatever else an attacker rewrote in the catalog.
         """
         problems: list[Problem] = []
-        nodes: dict[tuple[int, int], bytes] = {}
-        for size, row in enumerate(rows):
-            for level, idx, digest in appended_nodes(
-                size, leaf_hash(row.raw), lambda lv, ix: nodes[(lv, ix)]
-            ):
-                nodes[(level, idx)] = digest
+        nodes = build_nodes(leaf_hash(row.raw) for row in rows)
         stored = self.catalog.stored_nodes()
         changed = sorted(k for k in nodes.keys() & stored.keys() if nodes[k] != stored[k])
         missing = sorted(nodes.keys() - stored.keys())

@@ -29,19 +29,25 @@ def test_recovery_empties_tmp_and_closes_dead_sessions(config: Config, clock: Fi
         assert svc.verify().ok
 
 
+def _camera_and_orphan(svc: Service, cam: Path, content: bytes | None) -> tuple[bytes, str]:
+    """A camera file and, in the store under its hash, an unreferenced object."""
+    data = os.urandom(10_000)
+    put(cam, "DCIM/a.mp4", data)
+    sha = hashlib.sha256(data).hexdigest()
+    orphan = svc.store.object_path(sha)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(data if content is None else content)
+    orphan.chmod(0o444)
+    return data, sha
+
+
 def test_orphan_object_from_a_crash_is_reused(
     tmp_path: Path, config: Config, clock: FixedClock
 ) -> None:
     """A crash between rename and commit leaves an orphan object; the next docking adopts it."""
     cam = tmp_path / "cam"
-    data = os.urandom(10_000)
-    put(cam, "DCIM/a.mp4", data)
-    sha = hashlib.sha256(data).hexdigest()
     with Service(config, clock) as svc:
-        orphan = svc.store.object_path(sha)
-        orphan.parent.mkdir(parents=True)
-        orphan.write_bytes(data)
-        orphan.chmod(0o444)
+        _, sha = _camera_and_orphan(svc, cam, None)
         before = svc.verify()
         assert before.ok and before.orphans == (sha,), "an intact orphan is listed, not a fault"
         report = run_session(svc, cam, "CAM1", make_profile("gat947", config.profiles), wipe=True)
@@ -53,13 +59,8 @@ def test_orphan_object_from_a_crash_is_reused(
 def test_damaged_orphan_is_not_trusted(tmp_path: Path, config: Config, clock: FixedClock) -> None:
     """If the object already in place does not hash right, the camera file stays."""
     cam = tmp_path / "cam"
-    data = os.urandom(10_000)
-    put(cam, "DCIM/a.mp4", data)
-    sha = hashlib.sha256(data).hexdigest()
     with Service(config, clock) as svc:
-        orphan = svc.store.object_path(sha)
-        orphan.parent.mkdir(parents=True)
-        orphan.write_bytes(b"damaged")
+        data, _ = _camera_and_orphan(svc, cam, b"damaged")
         report = run_session(svc, cam, "CAM1", make_profile("gat947", config.profiles), wipe=True)
         assert report.exit_code == 4
         assert "damaged" in report.failed[0].reason

@@ -11,7 +11,7 @@ perfect-subtree hashes, never re-hashing the leaves.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 NodeReader = Callable[[int, int], bytes]
 
@@ -47,6 +47,15 @@ def appended_nodes(size: int, leaf: bytes, read: NodeReader) -> list[tuple[int, 
         current = node_hash(read(level, index - 1), current)
         level, index = level + 1, index >> 1
         nodes.append((level, index, current))
+    return nodes
+
+
+def build_nodes(leaves: Iterable[bytes]) -> dict[tuple[int, int], bytes]:
+    """Every perfect-subtree node of the tree over `leaves` (leaf hashes), in memory."""
+    nodes: dict[tuple[int, int], bytes] = {}
+    for size, leaf in enumerate(leaves):
+        for level, index, digest in appended_nodes(size, leaf, lambda lv, ix: nodes[(lv, ix)]):
+            nodes[(level, index)] = digest
     return nodes
 
 
