@@ -12,8 +12,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from dockd.errors import VerifyError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(VerifyError, ValueError):
     """A checkpoint body is malformed."""
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
+from dockd.errors import VerifyError
+
 NodeReader = Callable[[int, int], bytes]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
-class ProofError(ValueError):
+class ProofError(VerifyError, ValueError):
     """A proof or tree size is malformed for the claimed sizes."""
 
 
@@ -39,7 +41,7 @@ def appended_nodes(size: int, leaf: bytes, read: NodeReader) -> list[tuple[int, 
     """Nodes completed by appending `leaf` as leaf number `size` (0-based).
 
     Returns [(level, index, hash)], the leaf itself first. Reads the left
-    siblings it pairs with, at most log2(size) of them.
+    siblings it pairs with: one per trailing 1 bit of `size`, at most log2(size + 1).
     """
     nodes = [(0, size, leaf)]
     level, index, current = 0, size, leaf

@@ -23,12 +23,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from dockd.errors import VerifyError
+
 ED25519 = 0x01
 _DASH = "\u2014 "
 MAX_SIGNATURES = 16
 
 
-class NoteError(ValueError):
+class NoteError(VerifyError, ValueError):
     """A note, key or signature is malformed or does not verify."""
 
 

@@ -3,8 +3,8 @@
     python -m dockd.integrity.offline OUT [--key NAME+ID+KEY ...]
 
 Needs no dockd state: only this folder, the standard library and the
-`cryptography` package (it imports nothing else of dockd than the pure
-format modules merkle, note and checkpoint). It checks:
+`cryptography` package (of dockd it imports only the pure format modules
+merkle, note and checkpoint, and the error types). It checks:
 
   1. checkpoint.txt is a C2SP signed note by one of the keys (keys.txt, or
      the --key values, which an auditor should take from an independent

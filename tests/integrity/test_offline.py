@@ -59,7 +59,8 @@ def test_offline_verifier_imports_only_stdlib_and_cryptography() -> None:
         "  and m.split('.')[0] not in ('cryptography', '_cffi_backend', '_openssl', '__main__',\n"
         "  '_distutils_hack') and not m.startswith('__editable__')\n"
         "  and m not in ('dockd', 'dockd.integrity', 'dockd.integrity.offline',\n"
-        "  'dockd.integrity.merkle', 'dockd.integrity.note', 'dockd.integrity.checkpoint'))\n"
+        "  'dockd.integrity.merkle', 'dockd.integrity.note', 'dockd.integrity.checkpoint',\n"
+        "  'dockd.errors'))\n"
         "print(bad)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
