@@ -451,7 +451,10 @@ def demo(ctx: click.Context, clips: int) -> None:
             report = run_session(service, camera, "DEMO-CAM-0001", profile, wipe=True)
             _print_report(report)
             result = service.verify()
+            note = service.checkpoint()
         _print_verify(result)
+        out.print("signed checkpoint of the evidence log:")
+        out.print(note, markup=False, end="")
     finally:
         shutil.rmtree(camera, ignore_errors=True)
     out.print(f"state kept in {state_dir} (try: dockd --state-dir {state_dir} list)")
