@@ -81,6 +81,12 @@ def test_rotation_keeps_old_checkpoints_verifiable(
         ),
         # delete one entry in the middle: the log is now shorter than signed
         ("DELETE FROM log WHERE seq = 3", "checkpoint_ahead_of_log"),
+        # insert an entry in the middle (renumbering the rest)
+        (
+            "UPDATE log SET seq = seq + 1000 WHERE seq > 3; UPDATE log SET seq = seq - 999 "
+            "WHERE seq > 1000; INSERT INTO log VALUES (4, 't', 'x', X'7b7d', 'h')",
+            "checkpoint_inconsistent",
+        ),
         # reorder two entries
         (
             "UPDATE log SET seq = -seq WHERE seq IN (3, 4); UPDATE log SET seq = 7 - (-seq) "
