@@ -997,6 +997,4 @@ def _check_sessions_against_log(
 
 
 def _json_text(value: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True)
