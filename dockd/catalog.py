@@ -24,7 +24,7 @@ import sqlite_utils
 
 from dockd.errors import CatalogError
 from dockd.integrity.chain import GENESIS, LogEntry, StoredEntry, entry_hash
-from dockd.integrity.merkle import appended_nodes, build_nodes, leaf_hash
+from dockd.integrity.merkle import CompactRange, build_nodes, leaf_hash
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -206,6 +206,7 @@ class Recording:
 class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._edge: CompactRange | None = None
         try:
             conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
@@ -259,16 +260,23 @@ class Catalog:
             "INSERT INTO log (seq, time, kind, entry, hash) VALUES (?, ?, ?, ?, ?)",
             [entry.seq, entry.time, entry.kind, raw, entry_hash(raw)],
         )
+        # The tree's right edge is kept in memory, so an append reads no node.
+        # After a rolled-back transaction it is ahead of the table: rebuild it.
+        if self._edge is None or self._edge.size != entry.seq - 1:
+            self._edge = CompactRange(entry.seq - 1, self.node)
+        edge = self._edge
+        self._edge = None  # until the insert below has succeeded
         try:
             self.db.conn.executemany(
                 "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
-                appended_nodes(entry.seq - 1, leaf_hash(raw), self.node),
+                edge.append(leaf_hash(raw)),
             )
         except sqlite3.IntegrityError:
             raise CatalogError(
                 f"{self.path}: the Merkle tree already holds nodes past the log's end "
                 "(the catalog was altered); nothing was written. Run `dockd verify`."
             ) from None
+        self._edge = edge
 
     def node(self, level: int, idx: int) -> bytes:
         """The hash of a perfect subtree (merkle.NodeReader)."""

@@ -76,3 +76,27 @@ def test_one_writer_at_a_time(config: Config) -> None:
         Service(config, lock_wait_s=0.3)
     with Service(config, write=False) as reader:
         assert reader.recordings() == []
+
+
+def test_rolled_back_append_does_not_corrupt_the_tree(tmp_path: Path) -> None:
+    """The in-memory right edge of the tree follows a rollback (invariant 3)."""
+    from datetime import UTC, datetime
+
+    from dockd.integrity.chain import check_chain, next_entry
+    from dockd.integrity.merkle import build_nodes, leaf_hash, root_hash
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(5):
+        seq, digest = cat.head()
+        if i == 2:
+            with pytest.raises(RuntimeError), cat.transaction():
+                cat.append(next_entry(seq, digest, moment, "t", {"i": "rolled back"}))
+                raise RuntimeError("abort")
+        with cat.transaction():
+            cat.append(next_entry(seq, digest, moment, "t", {"i": i}))
+    rows = list(cat.log_rows())
+    assert check_chain(rows) == []
+    assert cat.stored_nodes() == build_nodes(leaf_hash(r.raw) for r in rows)
+    assert root_hash(cat.node, 5) == root_hash(lambda lv, ix: cat.stored_nodes()[(lv, ix)], 5)
+    cat.close()

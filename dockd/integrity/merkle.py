@@ -61,6 +61,57 @@ def build_nodes(leaves: Iterable[bytes]) -> dict[tuple[int, int], bytes]:
     return nodes
 
 
+class CompactRange:
+    """The right edge of the tree of the first `size` leaves: O(log n) hashes, no store.
+
+    A tree of size n is the perfect subtrees of the set bits of n, largest
+    (leftmost) first; `hashes` holds their hashes in that order. The left
+    siblings an appended leaf pairs with are exactly the last of them, so
+    `append` reads nothing (unlike `appended_nodes`, which reads them), and
+    the root is a fold of them.
+    """
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self, size: int = 0, read: NodeReader | None = None) -> None:
+        """The range of the first `size` leaves of a stored tree: popcount(size) reads."""
+        if size < 0:
+            raise ProofError("tree size must not be negative")
+        self.size = size
+        self.hashes: list[bytes] = []
+        if size == 0:
+            return
+        if read is None:
+            raise ProofError("a non-empty compact range is read from a NodeReader")
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                self.hashes.append(read(level, start >> level))
+                start += 1 << level
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """`appended_nodes(self.size, leaf, read)` without a read; the range grows by one."""
+        size = self.size
+        nodes = [(0, size, leaf)]
+        level, index, current = 0, size, leaf
+        while index & 1:
+            current = node_hash(self.hashes.pop(), current)
+            level, index = level + 1, index >> 1
+            nodes.append((level, index, current))
+        self.hashes.append(current)
+        self.size = size + 1
+        return nodes
+
+    def root(self) -> bytes:
+        """`root_hash(read, self.size)`, from the range alone."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        current = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            current = node_hash(left, current)
+        return current
+
+
 def subtree_hash(read: NodeReader, start: int, end: int) -> bytes:
     """MTH of leaves [start, end), where start is aligned as in an RFC 9162 subtree.
 

@@ -30,8 +30,10 @@ from hypothesis import strategies as st
 
 from dockd.integrity.merkle import (
     EMPTY_ROOT,
+    CompactRange,
     ProofError,
     appended_nodes,
+    build_nodes,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -732,3 +734,16 @@ def test_every_proof_of_a_mid_sized_tree_reads_at_most_log_squared_nodes(n: int)
     assert worst_inclusion <= bound
     assert worst_consistency <= bound
     assert max(worst_inclusion, worst_consistency) <= 2 * (math.log2(n) + 1)
+
+
+@given(st.integers(0, 300), st.integers(0, 40))
+def test_compact_range_appends_exactly_what_the_store_would(start: int, more: int) -> None:
+    """CompactRange (the catalog's in-memory right edge) equals appended_nodes/root_hash."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(start + more)]
+    nodes = build_nodes(leaves[:start])
+    edge = CompactRange(start, lambda lv, ix: nodes[(lv, ix)])
+    for size in range(start, start + more):
+        expected = appended_nodes(size, leaves[size], lambda lv, ix: nodes[(lv, ix)])
+        assert edge.append(leaves[size]) == expected
+        nodes.update({(lv, ix): h for lv, ix, h in expected})
+        assert edge.root() == root_hash(lambda lv, ix: nodes[(lv, ix)], size + 1)
