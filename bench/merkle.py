@@ -68,7 +68,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,14 +82,12 @@ if str(ROOT) not in sys.path:
 
 import dockd.integrity.merkle as merkle  # noqa: E402
 from dockd.integrity.merkle import (  # noqa: E402
-    EMPTY_ROOT,
+    CompactRange,
     NodeReader,
-    ProofError,
     appended_nodes,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
-    node_hash,
     root_hash,
     verify_consistency,
     verify_inclusion,
@@ -251,70 +249,7 @@ def build_levels(leaves: bytes) -> list[bytes]:
     return levels
 
 
-class ProposedCompactRange:
-    """The diagnostics' copy of the CompactRange proposed for dockd/integrity/merkle.py.
-
-    The right edge of the tree of the first `size` leaves: O(log n) hashes, no
-    store. A tree of size n is the perfect subtrees of the set bits of n,
-    largest (leftmost) first; `hashes` holds their hashes in that order. The
-    left siblings an appended leaf pairs with are exactly the last of them,
-    so `append` reads nothing, and the root is a fold of them.
-    """
-
-    __slots__ = ("hashes", "size")
-
-    def __init__(self, size: int = 0, read: NodeReader | None = None) -> None:
-        """The range of the first `size` leaves of a stored tree: popcount(size) reads."""
-        if size < 0:
-            raise ProofError("tree size must not be negative")
-        self.size = size
-        self.hashes: list[bytes] = []
-        if size == 0:
-            return
-        if read is None:
-            raise ProofError("a non-empty compact range is read from a NodeReader")
-        start = 0
-        for level in range(size.bit_length() - 1, -1, -1):
-            if size >> level & 1:
-                self.hashes.append(read(level, start >> level))
-                start += 1 << level
-
-    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        """`appended_nodes(self.size, leaf, read)` without a read; the range then grows by one."""
-        size = self.size
-        nodes = [(0, size, leaf)]
-        level, index, current = 0, size, leaf
-        while index & 1:
-            current = node_hash(self.hashes.pop(), current)
-            level, index = level + 1, index >> 1
-            nodes.append((level, index, current))
-        self.hashes.append(current)
-        self.size = size + 1
-        return nodes
-
-    def extend(self, entries: Iterable[bytes]) -> None:
-        """Append `leaf_hash(entry)` for every entry, keeping no nodes (a verifier's pass)."""
-        sha256 = hashlib.sha256  # inlined leaf_hash and node_hash: this loop is the cost
-        push, pop = self.hashes.append, self.hashes.pop
-        size = self.size
-        for entry in entries:
-            current = sha256(b"\x00" + entry).digest()
-            index = size
-            while index & 1:
-                current = sha256(b"\x01" + pop() + current).digest()
-                index >>= 1
-            push(current)
-            size += 1
-        self.size = size
-
-    def root(self) -> bytes:
-        """`root_hash(read, self.size)`, from the range alone."""
-        if not self.hashes:
-            return EMPTY_ROOT
-        current = self.hashes[-1]
-        for left in reversed(self.hashes[:-1]):
-            current = node_hash(left, current)
-        return current
+ProposedCompactRange = CompactRange  # now dockd.integrity.merkle.CompactRange
 
 
 def self_check(rng: random.Random) -> None:
