@@ -747,7 +747,7 @@ class Service:
 
     # -- verification ------------------------------------------------------------
 
-    def _check_tree(self, rows: list[StoredEntry]) -> list[Problem]:
+    def _check_tree(self, rows: list[StoredEntry], parsed: dict[int, LogEntry]) -> list[Problem]:
         """Recompute every leaf and node; check every checkpoint against the recomputed tree.
 
         A checkpoint is a signed root: any entry changed, removed, inserted or
@@ -772,7 +772,7 @@ class Service:
                     Problem(kind, f"Merkle nodes {listed}{more}", "stored tree differs")
                 )
         size = len(rows)
-        logged = _logged_keys(rows)
+        logged = _logged_keys(parsed)
         for key_row in self.catalog.signing_keys():
             if logged.get(key_row["key_id"]) != key_row["vkey"]:
                 problems.append(
@@ -826,11 +826,11 @@ class Service:
         """Re-walk the hash chain, cross-check rows with entries, re-hash the store."""
         rows = list(self.catalog.log_rows())
         problems = check_chain(rows)
-        entries = {row.seq: row.raw for row in rows}
+        parsed = _parse_entries(rows)
         recordings = self.catalog.recordings()
-        problems += _check_rows_against_log(recordings, entries)
-        problems += _check_sessions_against_log(self.catalog.sessions(), entries)
-        problems += self._check_tree(rows)
+        problems += _check_rows_against_log(recordings, {row.seq for row in rows}, parsed)
+        problems += _check_sessions_against_log(self.catalog.sessions(), parsed)
+        problems += self._check_tree(rows, parsed)
         referenced = {r.sha256 for r in recordings}
         seen: set[str] = set()
         hashed = 0
@@ -844,23 +844,24 @@ class Service:
             if expected != path:
                 problems.append(Problem("store_file_extra", where, "not a store object name"))
                 continue
+            if name in referenced:
+                objects += 1
+                seen.add(name)
+            try:
+                actual, size = hash_file(path, self.config.ingest.buffer_size)
+            except OSError as exc:
+                problems.append(Problem("store_file_unreadable", where, exc.strerror or str(exc)))
+                continue
             if name not in referenced:
                 # A crash between rename and commit leaves such an object; the
                 # next docking of its camera adopts it (DESIGN §4a). Intact, it
                 # is listed; otherwise it is a problem.
-                if hash_file(path, self.config.ingest.buffer_size)[0] == name:
+                if actual == name:
                     orphans.append(name)
                 else:
                     problems.append(
                         Problem("store_file_extra", where, "no recording refers to this file")
                     )
-                continue
-            objects += 1
-            seen.add(name)
-            try:
-                actual, size = hash_file(path, self.config.ingest.buffer_size)
-            except OSError as exc:
-                problems.append(Problem("store_file_unreadable", where, exc.strerror or str(exc)))
                 continue
             hashed += size
             if on_bytes:
@@ -883,43 +884,44 @@ class Service:
         )
 
 
-def _logged_keys(rows: list[StoredEntry]) -> dict[str, str]:
-    """key_id -> vkey of every signing key the log itself introduced."""
-    keys: dict[str, str] = {}
+def _parse_entries(rows: list[StoredEntry]) -> dict[int, LogEntry]:
+    """seq -> entry of every row that parses; the others are reported by check_chain."""
+    parsed: dict[int, LogEntry] = {}
     for row in rows:
         try:
-            entry = LogEntry.from_bytes(row.raw)
+            parsed[row.seq] = LogEntry.from_bytes(row.raw)
         except DockdError:
             continue
+    return parsed
+
+
+def _logged_keys(parsed: dict[int, LogEntry]) -> dict[str, str]:
+    """key_id -> vkey of every signing key the log itself introduced."""
+    keys: dict[str, str] = {}
+    for entry in parsed.values():
         if entry.kind in ("key.created", "key.rotated"):
             keys[str(entry.data.get("key_id"))] = str(entry.data.get("vkey"))
     return keys
 
 
 def _check_rows_against_log(
-    recordings: list[Recording], entries: dict[int, bytes]
+    recordings: list[Recording], present: set[int], parsed: dict[int, LogEntry]
 ) -> list[Problem]:
     problems: list[Problem] = []
     logged: dict[int, list[int]] = {}
-    for seq, raw in entries.items():
-        try:
-            entry = LogEntry.from_bytes(raw)
-        except DockdError:
-            continue  # reported by check_chain
+    for seq, entry in parsed.items():
         if entry.kind == "recording.ingested" and isinstance(entry.data.get("recording"), int):
             logged.setdefault(entry.data["recording"], []).append(seq)
     for rec in recordings:
         where = f"recording {rec.id}"
-        logged_raw = entries.get(rec.log_seq)
-        if logged_raw is None:
+        if rec.log_seq not in present:
             problems.append(
                 Problem("catalog_row_unlogged", where, f"its log entry {rec.log_seq} is missing")
             )
             continue
-        try:
-            data = LogEntry.from_bytes(logged_raw).data
-        except DockdError:
-            continue
+        if rec.log_seq not in parsed:
+            continue  # malformed: reported by check_chain
+        data = parsed[rec.log_seq].data
         facts = {
             "recording": rec.id,
             "sha256": rec.sha256,
@@ -964,7 +966,7 @@ def _check_rows_against_log(
 
 
 def _check_sessions_against_log(
-    sessions: list[dict[str, Any]], entries: dict[int, bytes]
+    sessions: list[dict[str, Any]], parsed: dict[int, LogEntry]
 ) -> list[Problem]:
     """Each session row must be matched by its start entry and, once closed, its end entry.
 
@@ -972,11 +974,7 @@ def _check_sessions_against_log(
     """
     started: dict[int, str] = {}
     closed: set[int] = set()
-    for raw in entries.values():
-        try:
-            entry = LogEntry.from_bytes(raw)
-        except DockdError:
-            continue
+    for entry in parsed.values():
         session = entry.data.get("session")
         if entry.kind == "session.started" and isinstance(session, int):
             started[session] = str(entry.data.get("device_serial"))
