@@ -8,10 +8,12 @@ caller unchanged, so an OSError still says which errno it was.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import threading
 from collections.abc import Generator, Iterator
+from contextlib import closing
 
 # Below this many buffers' worth of data a thread costs more than it saves.
 _INLINE_BUFFERS = 4
@@ -63,6 +65,18 @@ def read_chunks(
         stop.set()
         free.put(bytearray(0))  # wake the reader if it waits for a buffer
         reader.join()
+
+
+def hash_fd(fd: int, buffer_size: int) -> tuple[str, int]:
+    """SHA-256 (hex) and length of what `fd` yields from its offset to EOF."""
+    digest = hashlib.sha256()
+    size = 0
+    # closing(): the read-ahead thread must stop before the caller closes `fd`.
+    with closing(read_chunks(fd, buffer_size, os.fstat(fd).st_size)) as chunks:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _read_inline(fd: int, buffer_size: int) -> Iterator[memoryview]:

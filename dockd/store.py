@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import secrets
 import stat
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
-from dockd.chunks import read_chunks
+from dockd.chunks import hash_fd
 from dockd.errors import StoreError, StoreFullError
 
 OBJECT_MODE = 0o444
@@ -43,18 +41,12 @@ def is_sha256_hex(text: str) -> bool:
 
 def hash_file(path: Path, buffer_size: int = 1 << 20) -> tuple[str, int]:
     """SHA-256 and size of a file, read from disk (cached pages dropped first)."""
-    digest = hashlib.sha256()
-    size = 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        with closing(read_chunks(fd, buffer_size, os.fstat(fd).st_size)) as chunks:
-            for chunk in chunks:
-                digest.update(chunk)
-                size += len(chunk)
+        return hash_fd(fd, buffer_size)
     finally:
         os.close(fd)
-    return digest.hexdigest(), size
 
 
 class Store:

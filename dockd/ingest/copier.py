@@ -16,7 +16,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockd.chunks import read_chunks
+from dockd.chunks import hash_fd, read_chunks
 from dockd.errors import SourceError, StoreError, VolumeGoneError
 from dockd.ingest.volume import GONE_ERRNOS, FileIdentity, Volume
 from dockd.store import Store, hash_file, raise_store_error
@@ -49,19 +49,14 @@ def hash_source(
 ) -> tuple[str, int, FileIdentity, FileIdentity]:
     """Hash a source file without copying it: (sha256, bytes read, before, after)."""
     where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
-    digest = hashlib.sha256()
-    size = 0
     with volume.open_file(rel_parts) as src:
         before = FileIdentity.of(os.fstat(src))
         try:
-            with closing(read_chunks(src, buffer_size, before.size)) as chunks:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
+            sha256, size = hash_fd(src, buffer_size)
         except OSError as exc:
             raise _read_error(where, exc) from None
         after = FileIdentity.of(volume.lstat(rel_parts))
-    return digest.hexdigest(), size, before, after
+    return sha256, size, before, after
 
 
 def copy_verified(

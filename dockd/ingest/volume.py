@@ -11,15 +11,14 @@ refused rather than blocking or being read.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockd.chunks import read_chunks
+from dockd.chunks import hash_fd
 from dockd.errors import SourceError, VolumeGoneError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -156,18 +155,15 @@ class Volume:
 
 def _hash_at(dir_fd: int, name: bytes, buffer_size: int) -> tuple[str, FileIdentity]:
     """SHA-256 of the regular file `name` in `dir_fd`, and its identity after reading."""
-    digest = hashlib.sha256()
     fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "", FileIdentity(-1, -1, -1)
-        with closing(read_chunks(fd, buffer_size, os.fstat(fd).st_size)) as chunks:
-            for chunk in chunks:
-                digest.update(chunk)
+        sha256, _ = hash_fd(fd, buffer_size)
         after = FileIdentity.of(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
     finally:
         os.close(fd)
-    return digest.hexdigest(), after
+    return sha256, after
 
 
 def _fsync_dir(dir_fd: int) -> None:
