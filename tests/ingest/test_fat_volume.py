@@ -69,6 +69,14 @@ def _fill_image(image: Path, clips: dict[str, bytes]) -> None:
     fat_put(image, "DCIM/100MEDIA/SETTINGS.TXT", SETTINGS)
 
 
+def _fat_camera(tmp_path: Path, clip_bank: list[Path]) -> tuple[Path, dict[str, bytes], Path, Path]:
+    """A FAT32 camera image with the standard layout: (image, clips, state dir, mount point)."""
+    image = make_fat32_image(tmp_path / "cam.img")
+    clips = _camera_layout(clip_bank)
+    _fill_image(image, clips)
+    return image, clips, tmp_path / "state", tmp_path / "mnt"
+
+
 def _ingest(cfg: Path, state: Path, mnt: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     proc = run_dockd(cfg, state, "ingest", mnt, "--serial", "CAM-FAT-01", "--json", *extra)
     assert proc.stdout.strip(), f"no JSON report; stderr: {proc.stderr}"
@@ -103,10 +111,7 @@ def test_fat32_docking_end_to_end(tmp_path: Path, cfg: Path, clip_bank: list[Pat
     """Invariants 1 and 5 on a real FAT32 medium: every clip (the empty one too) is
     ingested, proven in the store and only then deleted from the camera; the
     non-footage file is skipped and left alone."""
-    image = make_fat32_image(tmp_path / "cam.img")
-    clips = _camera_layout(clip_bank)
-    _fill_image(image, clips)
-    state, mnt = tmp_path / "state", tmp_path / "mnt"
+    image, clips, state, mnt = _fat_camera(tmp_path, clip_bank)
 
     with fusefat_mount(image, mnt):
         code, report = _ingest(cfg, state, mnt)
@@ -146,10 +151,7 @@ def test_fat32_second_docking_ingests_nothing_twice(
     """Invariant 4 on a real FAT32 medium: docking the same camera again (after a
     keep-source docking, with a fresh mount each time) adds no recording; the
     files already proven are then wiped as duplicates."""
-    image = make_fat32_image(tmp_path / "cam.img")
-    clips = _camera_layout(clip_bank)
-    _fill_image(image, clips)
-    state, mnt = tmp_path / "state", tmp_path / "mnt"
+    image, clips, state, mnt = _fat_camera(tmp_path, clip_bank)
 
     with fusefat_mount(image, mnt):
         code, first = _ingest(cfg, state, mnt, "--keep-source")
@@ -251,10 +253,7 @@ def test_fat32_inode_renumbering_does_not_block_wipe(
         min_free_bytes=0,
         ffprobe=str(evicting_ffprobe),
     )
-    image = make_fat32_image(tmp_path / "cam.img")
-    clips = _camera_layout(clip_bank)
-    _fill_image(image, clips)
-    state, mnt = tmp_path / "state", tmp_path / "mnt"
+    image, clips, state, mnt = _fat_camera(tmp_path, clip_bank)
     with fusefat_mount(image, mnt):
         code, report = _ingest(cfg, state, mnt)
     assert report["counts"]["ingested"] == 5
