@@ -6,7 +6,9 @@ VENV      ?= .venv
 PYTHON    ?= python3
 BIN       := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip ffmpeg fuse3 fusefat mtools dosfstools \
-                exfatprogs exfat-fuse util-linux tzdata strace
+                exfatprogs exfat-fuse util-linux tzdata strace udev systemd \
+                gcc pkg-config libsystemd-dev \
+                umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev
 CHECKED   := dockd tests bench
 
 .PHONY: all setup apt venv demo test lint typecheck unit bench clean

@@ -94,12 +94,65 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class DeviceRule:
+    """Which profile a docked camera gets: shell-style patterns on its USB identity.
+
+    Empty patterns match anything; the first rule whose every pattern matches wins.
+    """
+
+    profile: str
+    vendor_id: str = ""
+    model_id: str = ""
+    vendor: str = ""
+    model: str = ""
+    serial: str = ""
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    rules: tuple[DeviceRule, ...] = ()
+    # Filesystems dockd mounts; anything else on a camera is reported, not touched.
+    filesystems: tuple[str, ...] = ("vfat", "exfat")
+    # Only USB block devices are cameras unless this is false (the udev rules
+    # still decide which devices carry the dockd tag).
+    usb_only: bool = True
+    # A device with an assignment that has not docked for this long is overdue (R1).
+    overdue_hours: float = 24.0
+    # Cameras that need a USB command before they show storage (profile hook).
+    usb_hooks: bool = True
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    # Cameras ingested at once; more wait, earliest deadline first.
+    workers: int = 2
+    # Socket and per-slot mount points live here (systemd RuntimeDirectory=dockd).
+    runtime_dir: Path = Path("/run/dockd")
+    # Group allowed to talk to the socket (read status, ask for changes).
+    socket_group: str = "dockd"
+    # "kernel": mount -t vfat|exfat; "fuse": fusefat / exfat-fuse.
+    mount_backend: str = "kernel"
+    mount_timeout: float = 30.0
+    # Folder for footage from card readers; empty turns it off.
+    drop_dir: str = ""
+    # A dropped batch is ingested once nothing in it changed for this long.
+    drop_settle_seconds: float = 10.0
+    checkpoint_interval_minutes: float = 60.0
+    audit_interval_minutes: float = 60.0
+    overdue_check_interval_minutes: float = 60.0
+    # Sessions kept in memory for `dockd status`.
+    recent_sessions: int = 20
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
     profiles: ProfileConfig = field(default_factory=ProfileConfig)
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
@@ -110,6 +163,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "profiles": ProfileConfig,
     "integrity": IntegrityConfig,
     "log": LogConfig,
+    "devices": DevicesConfig,
+    "daemon": DaemonConfig,
 }
 
 
@@ -138,6 +193,15 @@ def _coerce(key: str, value: Any, wanted: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if wanted == tuple[DeviceRule, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{key}: expected a list of tables [[{key}]]")
+        rules = []
+        for i, table in enumerate(value):
+            if "profile" not in table:
+                raise ConfigError(f"{key}[{i}].profile: missing")
+            rules.append(_build(DeviceRule, table, f"{key}[{i}]."))
+        return tuple(rules)
     if wanted is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a path string, got {value!r}")
@@ -204,10 +268,36 @@ def _validate(config: Config) -> Config:
             VerifierKey.from_text(text)
         except NoteError as exc:
             raise ConfigError(f"integrity.trusted_keys[{i}]: {exc}") from None
+    from dockd.devices.profiles import PROFILES
+
+    known = set(PROFILES)
+    if config.profiles.default_profile not in known:
+        raise ConfigError(
+            f"profiles.default_profile: unknown profile {config.profiles.default_profile!r} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    for i, rule in enumerate(config.devices.rules):
+        if rule.profile not in known:
+            raise ConfigError(
+                f"devices.rules[{i}].profile: unknown profile {rule.profile!r} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    daemon = config.daemon
+    if daemon.workers < 1:
+        raise ConfigError("daemon.workers: must be at least 1")
+    if daemon.mount_backend not in ("kernel", "fuse"):
+        raise ConfigError("daemon.mount_backend: must be kernel or fuse")
+    for name in (
+        "checkpoint_interval_minutes",
+        "audit_interval_minutes",
+        "overdue_check_interval_minutes",
+    ):
+        if getattr(daemon, name) <= 0:
+            raise ConfigError(f"daemon.{name}: must be more than 0")
     if config.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level: must be one of debug, info, warning, error")
-    if config.log.format not in ("keyvalue", "json"):
-        raise ConfigError("log.format: must be keyvalue or json")
+    if config.log.format not in ("keyvalue", "json", "console", "journald", "auto"):
+        raise ConfigError("log.format: must be auto, keyvalue, json, console or journald")
     return config
 
 
