@@ -12,8 +12,10 @@ Only `service.py` calls the writing methods, inside `transaction()`.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any
 
 import sqlite_utils
 
+from dockd.devices.registry import Assignment
 from dockd.errors import CatalogError
 from dockd.integrity.chain import GENESIS, LogEntry, StoredEntry, entry_hash
 from dockd.integrity.merkle import CompactRange, build_nodes, leaf_hash
@@ -152,11 +155,56 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """The device registry, assignments, dockings' slot and health, recordings' unit."""
+    db.executescript(
+        """
+        CREATE TABLE devices (
+            serial      TEXT PRIMARY KEY,
+            vendor_id   TEXT,
+            model_id    TEXT,
+            vendor      TEXT,
+            model       TEXT,
+            profile     TEXT,
+            first_seen  TEXT NOT NULL,
+            last_docked TEXT,
+            last_slot   TEXT
+        );
+
+        CREATE TABLE assignments (
+            id            INTEGER PRIMARY KEY,
+            serial        TEXT NOT NULL,
+            officer       TEXT,
+            unit          TEXT,
+            device_number TEXT,
+            valid_from    TEXT NOT NULL,
+            valid_to      TEXT,
+            created_at    TEXT NOT NULL,
+            reason        TEXT,
+            log_seq       INTEGER NOT NULL REFERENCES log(seq)
+        );
+        CREATE INDEX assignments_serial ON assignments(serial);
+        CREATE TRIGGER assignments_no_update BEFORE UPDATE ON assignments
+        BEGIN SELECT RAISE(ABORT, 'assignments are history: append a new one'); END;
+        CREATE TRIGGER assignments_no_delete BEFORE DELETE ON assignments
+        BEGIN SELECT RAISE(ABORT, 'assignments are history: append a new one'); END;
+
+        ALTER TABLE sessions ADD COLUMN slot TEXT;
+        ALTER TABLE sessions ADD COLUMN health TEXT;
+        ALTER TABLE recordings ADD COLUMN unit TEXT;
+        ALTER TABLE recordings ADD COLUMN name_officer TEXT;
+        ALTER TABLE recordings ADD COLUMN name_device TEXT;
+        UPDATE recordings SET name_officer = officer, name_device = device_number;
+        """
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_1,
     _migrate_2,
     _migrate_3,
+    _migrate_4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -186,6 +234,10 @@ class Recording:
     media: dict[str, Any]
     session_id: int | None
     log_seq: int
+    unit: str | None = None
+    # What the file name (or the session) said, before assignments were applied.
+    name_officer: str | None = None
+    name_device: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Recording:
@@ -207,6 +259,7 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._edge: CompactRange | None = None
+        self._mutex = threading.RLock()
         try:
             conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
@@ -240,7 +293,9 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.db.atomic():
+        # One connection serves the daemon's worker threads: a transaction
+        # holds the mutex so that no other thread's statement joins it.
+        with self._mutex, self.db.atomic():
             yield
 
     # -- the log --------------------------------------------------------------
@@ -381,6 +436,43 @@ class Catalog:
         )
         return Recording.from_row(rows[0]) if rows else None
 
+    def update_attribution(self, recording_id: int, values: dict[str, Any]) -> None:
+        """Officer/unit/device number/flags after an assignment change (never the facts)."""
+        if "flags" in values:
+            values = {**values, "flags": json.dumps(values["flags"])}
+        self.db.table("recordings").update(recording_id, values)
+
+    def recordings_of_device(self, serial: str) -> list[Recording]:
+        return [
+            Recording.from_row(r)
+            for r in self.db["recordings"].rows_where("device_serial = ?", [serial], order_by="id")
+        ]
+
+    # -- devices and assignments ------------------------------------------------
+
+    def device(self, serial: str) -> dict[str, Any] | None:
+        rows = list(self.db["devices"].rows_where("serial = ?", [serial]))
+        return rows[0] if rows else None
+
+    def devices(self) -> list[dict[str, Any]]:
+        return list(self.db["devices"].rows_where(order_by="serial"))
+
+    def upsert_device(self, values: dict[str, Any]) -> None:
+        if self.device(values["serial"]) is None:
+            self.db.table("devices").insert(values)
+        else:
+            self.db.table("devices").update(values["serial"], values)
+
+    def insert_assignment(self, values: dict[str, Any]) -> int:
+        return int(self.db.table("assignments").insert(values).last_pk or 0)
+
+    def assignments(self, serial: str | None = None) -> list[Assignment]:
+        where, args = ("serial = ?", [serial]) if serial is not None else (None, [])
+        return [
+            Assignment.from_row(r)
+            for r in self.db["assignments"].rows_where(where, args, order_by="id")
+        ]
+
     def audit_queue(self, limit: int) -> list[tuple[str, str | None]]:
         """Store objects, never-checked first, then the longest unchecked: (sha256, last check)."""
         rows = self.db.execute(
@@ -398,3 +490,18 @@ class Catalog:
 
     def referenced_objects(self) -> set[str]:
         return {str(r[0]) for r in self.db.execute("SELECT DISTINCT sha256 FROM recordings")}
+
+
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def locked(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+# Every public method runs under the catalog's mutex (see `transaction`).
+for _name, _method in list(vars(Catalog).items()):
+    if callable(_method) and not _name.startswith("_") and _name != "transaction":
+        setattr(Catalog, _name, _serialised(_method))

@@ -104,6 +104,10 @@ class RichProgress:
     def file_done(self, found: FoundFile) -> None:
         self.progress.advance(self.task, found.identity.size)
 
+    def phase(self, name: str) -> None:
+        if name == "wiping":
+            self.progress.update(self.task, description="clearing the camera")
+
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[RichProgress | None]:

@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dockd.catalog import Catalog, Recording
-from dockd.clock import Clock, SystemClock, isoformat_utc
+from dockd.clock import Clock, SystemClock, isoformat_utc, parse_utc
 from dockd.config import Config
+from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile
+from dockd.devices.registry import Assignment, assignment_at, attribute
 from dockd.errors import DockdError, StoreError
 from dockd.ingest.copier import Copy, copy_verified, hash_source
 from dockd.ingest.probe import MediaInfo, probe
@@ -39,6 +41,14 @@ from dockd.ingest.timing import resolve_times
 from dockd.ingest.volume import FileIdentity, Volume
 from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain, next_entry
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
+from dockd.integrity.crosscheck import (
+    check_assignments_against_log,
+    check_rows_against_log,
+    check_sessions_against_log,
+    logged_keys,
+    parse_entries,
+    source_path_b64,
+)
 from dockd.integrity.keys import host_id, load_or_create
 from dockd.integrity.merkle import (
     build_nodes,
@@ -59,6 +69,11 @@ FLAG_EMPTY = "empty"
 FLAG_UNREADABLE = "unreadable_media"
 FLAG_CHANGED = "changed_during_copy"
 FLAG_LATE = "late"
+# No assignment covered the recording's time: nobody is on record for it (R2).
+FLAG_UNASSIGNED = "unassigned_device"
+# Flags about the registry, not the footage: a session with only these
+# succeeded (exit 0); supervisors see them in reports.
+REGISTRY_FLAGS = frozenset({FLAG_UNASSIGNED})
 
 
 class StateBusyError(DockdError):
@@ -98,6 +113,39 @@ class SessionInfo:
     wipe: bool
     officer: str | None = None
     clock_offset_s: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """One device of the registry, as `dockd device list` shows it."""
+
+    serial: str
+    vendor: str
+    model: str
+    profile: str
+    first_seen: str
+    last_docked: str | None
+    last_slot: str | None
+    recordings: int
+    current: Assignment | None
+    history: tuple[Assignment, ...]
+    # Assigned, and not docked within devices.overdue_hours (R1: offload daily).
+    overdue: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "vendor": self.vendor,
+            "model": self.model,
+            "profile": self.profile,
+            "first_seen": self.first_seen,
+            "last_docked": self.last_docked,
+            "last_slot": self.last_slot,
+            "recordings": self.recordings,
+            "assigned_to": self.current.as_json() if self.current else None,
+            "history": [a.as_json() for a in self.history],
+            "overdue": self.overdue,
+        }
 
 
 @dataclass(frozen=True)
@@ -148,10 +196,6 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-def source_path_b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
 
 
 class Service:
@@ -442,9 +486,16 @@ class Service:
         wipe: bool,
         officer: str | None = None,
         clock_offset_s: int | None = None,
+        device: DeviceIdentity | None = None,
+        health: DeviceHealth | None = None,
     ) -> SessionInfo:
+        """Open a docking session; the device is registered on its first docking."""
         now = self.clock.now()
+        if health is not None and clock_offset_s is None:
+            clock_offset_s = health.clock_offset_s
+        slot = device.slot if device else None
         with self.catalog.transaction():
+            self._register_device(serial, profile, device, now)
             session_id = self.catalog.insert_session(
                 {
                     "device_serial": serial,
@@ -453,6 +504,8 @@ class Service:
                     "started_at": isoformat_utc(now),
                     "state": "running",
                     "clock_offset_s": clock_offset_s,
+                    "slot": slot,
+                    "health": _json_text(health.as_json()) if health else None,
                 }
             )
             self._log(
@@ -465,10 +518,20 @@ class Service:
                     "wipe_after_verify": wipe,
                     "officer": officer,
                     "clock_offset_s": clock_offset_s,
+                    "slot": slot,
+                    "device": device.as_json() if device else None,
+                    "health": health.as_json() if health else None,
                 },
                 now,
             )
-        log.info("session.start", session=session_id, serial=serial, profile=profile, source=source)
+        log.info(
+            "session.start",
+            session=session_id,
+            serial=serial,
+            profile=profile,
+            source=source,
+            slot=slot,
+        )
         return SessionInfo(session_id, serial, profile, source, wipe, officer, clock_offset_s)
 
     def end_session(self, session: SessionInfo, state: str, summary: dict[str, Any]) -> None:
@@ -481,6 +544,165 @@ class Service:
             self._log("session.ended", {"session": session.id, "state": state, **summary}, now)
         log.info("session.done", session=session.id, serial=session.serial, state=state, **summary)
         self.checkpoint()
+
+    # -- devices and assignments (seed rule R2) -----------------------------------
+
+    def _register_device(
+        self, serial: str, profile: str, device: DeviceIdentity | None, now: datetime
+    ) -> None:
+        """Record a docking on the device row (registry of known devices)."""
+        known = self.catalog.device(serial)
+        values: dict[str, Any] = {
+            "serial": serial,
+            "profile": profile,
+            "last_docked": isoformat_utc(now),
+            "last_slot": device.slot if device else None,
+        }
+        if device is not None:
+            values |= {
+                "vendor_id": device.vendor_id,
+                "model_id": device.model_id,
+                "vendor": device.vendor,
+                "model": device.model,
+            }
+        if known is None:
+            values["first_seen"] = isoformat_utc(now)
+        # The docking's own session.started entry records it: no entry of its own.
+        self.catalog.upsert_device(values)
+
+    def assign_device(
+        self,
+        serial: str,
+        *,
+        officer: str | None,
+        unit: str | None,
+        device_number: str | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> tuple[Assignment, list[int]]:
+        """Append an assignment (officer None: back to the pool) and re-attribute.
+
+        Recordings of this device made within the period get the officer and
+        unit now in force at their start time; the ids changed are in the
+        entry. Returns the assignment and those ids.
+        """
+        if not serial.strip():
+            raise DockdError("a device serial must not be empty")
+        if officer is not None and not (officer.strip() and (unit or "").strip()):
+            raise DockdError("an assignment needs both --officer and --unit")
+        now = self.clock.now()
+        start = valid_from or now
+        if valid_to is not None and valid_to <= start:
+            raise DockdError(
+                f"--to ({isoformat_utc(valid_to)}) must be after --from ({isoformat_utc(start)})"
+            )
+        with self.catalog.transaction():
+            assignment_id = int(
+                self.catalog.db.execute(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM assignments"
+                ).fetchone()[0]
+            )
+            existing = self.catalog.assignments(serial)
+            proposed = Assignment(
+                assignment_id, serial, officer, unit, device_number, start, valid_to, now, 0
+            )
+            changed = self._reattribute(serial, [*existing, proposed])
+            entry = self._log(
+                "device.assigned",
+                {
+                    **proposed.as_json(),
+                    "assignment": assignment_id,
+                    "reason": reason,
+                    "by": actor,
+                    "reattributed": changed,
+                },
+                now,
+            )
+            self.catalog.insert_assignment(
+                {
+                    **proposed.as_json(),
+                    "id": assignment_id,
+                    "reason": reason,
+                    "log_seq": entry.seq,
+                }
+            )
+            if self.catalog.device(serial) is None:
+                self.catalog.upsert_device({"serial": serial, "first_seen": isoformat_utc(now)})
+        log.info(
+            "device.assigned",
+            serial=serial,
+            officer=officer,
+            unit=unit,
+            assignment=assignment_id,
+            reattributed=len(changed),
+        )
+        stored = self.catalog.assignments(serial)[-1]
+        return stored, changed
+
+    def _reattribute(self, serial: str, assignments: list[Assignment]) -> list[int]:
+        """Bring officer/unit/flags of this device's recordings in line; caller holds the txn."""
+        changed: list[int] = []
+        for rec in self.catalog.recordings_of_device(serial):
+            who = attribute(
+                assignments,
+                parse_utc(rec.recorded_start),
+                name_officer=rec.name_officer,
+                name_device=rec.name_device,
+            )
+            flags = set(rec.flags) - {FLAG_UNASSIGNED}
+            if not who.assigned:
+                flags.add(FLAG_UNASSIGNED)
+            values = {
+                "officer": who.officer,
+                "unit": who.unit,
+                "device_number": who.device_number,
+                "flags": sorted(flags),
+            }
+            current = {
+                "officer": rec.officer,
+                "unit": rec.unit,
+                "device_number": rec.device_number,
+                "flags": sorted(rec.flags),
+            }
+            if values != current:
+                self.catalog.update_attribution(rec.id, values)
+                changed.append(rec.id)
+        return changed
+
+    def devices(self) -> list[DeviceStatus]:
+        """Every device known from dockings or assignments, with who has it now."""
+        now = self.clock.now()
+        counts = dict(
+            self.catalog.db.execute(
+                "SELECT device_serial, COUNT(*) FROM recordings GROUP BY device_serial"
+            ).fetchall()
+        )
+        result: list[DeviceStatus] = []
+        limit = timedelta(hours=self.config.devices.overdue_hours)
+        for row in self.catalog.devices():
+            history = self.catalog.assignments(row["serial"])
+            current = assignment_at(history, now)
+            last = parse_utc(row["last_docked"]) if row.get("last_docked") else None
+            reference = last or (current.valid_from if current else None)
+            overdue = current is not None and reference is not None and now - reference > limit
+            result.append(
+                DeviceStatus(
+                    serial=row["serial"],
+                    vendor=row.get("vendor") or "",
+                    model=row.get("model") or "",
+                    profile=row.get("profile") or "",
+                    first_seen=row["first_seen"],
+                    last_docked=row.get("last_docked"),
+                    last_slot=row.get("last_slot"),
+                    recordings=int(counts.get(row["serial"], 0)),
+                    current=current,
+                    history=tuple(history),
+                    overdue=overdue,
+                )
+            )
+        return result
 
     # -- ingest ----------------------------------------------------------------------
 
@@ -613,7 +835,15 @@ class Service:
         late = is_late(times.end, now)
         if late:
             flags.append(FLAG_LATE)
-        officer = session.officer or name.officer
+        name_officer = session.officer or name.officer
+        who = attribute(
+            self.catalog.assignments(session.serial),
+            times.start,
+            name_officer=name_officer,
+            name_device=name.device,
+        )
+        if not who.assigned:
+            flags.append(FLAG_UNASSIGNED)
         store_path = self.store.relative_path(copy.sha256)
         with self.catalog.transaction():
             recording_id = int(
@@ -632,8 +862,11 @@ class Service:
                     "source_path_b64": source_path_b64(found.rel_path),
                     "store_path": store_path,
                     "device_serial": session.serial,
-                    "device_number": name.device,
-                    "officer": officer,
+                    "device_number": who.device_number,
+                    "officer": who.officer,
+                    "unit": who.unit,
+                    "assignment": who.assignment,
+                    "name_officer": name_officer,
                     "profile": profile.name,
                     "recorded_start": isoformat_utc(times.start),
                     "recorded_end": isoformat_utc(times.end),
@@ -657,9 +890,12 @@ class Service:
                     "source_mtime_ns": copy.after.mtime_ns,
                     "store_path": store_path,
                     "device_serial": session.serial,
-                    "device_number": name.device,
+                    "device_number": who.device_number,
                     "profile": profile.name,
-                    "officer": officer,
+                    "officer": who.officer,
+                    "unit": who.unit,
+                    "name_officer": name_officer,
+                    "name_device": name.device,
                     "sequence": name.seq,
                     "recorded_start": isoformat_utc(times.start),
                     "recorded_end": isoformat_utc(times.end),
@@ -772,7 +1008,7 @@ class Service:
                     Problem(kind, f"Merkle nodes {listed}{more}", "stored tree differs")
                 )
         size = len(rows)
-        logged = _logged_keys(parsed)
+        logged = logged_keys(parsed)
         for key_row in self.catalog.signing_keys():
             if logged.get(key_row["key_id"]) != key_row["vkey"]:
                 problems.append(
@@ -826,10 +1062,11 @@ class Service:
         """Re-walk the hash chain, cross-check rows with entries, re-hash the store."""
         rows = list(self.catalog.log_rows())
         problems = check_chain(rows)
-        parsed = _parse_entries(rows)
+        parsed = parse_entries(rows)
         recordings = self.catalog.recordings()
-        problems += _check_rows_against_log(recordings, {row.seq for row in rows}, parsed)
-        problems += _check_sessions_against_log(self.catalog.sessions(), parsed)
+        problems += check_rows_against_log(recordings, {row.seq for row in rows}, parsed)
+        problems += check_sessions_against_log(self.catalog.sessions(), parsed)
+        problems += check_assignments_against_log(self.catalog.assignments(), parsed)
         problems += self._check_tree(rows, parsed)
         referenced = {r.sha256 for r in recordings}
         seen: set[str] = set()
@@ -882,116 +1119,6 @@ class Service:
         return VerifyReport(
             len(rows), len(recordings), objects, hashed, tuple(problems), tuple(orphans)
         )
-
-
-def _parse_entries(rows: list[StoredEntry]) -> dict[int, LogEntry]:
-    """seq -> entry of every row that parses; the others are reported by check_chain."""
-    parsed: dict[int, LogEntry] = {}
-    for row in rows:
-        try:
-            parsed[row.seq] = LogEntry.from_bytes(row.raw)
-        except DockdError:
-            continue
-    return parsed
-
-
-def _logged_keys(parsed: dict[int, LogEntry]) -> dict[str, str]:
-    """key_id -> vkey of every signing key the log itself introduced."""
-    keys: dict[str, str] = {}
-    for entry in parsed.values():
-        if entry.kind in ("key.created", "key.rotated"):
-            keys[str(entry.data.get("key_id"))] = str(entry.data.get("vkey"))
-    return keys
-
-
-def _check_rows_against_log(
-    recordings: list[Recording], present: set[int], parsed: dict[int, LogEntry]
-) -> list[Problem]:
-    problems: list[Problem] = []
-    logged: dict[int, list[int]] = {}
-    for seq, entry in parsed.items():
-        if entry.kind == "recording.ingested" and isinstance(entry.data.get("recording"), int):
-            logged.setdefault(entry.data["recording"], []).append(seq)
-    for rec in recordings:
-        where = f"recording {rec.id}"
-        if rec.log_seq not in present:
-            problems.append(
-                Problem("catalog_row_unlogged", where, f"its log entry {rec.log_seq} is missing")
-            )
-            continue
-        if rec.log_seq not in parsed:
-            continue  # malformed: reported by check_chain
-        data = parsed[rec.log_seq].data
-        facts = {
-            "recording": rec.id,
-            "sha256": rec.sha256,
-            "size": rec.size,
-            "source_path_b64": source_path_b64(rec.source_path),
-            "store_path": rec.store_path,
-            "device_serial": rec.device_serial,
-            "recorded_start": rec.recorded_start,
-            "recorded_end": rec.recorded_end,
-        }
-        changed = sorted(k for k, v in facts.items() if data.get(k) != v)
-        if changed:
-            problems.append(
-                Problem(
-                    "catalog_row_changed",
-                    where,
-                    f"differs from log entry {rec.log_seq} in {', '.join(changed)}",
-                )
-            )
-    own_entry = {r.id: r.log_seq for r in recordings}
-    for recording_id, seqs in sorted(logged.items()):
-        if recording_id not in own_entry:
-            problems.append(
-                Problem(
-                    "catalog_row_missing",
-                    f"recording {recording_id}",
-                    f"logged in entry {', '.join(map(str, seqs))} but not in the catalog",
-                )
-            )
-            continue
-        for seq in seqs:
-            if seq != own_entry[recording_id]:
-                problems.append(
-                    Problem(
-                        "log_entry_unmatched",
-                        f"log entry {seq}",
-                        f"records an ingest of recording {recording_id}, whose row refers "
-                        f"to entry {own_entry[recording_id]}",
-                    )
-                )
-    return problems
-
-
-def _check_sessions_against_log(
-    sessions: list[dict[str, Any]], parsed: dict[int, LogEntry]
-) -> list[Problem]:
-    """Each session row must be matched by its start entry and, once closed, its end entry.
-
-    This also exposes a log cut off at its tail, which the chain alone cannot.
-    """
-    started: dict[int, str] = {}
-    closed: set[int] = set()
-    for entry in parsed.values():
-        session = entry.data.get("session")
-        if entry.kind == "session.started" and isinstance(session, int):
-            started[session] = str(entry.data.get("device_serial"))
-        elif entry.kind in ("session.ended", "session.interrupted") and isinstance(session, int):
-            closed.add(session)
-    problems: list[Problem] = []
-    for row in sessions:
-        where = f"session {row['id']}"
-        if started.get(row["id"]) != row["device_serial"]:
-            problems.append(
-                Problem("catalog_row_unlogged", where, "no matching session.started entry")
-            )
-        if row["state"] != "running" and row["id"] not in closed:
-            problems.append(
-                Problem("catalog_row_unlogged", where, "closed, but no entry closes it")
-            )
-    return problems
 
 
 def _json_text(value: dict[str, Any]) -> str:

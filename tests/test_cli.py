@@ -54,7 +54,7 @@ def test_ingest_json_shape_and_exit_codes(env: dict[str, Path], clip_bank: list[
     ]
     put(env["cam"], "DCIM/bad.mp4", b"garbage")
     code, data = ingest(env)
-    assert code == 3 and data["recordings"][0]["flags"] == ["unreadable_media"]
+    assert code == 3 and data["recordings"][0]["flags"] == ["unassigned_device", "unreadable_media"]
 
 
 def test_keep_source_and_list_show(env: dict[str, Path], clip_bank: list[Path]) -> None:

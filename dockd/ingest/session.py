@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
+from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile
 from dockd.errors import DockdError, SourceError, VolumeGoneError
 from dockd.ingest.probe import MediaInfo
 from dockd.ingest.scanner import FoundFile, ScanResult, Skipped, scan
 from dockd.ingest.volume import Volume
-from dockd.service import FileOutcome, Service, SessionInfo, Staged
+from dockd.service import REGISTRY_FLAGS, FileOutcome, Service, SessionInfo, Staged
 
 log = structlog.get_logger("dockd.ingest")
 
@@ -36,6 +39,14 @@ class Progress(Protocol):
     def start(self, files: int, total_bytes: int) -> None: ...
 
     def file_done(self, found: FoundFile) -> None: ...
+
+    def phase(self, name: str) -> None:
+        """The session moved on: "copying", "wiping"."""
+
+
+# Opens the camera's volume read-write for the wipe step and yields its root
+# (the daemon remounts; a plain directory needs nothing).
+Writable = Callable[[], AbstractContextManager[Path]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class SessionReport:
 
     @property
     def flagged(self) -> tuple[FileOutcome, ...]:
-        return tuple(o for o in self.ingested if o.recording.flags)
+        return tuple(o for o in self.ingested if set(o.recording.flags) - REGISTRY_FLAGS)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -119,100 +130,54 @@ def run_session(
     wipe: bool,
     officer: str | None = None,
     progress: Progress | None = None,
+    device: DeviceIdentity | None = None,
+    health: DeviceHealth | None = None,
+    writable: Writable | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> SessionReport:
-    """Ingest everything `profile` calls footage on the volume at `source`."""
+    """Ingest everything `profile` calls footage on the volume at `source`.
+
+    Files are copied from a read-only view; the camera copies of proven files
+    are deleted only at the end, through `writable()` (invariant 6: the
+    volume is writable only for the wipe). `should_stop` is asked between
+    files: a removed camera or a stopping daemon ends the session cleanly,
+    and the next docking resumes it.
+    """
     with Volume(source) as volume:
         found = scan(volume, profile, service.config.ingest.max_depth)
         for skipped in found.skipped:
             log.info("ingest.file.skipped", path=skipped.display, reason=skipped.reason)
         session = service.begin_session(
-            serial, profile.name, str(source), wipe=wipe, officer=officer
+            serial,
+            profile.name,
+            str(source),
+            wipe=wipe,
+            officer=officer,
+            device=device,
+            health=health,
         )
         if progress:
             progress.start(len(found.files), sum(f.identity.size for f in found.files))
-        return _ingest_all(service, volume, profile, found, session, wipe, progress)
-
-
-def _ingest_all(
-    service: Service,
-    volume: Volume,
-    profile: Profile,
-    found: ScanResult,
-    session: SessionInfo,
-    wipe: bool,
-    progress: Progress | None,
-) -> SessionReport:
-    outcomes: list[FileOutcome] = []
-    failed: list[Failure] = []
+        state, outcomes, failed = _ingest_all(
+            service, volume, profile, found, session, progress, should_stop
+        )
     wiped: list[int] = []
     wipe_failed: list[Failure] = []
-    state = "done"
-    files = list(found.files)
-    # Files whose object is in the store and whose probe runs in `pool`,
-    # oldest first. Rows are committed (and camera copies wiped) in file
-    # order; a crash leaves at most `ahead` objects without a row, which
-    # the next docking adopts (DESIGN §4a recovery).
-    ahead = service.config.ingest.probe_ahead
-    pending: deque[tuple[Staged, Future[MediaInfo]]] = deque()
-
-    def fail(item: FoundFile, exc: BaseException) -> None:
-        reason = str(exc) if isinstance(exc, DockdError) else f"{type(exc).__name__}: {exc}"
-        log.error("ingest.file.failed", session=session.id, path=item.display, reason=reason)
-        failed.append(Failure(item.display, reason))
+    to_wipe = [o for o in outcomes if o.may_wipe] if wipe and state == "done" else []
+    if to_wipe:
         if progress:
-            progress.file_done(item)
-
-    def done(item: FoundFile, outcome: FileOutcome) -> None:
-        outcomes.append(outcome)
-        if wipe and outcome.may_wipe:
-            try:
-                volume.unlink_if_unchanged(
-                    item.rel_parts,
-                    outcome.seen,
-                    outcome.recording.sha256,
-                    service.config.ingest.buffer_size,
-                )
-            except SourceError as exc:
-                log.warning("ingest.file.wipe_failed", path=item.display, reason=str(exc))
-                wipe_failed.append(Failure(item.display, str(exc)))
-            else:
-                wiped.append(outcome.recording.id)
-                log.info("ingest.file.wiped", recording=outcome.recording.id, path=item.display)
-        if progress:
-            progress.file_done(item)
-
-    def settle(keep: int) -> None:
-        """Commit the oldest pending files until at most `keep` remain."""
-        while len(pending) > keep:
-            staged, media = pending.popleft()
-            try:
-                outcome = service.finish_file(session, profile, staged, media.result())
-            except (DockdError, OSError, sqlite3.Error) as exc:
-                fail(staged.found, exc)
-            else:
-                done(staged.found, outcome)
-
-    with ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool:
-        for index, item in enumerate(files):
-            try:
-                staged = service.stage_file(session, volume, item)
-            except VolumeGoneError as exc:
-                settle(0)
-                state = "volume_gone"
-                log.error("ingest.volume_gone", session=session.id, reason=str(exc))
-                failed.extend(Failure(f.display, f"volume vanished: {exc}") for f in files[index:])
-                break
-            except (DockdError, OSError, sqlite3.Error) as exc:
-                settle(0)
-                fail(item, exc)
-                continue
-            if isinstance(staged, FileOutcome):
-                settle(0)
-                done(item, staged)
-                continue
-            pending.append((staged, pool.submit(service.probe_staged, staged)))
-            settle(ahead)
-        settle(0)
+            progress.phase("wiping")
+        try:
+            _wipe(service, source, writable, to_wipe, wiped, wipe_failed)
+        except (DockdError, OSError) as exc:
+            # Nothing unproven is touched; what stays on the camera is
+            # found as a duplicate at the next docking and wiped then.
+            reason = str(exc) if isinstance(exc, DockdError) else f"{type(exc).__name__}: {exc}"
+            log.error("ingest.wipe_failed", session=session.id, reason=reason)
+            done_ids = set(wiped)
+            wipe_failed.extend(
+                Failure(o.found.display, reason) for o in to_wipe if o.recording.id not in done_ids
+            )
     report = SessionReport(
         session.id,
         session.serial,
@@ -233,3 +198,106 @@ def _ingest_all(
         },
     )
     return report
+
+
+def _wipe(
+    service: Service,
+    source: Path,
+    writable: Writable | None,
+    outcomes: list[FileOutcome],
+    wiped: list[int],
+    wipe_failed: list[Failure],
+) -> None:
+    """Delete the camera copies of proven files, each only if it still looks as it did."""
+    with (writable or (lambda: nullcontext(source)))() as root, Volume(root) as volume:
+        for outcome in outcomes:
+            item = outcome.found
+            try:
+                volume.unlink_if_unchanged(
+                    item.rel_parts,
+                    outcome.seen,
+                    outcome.recording.sha256,
+                    service.config.ingest.buffer_size,
+                )
+            except VolumeGoneError:
+                raise
+            except SourceError as exc:
+                log.warning("ingest.file.wipe_failed", path=item.display, reason=str(exc))
+                wipe_failed.append(Failure(item.display, str(exc)))
+            else:
+                wiped.append(outcome.recording.id)
+                log.info("ingest.file.wiped", recording=outcome.recording.id, path=item.display)
+
+
+def _ingest_all(
+    service: Service,
+    volume: Volume,
+    profile: Profile,
+    found: ScanResult,
+    session: SessionInfo,
+    progress: Progress | None,
+    should_stop: Callable[[], bool],
+) -> tuple[str, list[FileOutcome], list[Failure]]:
+    outcomes: list[FileOutcome] = []
+    failed: list[Failure] = []
+    state = "done"
+    files = list(found.files)
+    # Files whose object is in the store and whose probe runs in `pool`,
+    # oldest first. Rows are committed in file order; a crash leaves at
+    # most `ahead` objects without a row, which the next docking adopts
+    # (DESIGN §4a recovery).
+    ahead = service.config.ingest.probe_ahead
+    pending: deque[tuple[Staged, Future[MediaInfo]]] = deque()
+
+    def fail(item: FoundFile, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, DockdError) else f"{type(exc).__name__}: {exc}"
+        log.error("ingest.file.failed", session=session.id, path=item.display, reason=reason)
+        failed.append(Failure(item.display, reason))
+        if progress:
+            progress.file_done(item)
+
+    def done(item: FoundFile, outcome: FileOutcome) -> None:
+        outcomes.append(outcome)
+        if progress:
+            progress.file_done(item)
+
+    def settle(keep: int) -> None:
+        """Commit the oldest pending files until at most `keep` remain."""
+        while len(pending) > keep:
+            staged, media = pending.popleft()
+            try:
+                outcome = service.finish_file(session, profile, staged, media.result())
+            except (DockdError, OSError, sqlite3.Error) as exc:
+                fail(staged.found, exc)
+            else:
+                done(staged.found, outcome)
+
+    if progress:
+        progress.phase("copying")
+    with ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool:
+        for index, item in enumerate(files):
+            if should_stop():
+                settle(0)
+                state = "stopped"
+                log.warning("ingest.stopped", session=session.id, remaining=len(files) - index)
+                break
+            try:
+                staged = service.stage_file(session, volume, item)
+            except VolumeGoneError as exc:
+                settle(0)
+                state = "volume_gone"
+                log.error("ingest.volume_gone", session=session.id, reason=str(exc))
+                failed.extend(Failure(f.display, f"volume vanished: {exc}") for f in files[index:])
+                break
+            except (DockdError, OSError, sqlite3.Error) as exc:
+                settle(0)
+                fail(item, exc)
+                continue
+            if isinstance(staged, FileOutcome):
+                settle(0)
+                done(item, staged)
+                continue
+            pending.append((staged, pool.submit(service.probe_staged, staged)))
+            settle(ahead)
+        settle(0)
+    return state, outcomes, failed

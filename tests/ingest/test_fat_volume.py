@@ -131,7 +131,10 @@ def test_fat32_docking_end_to_end(tmp_path: Path, cfg: Path, clip_bank: list[Pat
         {"source_path": "DCIM/100MEDIA/SETTINGS.TXT", "reason": "not a media file extension"}
     ]
     flags = {r["source_path"]: r["flags"] for r in report["recordings"]}
-    assert flags == {rel: (["empty"] if not data else []) for rel, data in clips.items()}
+    assert flags == {
+        rel: ["empty", "unassigned_device"] if not data else ["unassigned_device"]
+        for rel, data in clips.items()
+    }
     assert all(r["wiped"] for r in report["recordings"])
     _check_store(state, report, clips)
 

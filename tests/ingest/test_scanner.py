@@ -138,6 +138,9 @@ def test_file_vanished_after_scan_fails_that_file_only(tmp_path: Path, service: 
         def file_done(self, found: object) -> None:
             pass
 
+        def phase(self, name: str) -> None:
+            pass
+
     report = run_session(service, cam, "SER1", GAT, wipe=True, progress=Deleter())
     assert report.counts()["failed"] == 1 and report.counts()["ingested"] == 1
     assert "cannot open" in report.failed[0].reason

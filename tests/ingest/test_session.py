@@ -87,8 +87,8 @@ def test_corrupt_and_empty_clips_are_ingested_and_flagged(
     report = run_session(service, cam, "SER1", _gat(config), wipe=True)
     assert report.exit_code == EXIT_FLAGGED
     flags = {o.found.display: o.recording.flags for o in report.outcomes}
-    assert flags["DCIM/broken.mp4"] == ("unreadable_media",)
-    assert flags["DCIM/empty.mp4"] == ("empty",)
+    assert flags["DCIM/broken.mp4"] == ("unassigned_device", "unreadable_media")
+    assert flags["DCIM/empty.mp4"] == ("empty", "unassigned_device")
     assert report.counts()["wiped"] == 2
     assert service.verify().ok
 

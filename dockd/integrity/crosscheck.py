@@ -1,0 +1,177 @@
+"""Cross-checks of catalog rows against the log entries that created them.
+
+Pure: rows and parsed entries in, problems out. A row that no entry
+explains, or an entry whose row is gone or differs, is tampering (DESIGN
+invariant 3); `Service.verify` runs all of them.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from dockd.catalog import Recording
+from dockd.clock import isoformat_utc
+from dockd.devices.registry import Assignment
+from dockd.errors import DockdError
+from dockd.integrity.chain import LogEntry, Problem, StoredEntry
+
+
+def source_path_b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def parse_entries(rows: list[StoredEntry]) -> dict[int, LogEntry]:
+    """seq -> entry of every row that parses; the others are reported by check_chain."""
+    parsed: dict[int, LogEntry] = {}
+    for row in rows:
+        try:
+            parsed[row.seq] = LogEntry.from_bytes(row.raw)
+        except DockdError:
+            continue
+    return parsed
+
+
+def logged_keys(parsed: dict[int, LogEntry]) -> dict[str, str]:
+    """key_id -> vkey of every signing key the log itself introduced."""
+    keys: dict[str, str] = {}
+    for entry in parsed.values():
+        if entry.kind in ("key.created", "key.rotated"):
+            keys[str(entry.data.get("key_id"))] = str(entry.data.get("vkey"))
+    return keys
+
+
+def check_rows_against_log(
+    recordings: list[Recording], present: set[int], parsed: dict[int, LogEntry]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    logged: dict[int, list[int]] = {}
+    for seq, entry in parsed.items():
+        if entry.kind == "recording.ingested" and isinstance(entry.data.get("recording"), int):
+            logged.setdefault(entry.data["recording"], []).append(seq)
+    for rec in recordings:
+        where = f"recording {rec.id}"
+        if rec.log_seq not in present:
+            problems.append(
+                Problem("catalog_row_unlogged", where, f"its log entry {rec.log_seq} is missing")
+            )
+            continue
+        if rec.log_seq not in parsed:
+            continue  # malformed: reported by check_chain
+        data = parsed[rec.log_seq].data
+        facts = {
+            "recording": rec.id,
+            "sha256": rec.sha256,
+            "size": rec.size,
+            "source_path_b64": source_path_b64(rec.source_path),
+            "store_path": rec.store_path,
+            "device_serial": rec.device_serial,
+            "recorded_start": rec.recorded_start,
+            "recorded_end": rec.recorded_end,
+        }
+        changed = sorted(k for k, v in facts.items() if data.get(k) != v)
+        if changed:
+            problems.append(
+                Problem(
+                    "catalog_row_changed",
+                    where,
+                    f"differs from log entry {rec.log_seq} in {', '.join(changed)}",
+                )
+            )
+    own_entry = {r.id: r.log_seq for r in recordings}
+    for recording_id, seqs in sorted(logged.items()):
+        if recording_id not in own_entry:
+            problems.append(
+                Problem(
+                    "catalog_row_missing",
+                    f"recording {recording_id}",
+                    f"logged in entry {', '.join(map(str, seqs))} but not in the catalog",
+                )
+            )
+            continue
+        for seq in seqs:
+            if seq != own_entry[recording_id]:
+                problems.append(
+                    Problem(
+                        "log_entry_unmatched",
+                        f"log entry {seq}",
+                        f"records an ingest of recording {recording_id}, whose row refers "
+                        f"to entry {own_entry[recording_id]}",
+                    )
+                )
+    return problems
+
+
+def check_sessions_against_log(
+    sessions: list[dict[str, Any]], parsed: dict[int, LogEntry]
+) -> list[Problem]:
+    """Each session row must be matched by its start entry and, once closed, its end entry.
+
+    This also exposes a log cut off at its tail, which the chain alone cannot.
+    """
+    started: dict[int, str] = {}
+    closed: set[int] = set()
+    for entry in parsed.values():
+        session = entry.data.get("session")
+        if entry.kind == "session.started" and isinstance(session, int):
+            started[session] = str(entry.data.get("device_serial"))
+        elif entry.kind in ("session.ended", "session.interrupted") and isinstance(session, int):
+            closed.add(session)
+    problems: list[Problem] = []
+    for row in sessions:
+        where = f"session {row['id']}"
+        if started.get(row["id"]) != row["device_serial"]:
+            problems.append(
+                Problem("catalog_row_unlogged", where, "no matching session.started entry")
+            )
+        if row["state"] != "running" and row["id"] not in closed:
+            problems.append(
+                Problem("catalog_row_unlogged", where, "closed, but no entry closes it")
+            )
+    return problems
+
+
+def check_assignments_against_log(
+    assignments: list[Assignment], parsed: dict[int, LogEntry]
+) -> list[Problem]:
+    """Each assignment row must equal its `device.assigned` entry, and each entry have its row."""
+    logged: dict[int, tuple[int, dict[str, Any]]] = {}
+    for seq, entry in parsed.items():
+        if entry.kind == "device.assigned" and isinstance(entry.data.get("assignment"), int):
+            logged[entry.data["assignment"]] = (seq, entry.data)
+    problems: list[Problem] = []
+    for row in assignments:
+        where = f"assignment {row.id}"
+        found = logged.pop(row.id, None)
+        if found is None or found[0] != row.log_seq:
+            problems.append(
+                Problem("catalog_row_unlogged", where, f"no device.assigned entry {row.log_seq}")
+            )
+            continue
+        seq, data = found
+        facts = {
+            "serial": row.serial,
+            "officer": row.officer,
+            "unit": row.unit,
+            "device_number": row.device_number,
+            "valid_from": isoformat_utc(row.valid_from),
+            "valid_to": isoformat_utc(row.valid_to) if row.valid_to else None,
+        }
+        changed = sorted(k for k, v in facts.items() if data.get(k) != v)
+        if changed:
+            problems.append(
+                Problem(
+                    "catalog_row_changed",
+                    where,
+                    f"differs from log entry {seq} in {', '.join(changed)}",
+                )
+            )
+    for assignment_id, (seq, _) in sorted(logged.items()):
+        problems.append(
+            Problem(
+                "catalog_row_missing",
+                f"assignment {assignment_id}",
+                f"logged in entry {seq} but not in the catalog",
+            )
+        )
+    return problems
