@@ -195,6 +195,13 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
         ALTER TABLE recordings ADD COLUMN name_officer TEXT;
         ALTER TABLE recordings ADD COLUMN name_device TEXT;
         UPDATE recordings SET name_officer = officer, name_device = device_number;
+        -- No assignment existed before this schema: every recording was unassigned.
+        UPDATE recordings SET flags = (
+            SELECT json_group_array(value) FROM (
+                SELECT value FROM json_each(recordings.flags)
+                UNION SELECT 'unassigned_device' ORDER BY 1
+            )
+        );
         """
     )
 

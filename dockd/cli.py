@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,6 +24,8 @@ from rich.table import Table
 
 from dockd import logs
 from dockd.catalog import Recording
+from dockd.cli_common import err, out
+from dockd.cli_common import service_for as _service
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
 from dockd.devices.profiles import PROFILES, make_profile
@@ -41,10 +42,6 @@ Exit codes:
   3  ingest: ingested, but some files are flagged
   4  ingest: something could not be ingested (it stays on the camera)
 """
-
-# Piped output is read by people too (logs, mail); give tables room to breathe.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
 
 
 class DockdGroup(click.Group):
@@ -88,11 +85,6 @@ def cli(
     ctx.obj = config
 
 
-def _service(ctx: click.Context, write: bool) -> Service:
-    config: Config = ctx.obj
-    return Service(config, SystemClock(), write=write)
-
-
 class RichProgress:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -132,6 +124,7 @@ def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
         "recorded (UTC)",
         "device",
         "officer",
+        "unit",
         "size",
         "sha256",
         "flags",
@@ -144,6 +137,7 @@ def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
             r.recorded_start.replace("T", " ").removesuffix("Z"),
             r.device_number or r.device_serial,
             r.officer or "-",
+            r.unit or "-",
             f"{r.size:,}",
             r.sha256[:12] + "…",
             ",".join(r.flags) or "-",
@@ -465,6 +459,13 @@ def demo(ctx: click.Context, clips: int) -> None:
     flagged = {flag for o in report.flagged for flag in o.recording.flags}
     as_expected = result.ok and not report.failed and flagged <= {"unreadable_media"}
     sys.exit(0 if as_expected else 1)
+
+
+from dockd.cli_daemon import doctor, run, status  # noqa: E402
+from dockd.cli_devices import device  # noqa: E402
+
+for _command in (run, status, doctor, device):
+    cli.add_command(_command)
 
 
 def main() -> None:

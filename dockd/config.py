@@ -106,6 +106,10 @@ class DeviceRule:
     vendor: str = ""
     model: str = ""
     serial: str = ""
+    # For cameras that need a vendor command before they show storage: a USB
+    # control transfer "bmRequestType,bRequest,wValue,wIndex[,hex data]"
+    # (devices/usbhook.py), sent when a USB device matching the rule appears.
+    usb_command: str = ""
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,16 @@ def _validate(config: Config) -> Config:
                 f"devices.rules[{i}].profile: unknown profile {rule.profile!r} "
                 f"(known: {', '.join(sorted(known))})"
             )
+        if rule.usb_command:
+            from dockd.devices.usbhook import parse_usb_command
+
+            parse_usb_command(rule.usb_command, f"devices.rules[{i}].usb_command")
+            if not (rule.vendor_id and rule.model_id) or any(
+                c in rule.vendor_id + rule.model_id for c in "*?["
+            ):
+                raise ConfigError(
+                    f"devices.rules[{i}]: a usb_command needs exact vendor_id and model_id"
+                )
     daemon = config.daemon
     if daemon.workers < 1:
         raise ConfigError("daemon.workers: must be at least 1")

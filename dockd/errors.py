@@ -40,5 +40,12 @@ class VolumeGoneError(SourceError):
     """The whole volume disappeared: nothing more can be read from it."""
 
 
+class StopRequested(DockdError):
+    """The session was asked to stop (daemon stopping, camera removed) mid-file.
+
+    The partial copy is discarded and the file stays on the camera.
+    """
+
+
 class VerifyError(DockdError):
     """A record read back does not parse as the format says."""

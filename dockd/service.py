@@ -13,6 +13,7 @@ start-up recovery (which empties store/tmp) never races another writer.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fcntl
 import json
 import math
@@ -43,6 +44,7 @@ from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain, n
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
 from dockd.integrity.crosscheck import (
     check_assignments_against_log,
+    check_labels_against_log,
     check_rows_against_log,
     check_sessions_against_log,
     logged_keys,
@@ -638,8 +640,7 @@ class Service:
             assignment=assignment_id,
             reattributed=len(changed),
         )
-        stored = self.catalog.assignments(serial)[-1]
-        return stored, changed
+        return dataclasses.replace(proposed, log_seq=entry.seq), changed
 
     def _reattribute(self, serial: str, assignments: list[Assignment]) -> list[int]:
         """Bring officer/unit/flags of this device's recordings in line; caller holds the txn."""
@@ -685,8 +686,12 @@ class Service:
             history = self.catalog.assignments(row["serial"])
             current = assignment_at(history, now)
             last = parse_utc(row["last_docked"]) if row.get("last_docked") else None
-            reference = last or (current.valid_from if current else None)
-            overdue = current is not None and reference is not None and now - reference > limit
+            # Counted from the later of the last docking and the hand-out: a
+            # camera issued from the pool an hour ago is not overdue.
+            overdue = (
+                current is not None
+                and now - max([t for t in (last, current.valid_from) if t is not None]) > limit
+            )
             result.append(
                 DeviceStatus(
                     serial=row["serial"],
@@ -722,7 +727,11 @@ class Service:
         return self.finish_file(session, profile, staged, self.probe_staged(staged))
 
     def stage_file(
-        self, session: SessionInfo, volume: Volume, found: FoundFile
+        self,
+        session: SessionInfo,
+        volume: Volume,
+        found: FoundFile,
+        should_stop: Callable[[], bool] | None = None,
     ) -> FileOutcome | Staged:
         """Step 1: a duplicate's outcome, or the proven object renamed into the store."""
         cfg = self.config.ingest
@@ -735,7 +744,7 @@ class Service:
                 return self._duplicate(session, found, known, after, changed=False)
 
         flags: list[str] = []
-        copy = self._copy_until_stable(volume, found, flags)
+        copy = self._copy_until_stable(volume, found, flags, should_stop)
         try:
             existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
             self.store.commit_temp(copy.temp, copy.sha256, cfg.buffer_size)
@@ -775,11 +784,17 @@ class Service:
         )
         return FileOutcome("ingested", found, recording, FLAG_CHANGED not in flags, copy.after)
 
-    def _copy_until_stable(self, volume: Volume, found: FoundFile, flags: list[str]) -> Copy:
+    def _copy_until_stable(
+        self,
+        volume: Volume,
+        found: FoundFile,
+        flags: list[str],
+        should_stop: Callable[[], bool] | None,
+    ) -> Copy:
         cfg = self.config.ingest
         attempts = cfg.change_retries + 1
         for attempt in range(1, attempts + 1):
-            copy = copy_verified(volume, found.rel_parts, self.store, cfg.buffer_size)
+            copy = copy_verified(volume, found.rel_parts, self.store, cfg.buffer_size, should_stop)
             if not copy.source_changed:
                 return copy
             if attempt == attempts:
@@ -836,16 +851,18 @@ class Service:
         if late:
             flags.append(FLAG_LATE)
         name_officer = session.officer or name.officer
-        who = attribute(
-            self.catalog.assignments(session.serial),
-            times.start,
-            name_officer=name_officer,
-            name_device=name.device,
-        )
-        if not who.assigned:
-            flags.append(FLAG_UNASSIGNED)
         store_path = self.store.relative_path(copy.sha256)
         with self.catalog.transaction():
+            # Read inside the transaction: an assignment committed meanwhile
+            # (socket thread) must either see this row or be seen by it.
+            who = attribute(
+                self.catalog.assignments(session.serial),
+                times.start,
+                name_officer=name_officer,
+                name_device=name.device,
+            )
+            if not who.assigned:
+                flags.append(FLAG_UNASSIGNED)
             recording_id = int(
                 self.catalog.db.execute(
                     "SELECT COALESCE(MAX(id), 0) + 1 FROM recordings"
@@ -867,6 +884,7 @@ class Service:
                     "unit": who.unit,
                     "assignment": who.assignment,
                     "name_officer": name_officer,
+                    "name_device": name.device,
                     "profile": profile.name,
                     "recorded_start": isoformat_utc(times.start),
                     "recorded_end": isoformat_utc(times.end),
@@ -1067,6 +1085,7 @@ class Service:
         problems += check_rows_against_log(recordings, {row.seq for row in rows}, parsed)
         problems += check_sessions_against_log(self.catalog.sessions(), parsed)
         problems += check_assignments_against_log(self.catalog.assignments(), parsed)
+        problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
         problems += self._check_tree(rows, parsed)
         referenced = {r.sha256 for r in recordings}
         seen: set[str] = set()

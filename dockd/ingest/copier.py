@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from dockd.chunks import hash_fd, read_chunks
-from dockd.errors import SourceError, StoreError, VolumeGoneError
+from dockd.errors import SourceError, StopRequested, StoreError, VolumeGoneError
 from dockd.ingest.volume import GONE_ERRNOS, FileIdentity, Volume
 from dockd.store import Store, hash_file, raise_store_error
 
@@ -60,7 +61,11 @@ def hash_source(
 
 
 def copy_verified(
-    volume: Volume, rel_parts: tuple[bytes, ...], store: Store, buffer_size: int
+    volume: Volume,
+    rel_parts: tuple[bytes, ...],
+    store: Store,
+    buffer_size: int,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Copy:
     """Copy one source file into a proven temporary file of `store`.
 
@@ -76,7 +81,9 @@ def copy_verified(
             store.check_space(before.size)
             dst, temp = store.new_temp()
             try:
-                sha256, size = _copy_and_sync(src, dst, where, buffer_size, before.size)
+                sha256, size = _copy_and_sync(
+                    src, dst, where, buffer_size, before.size, should_stop
+                )
             finally:
                 os.close(dst)
             # The second look happens while the file is still open: FAT
@@ -96,7 +103,12 @@ def copy_verified(
 
 
 def _copy_and_sync(
-    src: int, dst: int, where: str, buffer_size: int, size_hint: int
+    src: int,
+    dst: int,
+    where: str,
+    buffer_size: int,
+    size_hint: int,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[str, int]:
     """Read `src` once, hashing and writing each chunk; fsync `dst` and drop its cache."""
     digest = hashlib.sha256()
@@ -110,6 +122,8 @@ def _copy_and_sync(
                 raise _read_error(where, exc) from None
             if chunk is None:
                 break
+            if should_stop is not None and should_stop():
+                raise StopRequested(f"{where}: stopped after {size} bytes; left on the camera")
             digest.update(chunk)
             _write_all(dst, chunk)
             size += len(chunk)

@@ -22,7 +22,7 @@ import structlog
 
 from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile
-from dockd.errors import DockdError, SourceError, VolumeGoneError
+from dockd.errors import DockdError, SourceError, StopRequested, VolumeGoneError
 from dockd.ingest.probe import MediaInfo
 from dockd.ingest.scanner import FoundFile, ScanResult, Skipped, scan
 from dockd.ingest.volume import Volume
@@ -282,7 +282,12 @@ def _ingest_all(
                 log.warning("ingest.stopped", session=session.id, remaining=len(files) - index)
                 break
             try:
-                staged = service.stage_file(session, volume, item)
+                staged = service.stage_file(session, volume, item, should_stop)
+            except StopRequested as exc:
+                settle(0)
+                state = "stopped"
+                log.warning("ingest.stopped", session=session.id, reason=str(exc))
+                break
             except VolumeGoneError as exc:
                 settle(0)
                 state = "volume_gone"

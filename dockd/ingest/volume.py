@@ -51,7 +51,10 @@ class Volume:
     def __init__(self, root: Path) -> None:
         self.root = root
         try:
-            self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # O_NOFOLLOW: a root swapped for a symlink must not lead the wipe elsewhere.
+            self.root_fd = os.open(
+                root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
         except OSError as exc:
             raise SourceError(f"{root}: cannot open the volume: {exc.strerror}") from None
         self.dev = os.fstat(self.root_fd).st_dev

@@ -11,8 +11,8 @@ import base64
 from typing import Any
 
 from dockd.catalog import Recording
-from dockd.clock import isoformat_utc
-from dockd.devices.registry import Assignment
+from dockd.clock import isoformat_utc, parse_utc
+from dockd.devices.registry import Assignment, attribute
 from dockd.errors import DockdError
 from dockd.integrity.chain import LogEntry, Problem, StoredEntry
 
@@ -174,4 +174,87 @@ def check_assignments_against_log(
                 f"logged in entry {seq} but not in the catalog",
             )
         )
+    return problems
+
+
+def logged_assignments(parsed: dict[int, LogEntry]) -> list[Assignment]:
+    """The assignment history as the log tells it (independent of the catalog table)."""
+    found: list[Assignment] = []
+    for seq, entry in sorted(parsed.items()):
+        data = entry.data
+        if entry.kind != "device.assigned" or not isinstance(data.get("assignment"), int):
+            continue
+        try:
+            found.append(
+                Assignment(
+                    id=data["assignment"],
+                    serial=str(data["serial"]),
+                    officer=data.get("officer"),
+                    unit=data.get("unit"),
+                    device_number=data.get("device_number"),
+                    valid_from=parse_utc(str(data["valid_from"])),
+                    valid_to=parse_utc(str(data["valid_to"])) if data.get("valid_to") else None,
+                    created_at=parse_utc(entry.time),
+                    log_seq=seq,
+                )
+            )
+        except (KeyError, ValueError):
+            continue  # malformed: the row cross-check reports the assignment
+    return found
+
+
+def check_labels_against_log(
+    recordings: list[Recording], parsed: dict[int, LogEntry], unassigned_flag: str
+) -> list[Problem]:
+    """Officer, unit, device number and flags of each row must follow from the log.
+
+    They are the ingest entry's values re-attributed by the logged
+    assignments; a label changed behind the service's back (R2) shows here.
+    """
+    history = logged_assignments(parsed)
+    by_serial: dict[str, list[Assignment]] = {}
+    for item in history:
+        by_serial.setdefault(item.serial, []).append(item)
+    problems: list[Problem] = []
+    for rec in recordings:
+        entry = parsed.get(rec.log_seq)
+        if entry is None or entry.kind != "recording.ingested":
+            continue  # reported by the row cross-check
+        data = entry.data
+        try:
+            start = parse_utc(str(data["recorded_start"]))
+        except (KeyError, ValueError):
+            continue
+        # Entries from before the registry (schema < 4) name the file's officer only.
+        who = attribute(
+            by_serial.get(rec.device_serial, []),
+            start,
+            name_officer=data["name_officer"] if "name_officer" in data else data.get("officer"),
+            name_device=data["name_device"] if "name_device" in data else data.get("device_number"),
+        )
+        flags = set(data.get("flags") or []) - {unassigned_flag}
+        if not who.assigned:
+            flags.add(unassigned_flag)
+        expected = {
+            "officer": who.officer,
+            "unit": who.unit,
+            "device_number": who.device_number,
+            "flags": sorted(flags),
+        }
+        actual = {
+            "officer": rec.officer,
+            "unit": rec.unit,
+            "device_number": rec.device_number,
+            "flags": sorted(rec.flags),
+        }
+        changed = sorted(k for k in expected if expected[k] != actual[k])
+        if changed:
+            problems.append(
+                Problem(
+                    "catalog_label_changed",
+                    f"recording {rec.id}",
+                    f"{', '.join(changed)} differ from what the log's ingest and "
+                    "assignment entries give",
+                )
+            )
     return problems

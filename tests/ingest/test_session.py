@@ -127,3 +127,38 @@ def test_log_is_append_only(tmp_path: Path, service: Service, config: Config) ->
         raise AssertionError(f"{sql} was allowed")
     row = conn.execute("SELECT summary FROM sessions").fetchone()
     assert json.loads(row[0])["ingested"] == 1
+
+
+def test_stop_mid_copy_leaves_the_file_on_the_camera_and_resumes(
+    tmp_path: Path, config: Config, clock: FixedClock
+) -> None:
+    """A stopping daemon (or a removed camera) interrupts the copy between chunks:
+    the partial copy is discarded, nothing is wiped, and the next docking ingests it."""
+    import dataclasses
+
+    small = dataclasses.replace(
+        config, ingest=dataclasses.replace(config.ingest, buffer_size=4096, probe_ahead=0)
+    )
+    cam = tmp_path / "cam"
+    first = put(cam, "DCIM/a.mp4", b"a" * 4096 * 64)
+    put(cam, "DCIM/b.mp4", b"b" * 4096)
+    asked = 0
+
+    def stop_during_first_copy() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 10  # a few chunks into a.mp4
+
+    with Service(small, clock) as service:
+        report = run_session(
+            service, cam, "SER1", _gat(small), wipe=True, should_stop=stop_during_first_copy
+        )
+        assert report.state == "stopped"
+        assert report.outcomes == () and report.wiped == ()
+        assert first.read_bytes() == b"a" * 4096 * 64, "still on the camera, unchanged"
+        assert not list((small.state_dir / "store" / "tmp").iterdir()), "no partial copy"
+        assert service.recordings() == []
+        again = run_session(service, cam, "SER1", _gat(small), wipe=True)
+        assert again.state == "done" and again.counts()["ingested"] == 2
+        assert again.counts()["wiped"] == 2
+        assert service.verify().ok

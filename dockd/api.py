@@ -1,0 +1,161 @@
+"""The daemon's Unix socket: one JSON object per line each way.
+
+Request:  {"op": "status", "args": {...}}
+Response: {"ok": true, "result": ...} or {"ok": false, "error": "...", "exit_code": n}
+
+The socket lives in the runtime directory, owned by root and group-writable
+by the `dockd` group, so that `dockd status` works for the group's members
+and nobody else can reach the service. The peer's uid (SO_PEERCRED) is the
+actor recorded in log entries of changes made through the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import os
+import pwd
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dockd.config import Config
+from dockd.errors import DockdError
+
+log = structlog.get_logger("dockd.api")
+
+SOCKET_NAME = "dockd.sock"
+# A request line longer than this is refused: nothing legitimate is that long.
+MAX_LINE = 1 << 20
+
+Handler = Callable[[str, dict[str, Any], str], Any]
+
+
+class DaemonUnavailable(DockdError):
+    """No daemon answers on the socket: the caller may work on the files itself."""
+
+
+def socket_path(config: Config) -> Path:
+    return config.daemon.runtime_dir / SOCKET_NAME
+
+
+def peer_name(sock: socket.socket) -> str:
+    """`user(uid)` of the process at the other end of a Unix socket."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    try:
+        return f"{pwd.getpwuid(uid).pw_name}({uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    handler: Handler
+
+
+class _Connection(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        actor = peer_name(self.connection)
+        while True:
+            line = self.rfile.readline(MAX_LINE + 1)
+            if not line:
+                return
+            reply = self._answer(line, actor)
+            try:
+                self.wfile.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+                self.wfile.flush()
+            except OSError:
+                return
+
+    def _answer(self, line: bytes, actor: str) -> dict[str, Any]:
+        if len(line) > MAX_LINE:
+            return {"ok": False, "error": "request too long", "exit_code": 2}
+        try:
+            request = json.loads(line)
+            op = request["op"]
+            args = request.get("args") or {}
+            if not isinstance(op, str) or not isinstance(args, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": "not a request: expected {op, args}", "exit_code": 2}
+        try:
+            return {"ok": True, "result": self.server.handler(op, args, actor)}
+        except DockdError as exc:
+            return {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
+        except Exception as exc:  # a bug must not kill the connection thread silently
+            log.exception("api.failed", op=op)
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}", "exit_code": 1}
+
+
+class ApiServer:
+    """Serves `handler(op, args, actor)` on the daemon's socket, in its own threads."""
+
+    def __init__(self, path: Path, handler: Handler, group: str = "dockd") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a stale socket of a crashed daemon
+        # Created with no access for others from the first instant.
+        old = os.umask(0o117)
+        try:
+            self._server = _Server(str(path), _Connection)
+        finally:
+            os.umask(old)
+        self._server.handler = handler
+        try:
+            os.chown(path, 0, grp.getgrnam(group).gr_gid)
+        except (KeyError, PermissionError):
+            log.warning("api.group_missing", group=group, socket=str(path))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="dockd-api", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("api.listening", socket=str(self.path))
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def request(path: Path, op: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+    """Ask the daemon; DaemonUnavailable when none listens, DockdError when it refuses."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise DaemonUnavailable(f"no dockd daemon on {path}: {exc.strerror}") from None
+        except PermissionError:
+            raise DockdError(
+                f"{path}: permission denied; members of the dockd group may use dockd status"
+            ) from None
+        sock.sendall(json.dumps({"op": op, "args": args or {}}).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            line = stream.readline(MAX_LINE * 64)
+    except TimeoutError:
+        raise DockdError(f"the daemon did not answer {op!r} within {timeout:.0f} s") from None
+    finally:
+        sock.close()
+    if not line:
+        raise DockdError(f"the daemon closed the connection during {op!r}")
+    reply = json.loads(line)
+    if not reply.get("ok"):
+        error = DockdError(str(reply.get("error")))
+        error.exit_code = int(reply.get("exit_code", 1))
+        raise error
+    return reply.get("result")

@@ -1,0 +1,54 @@
+"""What every `dockd` command shares: consoles, the Service, and the daemon's socket."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from dockd.api import DaemonUnavailable, request, socket_path
+from dockd.clock import SystemClock
+from dockd.config import Config
+from dockd.service import Service
+
+# Piped output is read by people too (logs, mail); give tables room to breathe.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def service_for(ctx: click.Context, write: bool) -> Service:
+    config: Config = ctx.obj
+    return Service(config, SystemClock(), write=write)
+
+
+def change(
+    ctx: click.Context, op: str, args: dict[str, Any], local: Callable[[Service], Any]
+) -> Any:
+    """Make a change through the running daemon, or directly when none runs.
+
+    The daemon holds the state directory's lock; asking it keeps one writer
+    and records the caller (SO_PEERCRED) as the actor.
+    """
+    config: Config = ctx.obj
+    try:
+        return request(socket_path(config), op, args)
+    except DaemonUnavailable:
+        with service_for(ctx, write=True) as service:
+            return local(service)
+
+
+def local_actor() -> str:
+    """Who runs this command, for log entries of changes made without the daemon."""
+    import os
+    import pwd
+
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "uid"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{name}({uid})" + (f" via sudo by {sudo}" if sudo else "")
