@@ -24,7 +24,7 @@ from rich.table import Table
 
 from dockd import logs
 from dockd.catalog import Recording
-from dockd.cli_common import err, out
+from dockd.cli_common import change, checkpoint_json, err, out
 from dockd.cli_common import service_for as _service
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
@@ -295,13 +295,11 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def checkpoint(ctx: click.Context, as_json: bool) -> None:
     """Sign and print a checkpoint of the log (C2SP tlog-checkpoint in a signed note)."""
-    with _service(ctx, write=True) as service:
-        note = service.checkpoint()
-        keys = [k.to_text() for k in service.trusted_keys()]
+    result = change(ctx, "checkpoint", {}, checkpoint_json)
     if as_json:
-        click.echo(json.dumps({"checkpoint": note, "keys": keys}, sort_keys=True))
+        click.echo(json.dumps(result, sort_keys=True))
     else:
-        click.echo(note, nl=False)
+        click.echo(result["checkpoint"], nl=False)
 
 
 @cli.group()
@@ -361,33 +359,22 @@ def _print_proof(data: dict[str, Any], as_json: bool) -> None:
 @click.pass_context
 def audit(ctx: click.Context, fraction: float | None, as_json: bool) -> None:
     """Fixity audit: re-hash the longest-unchecked slice of the store (a logged event)."""
-    with _service(ctx, write=True) as service:
-        report = service.audit(fraction)
+    report = change(
+        ctx, "audit", {"fraction": fraction}, lambda service: service.audit(fraction).as_json()
+    )
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "checked": report.checked,
-                    "bytes_hashed": report.bytes_hashed,
-                    "store_objects": report.store_objects,
-                    "failures": list(report.failures),
-                    "log_entry": report.log_seq,
-                },
-                sort_keys=True,
-            )
-        )
+        click.echo(json.dumps(report, sort_keys=True))
     else:
         out.print(
-            f"audit: re-hashed {report.checked} of {report.store_objects} store objects "
-            f"({report.bytes_hashed:,} bytes), log entry {report.log_seq}"
+            f"audit: re-hashed {report['checked']} of {report['store_objects']} store objects "
+            f"({report['bytes_hashed']:,} bytes), log entry {report['log_entry']}"
         )
-        for f in report.failures:
+        for f in report["failures"]:
             out.print(
                 f"  MISMATCH {f['sha256']}: {f['found']} (recordings {f['recordings']})",
                 markup=False,
             )
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report["ok"] else 1)
 
 
 @cli.group("log")
@@ -420,9 +407,10 @@ def key() -> None:
 @click.pass_context
 def key_rotate(ctx: click.Context) -> None:
     """Replace the signing key; old checkpoints stay verifiable (a logged event)."""
-    with _service(ctx.find_root(), write=True) as service:
-        vkey = service.rotate_key()
-    click.echo(vkey.to_text())
+    result = change(
+        ctx.find_root(), "key.rotate", {}, lambda service: {"vkey": service.rotate_key().to_text()}
+    )
+    click.echo(result["vkey"])
 
 
 @cli.command()

@@ -52,3 +52,9 @@ def local_actor() -> str:
         name = "uid"
     sudo = os.environ.get("SUDO_USER")
     return f"{name}({uid})" + (f" via sudo by {sudo}" if sudo else "")
+
+
+def checkpoint_json(service: Service) -> dict[str, Any]:
+    """Sign a checkpoint now; with the keys that verify it (CLI and socket alike)."""
+    note = service.checkpoint()
+    return {"checkpoint": note, "keys": [k.to_text() for k in service.trusted_keys()]}

@@ -40,6 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dockd import __version__
 from dockd.api import ApiServer, socket_path
+from dockd.cli_common import checkpoint_json
 from dockd.clock import Clock, SystemClock, isoformat_utc, parse_utc
 from dockd.config import Config, load_config
 from dockd.devices.health import read_health
@@ -685,7 +686,12 @@ class Daemon:
             )
             return {"assignment": assignment.as_json(), "reattributed": changed}
         if op == "checkpoint":
-            return {"checkpoint": self.service.checkpoint()}
+            return checkpoint_json(self.service)
+        if op == "audit":
+            fraction = args.get("fraction")
+            return self.service.audit(None if fraction is None else float(fraction)).as_json()
+        if op == "key.rotate":
+            return {"vkey": self.service.rotate_key().to_text()}
         if op == "reload":
             self._reload.set()
             self._wake.set()

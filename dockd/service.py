@@ -199,6 +199,16 @@ class AuditReport:
     def ok(self) -> bool:
         return not self.failures
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "bytes_hashed": self.bytes_hashed,
+            "store_objects": self.store_objects,
+            "failures": list(self.failures),
+            "log_entry": self.log_seq,
+        }
+
 
 class Service:
     def __init__(
@@ -241,7 +251,9 @@ class Service:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise StateBusyError(
-                        f"{self.state_dir}: another dockd process is writing this state directory"
+                        f"{self.state_dir}: another dockd process is writing this state "
+                        "directory (the daemon, if `dockd status` answers: import footage "
+                        "through its drop folder, daemon.drop_dir)"
                     ) from None
                 time.sleep(0.2)
 
@@ -611,10 +623,11 @@ class Service:
                 assignment_id, serial, officer, unit, device_number, start, valid_to, now, 0
             )
             changed = self._reattribute(serial, [*existing, proposed])
+            facts = {k: v for k, v in proposed.as_json().items() if k not in ("id", "log_seq")}
             entry = self._log(
                 "device.assigned",
                 {
-                    **proposed.as_json(),
+                    **facts,
                     "assignment": assignment_id,
                     "reason": reason,
                     "by": actor,
