@@ -11,7 +11,7 @@ APT_PACKAGES := python3 python3-venv python3-pip ffmpeg fuse3 fusefat mtools dos
                 umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev
 CHECKED   := dockd tests bench
 
-.PHONY: all setup apt venv demo test lint typecheck unit bench clean
+.PHONY: all setup apt venv demo test lint typecheck unit bench clean install
 
 all: test
 
@@ -57,3 +57,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+
+# Install on a dock, as root: /opt/dockd venv, units, udev rules, config.
+# Variables (DESTDIR, WHEELHOUSE, DOCKD_ENABLE, ...) pass through, see the script.
+install:
+	sh packaging/install.sh

@@ -90,7 +90,8 @@ class IntegrityConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
-    format: str = "keyvalue"
+    # auto: journald under systemd, a readable console on a terminal, else key=value.
+    format: str = "auto"
 
 
 @dataclass(frozen=True)
