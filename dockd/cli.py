@@ -24,7 +24,7 @@ from rich.table import Table
 
 from dockd import logs
 from dockd.catalog import Recording
-from dockd.cli_common import change, checkpoint_json, err, out
+from dockd.cli_common import change, checkpoint_json, daemon_running, err, out
 from dockd.cli_common import service_for as _service
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
@@ -32,7 +32,7 @@ from dockd.devices.profiles import PROFILES, make_profile
 from dockd.errors import ConfigError, DockdError
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.session import SessionReport, run_session
-from dockd.service import Service, VerifyReport
+from dockd.service import Service, StateBusyError, VerifyReport
 
 EXIT_CODES = """\b
 Exit codes:
@@ -186,6 +186,12 @@ def ingest(
         raise ConfigError(f"--serial: invalid device serial {serial!r}")
     chosen = make_profile(profile or config.profiles.default_profile, config.profiles)
     wipe = config.ingest.wipe_after_verify and not keep_source
+    if daemon_running(config):
+        raise StateBusyError(
+            "the dockd daemon is running and owns the state directory: dock the camera, "
+            "or copy its files into the daemon's drop folder (daemon.drop_dir) with a "
+            "dockd-import.json naming the serial"
+        )
     with (
         _service(ctx, write=True) as service,
         _progress(not as_json and err.is_terminal) as progress,

@@ -12,6 +12,7 @@ from rich.console import Console
 from dockd.api import DaemonUnavailable, request, socket_path
 from dockd.clock import SystemClock
 from dockd.config import Config
+from dockd.errors import DockdError
 from dockd.service import Service
 
 # Piped output is read by people too (logs, mail); give tables room to breathe.
@@ -58,3 +59,14 @@ def checkpoint_json(service: Service) -> dict[str, Any]:
     """Sign a checkpoint now; with the keys that verify it (CLI and socket alike)."""
     note = service.checkpoint()
     return {"checkpoint": note, "keys": [k.to_text() for k in service.trusted_keys()]}
+
+
+def daemon_running(config: Config) -> bool:
+    """True when a daemon answers on the socket (it then owns the state directory)."""
+    try:
+        request(socket_path(config), "status", timeout=5.0)
+    except DaemonUnavailable:
+        return False
+    except DockdError:
+        return True  # something answers, even if it refused us
+    return True

@@ -230,6 +230,13 @@ def test_docked_camera_is_ingested_wiped_and_unmounted(dock: Dock, clip_bank: li
         (recent,) = status["recent"]
         assert recent["serial"] == "CAM0001" and recent["state"] == "done"
         assert dock.cli("verify").returncode == 0
+        # A manual ingest while the daemon owns the state is refused at once, untouched.
+        manual = dock.tmp / "manual"
+        (manual / "DCIM").mkdir(parents=True)
+        (manual / "DCIM" / "x.mp4").write_bytes(b"x")
+        refused = dock.cli("ingest", str(manual), "--serial", "X1")
+        assert refused.returncode == 4 and "drop folder" in refused.stderr, refused.stderr
+        assert (manual / "DCIM" / "x.mp4").read_bytes() == b"x"
         show = json.loads(dock.cli("show", "1", "--json").stdout)
         assert show["log_entry"]["data"]["unit"] is None  # no assignment yet
         session = json.loads(dock.cli("device", "list", "--json").stdout)
