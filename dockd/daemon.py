@@ -446,6 +446,11 @@ class Daemon:
         with self._lock:
             job = self._by_sys_path.get(identity.sys_path)
             if job is None:
+                # Taken out after its session: the slot is free again.
+                slot = self._slots.get(identity.slot)
+                if slot is not None and slot.serial == identity.serial:
+                    del self._slots[identity.slot]
+                self._status_changed()
                 return
             job.cancelled.set()
             if job in self._jobs:  # still waiting: forget it now
@@ -569,7 +574,8 @@ class Daemon:
 
     def _finished(self, job: _Job, report: SessionReport) -> None:
         self._release(job)
-        state = "done" if report.state == "done" else "error"
+        reason = outcome_problem(report, removed=job.cancelled.is_set())
+        state = "done" if reason is None else "error"
         summary = {
             "session": report.session_id,
             "serial": report.serial,
@@ -586,7 +592,7 @@ class Daemon:
                 slot.session = report.session_id
                 slot.counts = report.counts()
                 slot.since = self._now()
-                slot.error = None if state == "done" else f"session {report.state}"
+                slot.error = reason
         log.info(
             "slot.state",
             slot=job.key,
@@ -697,6 +703,21 @@ class Daemon:
             self._wake.set()
             return {"reloading": True}
         raise DockdError(f"unknown request {op!r}")
+
+
+def outcome_problem(report: SessionReport, *, removed: bool) -> str | None:
+    """What an officer at the dock must know about a finished session, or None if all is well."""
+    if report.state == "stopped" and removed:
+        return "camera removed before the session finished; dock it again to resume"
+    if report.state == "stopped":
+        return "stopped because dockd is shutting down; resumes when it starts again"
+    if report.state == "volume_gone":
+        return "the camera's storage vanished (unplugged?); dock it again to resume"
+    if report.failed:
+        return f"{len(report.failed)} file(s) could not be ingested and stay on the camera"
+    if report.wipe_failed:
+        return f"{len(report.wipe_failed)} proven file(s) could not be cleared from the camera"
+    return None
 
 
 def _time_arg(value: Any) -> datetime | None:

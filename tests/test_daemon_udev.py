@@ -304,6 +304,8 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
             "the daemon to unmount the removed camera",
             dock.logs,
         )
+        slot = dock.wait_slot(cam, "error")
+        assert "camera removed" in slot["error"], slot
         assert fat_files(image) == set(files), "nothing wiped from an interrupted session"
         _assert_each_file_safe_once(dock, image, files)
         done_before = len(dock.recordings())
@@ -318,6 +320,8 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
         assert sorted(r["source_path"] for r in rows) == sorted(files), "each file exactly once"
         assert fat_files(image) == set()
         assert dock.cli("verify").returncode == 0
+        dock.tb.unplug(cam)  # taken out after its session: the slot is free again
+        wait_for(lambda: dock.slot(cam) is None, 30, "the slot to be freed", dock.logs)
     assert "session.interrupted" not in dock.logs(), "ended cleanly, not by recovery"
 
 
