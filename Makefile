@@ -5,19 +5,22 @@
 VENV      ?= .venv
 PYTHON    ?= python3
 BIN       := $(VENV)/bin
-APT_PACKAGES := python3 python3-venv python3-pip ffmpeg fuse3 fusefat mtools dosfstools \
-                exfatprogs exfat-fuse util-linux tzdata strace udev systemd \
-                gcc pkg-config libsystemd-dev \
+# What a dock needs to run dockd (`make install`), and what the tests need besides.
+RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev ffmpeg \
+                fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev
+APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd \
                 umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev
 CHECKED   := dockd tests bench
 
-.PHONY: all setup apt venv demo test lint typecheck unit bench clean install
+.PHONY: all setup apt apt-runtime venv demo test lint typecheck unit bench clean install
 
 all: test
 
-apt:
+apt: PACKAGES = $(APT_PACKAGES)
+apt-runtime: PACKAGES = $(RUNTIME_PACKAGES)
+apt apt-runtime:
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q "install ok installed" \
 	    || missing="$$missing $$p"; \
 	done; \
@@ -60,5 +63,5 @@ clean:
 
 # Install on a dock, as root: /opt/dockd venv, units, udev rules, config.
 # Variables (DESTDIR, WHEELHOUSE, DOCKD_ENABLE, ...) pass through, see the script.
-install:
+install: apt-runtime
 	sh packaging/install.sh
