@@ -28,6 +28,7 @@ from dockd.cli_common import change, checkpoint_json, daemon_running, err, out
 from dockd.cli_common import service_for as _service
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
+from dockd.devices.identity import check_serial
 from dockd.devices.profiles import PROFILES, make_profile
 from dockd.errors import ConfigError, DockdError
 from dockd.ingest.scanner import FoundFile
@@ -182,8 +183,7 @@ def ingest(
 ) -> None:
     """Ingest the camera volume mounted at SOURCE as one docking session."""
     config: Config = ctx.obj
-    if not serial.strip() or any(c in serial for c in "\0\n/"):
-        raise ConfigError(f"--serial: invalid device serial {serial!r}")
+    check_serial(serial, "--serial")
     chosen = make_profile(profile or config.profiles.default_profile, config.profiles)
     wipe = config.ingest.wipe_after_verify and not keep_source
     if daemon_running(config):

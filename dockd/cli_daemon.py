@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from dockd import logs
 from dockd.api import DaemonUnavailable, request, socket_path
 from dockd.cli_common import out
 from dockd.config import Config
@@ -36,7 +37,12 @@ def run(ctx: click.Context, no_udev: bool) -> None:
 
     config: Config = ctx.obj
     parent = ctx.parent.params if ctx.parent else {}
-    daemon = Daemon(config, parent.get("config_path"), udev=not no_udev)
+    # A service logs its info events (session.done, …) whatever -v says.
+    level = "info" if parent.get("verbose") and config.log.level != "debug" else config.log.level
+    logs.configure(level, config.log.format)
+    daemon = Daemon(
+        config, parent.get("config_path"), udev=not no_udev, state_dir=parent.get("state_dir")
+    )
     sys.exit(daemon.run())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -17,20 +17,19 @@ from dockd.service import Service
 
 
 def _utc(value: str | None, option: str) -> str | None:
-    """Accept `2026-11-25T09:00:00Z`, `2026-11-25 09:00` (UTC) or a date."""
+    """Accept `2026-11-25T09:00:00Z`, `2026-11-25 09:00` (UTC), `…+08:00` or a date."""
     if value is None:
         return None
-    text = value.strip().replace(" ", "T")
-    if len(text) == 10:
-        text += "T00:00:00"
-    if not text.endswith("Z") and "+" not in text[10:]:
-        text += "Z"
+    text = value.strip().replace(" ", "T", 1)
     try:
-        return isoformat_utc(parse_utc(text))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
             f"{option}: not a time: {value!r} (use e.g. 2026-11-25T09:00:00Z)"
         ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # documented: times without an offset are UTC
+    return isoformat_utc(moment)
 
 
 def _when(value: str | None) -> datetime | None:

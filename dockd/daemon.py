@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dockd import __version__
 from dockd.api import ApiServer, socket_path
 from dockd.cli_common import checkpoint_json
-from dockd.clock import Clock, SystemClock, isoformat_utc, parse_utc
+from dockd.clock import Clock, SystemClock, isoformat_utc
 from dockd.config import Config, load_config
 from dockd.devices.health import read_health
 from dockd.devices.identity import DeviceHealth, DeviceIdentity, DockEvent
@@ -86,6 +86,7 @@ class SlotState:
     counts: dict[str, int] = field(default_factory=dict)
     health: dict[str, Any] | None = None
     _started: float = 0.0
+    _owner: int = -1  # the _Job.seq this state describes; a re-docking takes the slot over
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
@@ -109,18 +110,18 @@ class _Job:
 class _SlotProgress:
     """Feeds a session's progress into its SlotState (session.Progress)."""
 
-    def __init__(self, daemon: Daemon, key: str) -> None:
+    def __init__(self, daemon: Daemon, job: _Job) -> None:
         self.daemon = daemon
-        self.key = key
+        self.job = job
 
     def start(self, files: int, total_bytes: int) -> None:
         self.daemon._update(
-            self.key, files_total=files, bytes_total=total_bytes, _started=time.monotonic()
+            self.job, files_total=files, bytes_total=total_bytes, _started=time.monotonic()
         )
 
     def file_done(self, found: FoundFile) -> None:
         with self.daemon._lock:
-            slot = self.daemon._slots.get(self.key)
+            slot = self.daemon._slot_of(self.job)
             if slot is None:
                 return
             slot.files_done += 1
@@ -130,7 +131,7 @@ class _SlotProgress:
         self.daemon._status_changed()
 
     def phase(self, name: str) -> None:
-        self.daemon._set_state(self.key, name)
+        self.daemon._set_state(self.job, name)
 
 
 class Notifier:
@@ -167,9 +168,11 @@ class Daemon:
         *,
         udev: bool = True,
         notifier: Notifier | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.state_dir_option = state_dir  # --state-dir: wins over the file on reload too
         self.clock: Clock = clock or SystemClock()
         self.udev = udev
         self.notify = notifier or Notifier()
@@ -179,6 +182,7 @@ class Daemon:
         self._jobs: list[_Job] = []  # a heap, under _lock
         self._job_ready = threading.Condition(self._lock)
         self._by_sys_path: dict[str, _Job] = {}
+        self._mounted_slots: set[str] = set()
         self._seq = itertools.count()
         self._prepare: queue.Queue[DockEvent | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -300,13 +304,11 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: re-read the configuration; what cannot change live is refused."""
         try:
-            new = load_config(self.config_path, None)
+            new = load_config(self.config_path, self.state_dir_option)
         except ConfigError as exc:
             log.error("daemon.reload_failed", reason=str(exc))
             self.notify(f"STATUS=reload failed: {exc}")
             return
-        if os.environ.get("DOCKD_STATE_DIR"):
-            new = new.with_state_dir(Path(os.environ["DOCKD_STATE_DIR"]))
         fixed = {
             "state_dir": (self.config.state_dir, new.state_dir),
             "daemon.runtime_dir": (self.config.daemon.runtime_dir, new.daemon.runtime_dir),
@@ -333,9 +335,9 @@ class Daemon:
             self.config = new
             if self.service is not None:
                 self.service.config = new
-            self.mounter = Mounter(
-                new.daemon.mount_backend, new.daemon.runtime_dir, new.daemon.mount_timeout
-            )
+            # The same Mounter: it knows which slots hold a live mount.
+            self.mounter.backend = new.daemon.mount_backend
+            self.mounter.timeout = new.daemon.mount_timeout
         if self._monitor is not None:
             self._monitor.config = new.devices
         self._start_scheduler()
@@ -420,18 +422,33 @@ class Daemon:
     def _on_drop_batch(self, batch: DropBatch) -> None:
         key = f"drop:{batch.path.name}"
         name = batch.sidecar.profile or self.config.profiles.default_profile
-        job = _Job(
-            self.clock.now(),
-            next(self._seq),
-            key,
-            batch=batch,
-            profile=make_profile(name, self.config.profiles),
-        )
+        profile = make_profile(name, self.config.profiles)
+        # Same deadline rule as a docked camera, so a batch does not jump the queue.
+        names = list_names(batch.path, LAYOUT_LISTING_LIMIT)
+        deadline = estimate_deadline(profile, names, self.clock.now())
+        job = _Job(deadline, next(self._seq), key, batch=batch, profile=profile)
         with self._lock:
+            self._prune_slots()
             self._slots[key] = SlotState(
-                key, batch.sidecar.serial, str(batch.path), since=self._now(), profile=name
+                key,
+                batch.sidecar.serial,
+                str(batch.path),
+                since=self._now(),
+                profile=name,
+                deadline=isoformat_utc(deadline),
+                _owner=job.seq,
             )
         self._enqueue(job)
+
+    def _prune_slots(self) -> None:
+        """Forget finished drop batches beyond the last `recent_sessions` (dock slots stay)."""
+        finished = sorted(
+            (s for s in self._slots.values()
+             if s.slot.startswith("drop:") and s.state in ("done", "error")),
+            key=lambda s: s.since,
+        )  # fmt: skip
+        for slot in finished[: max(0, len(finished) - self.config.daemon.recent_sessions)]:
+            del self._slots[slot.slot]
 
     # -- docking --------------------------------------------------------------------------
 
@@ -453,13 +470,16 @@ class Daemon:
                 self._status_changed()
                 return
             job.cancelled.set()
+            # Forgotten now, so that docking it again is a new docking (which
+            # waits for this one's worker to let go of the slot).
+            self._by_sys_path.pop(identity.sys_path, None)
             if job in self._jobs:  # still waiting: forget it now
                 self._jobs.remove(job)
                 heapq.heapify(self._jobs)
-                self._by_sys_path.pop(identity.sys_path, None)
-                self._slots.pop(job.key, None)
+                if self._slot_of(job) is not None:
+                    del self._slots[job.key]
             else:
-                return  # its worker sees the cancellation between files
+                return  # its worker sees the cancellation between chunks
         self._release(job)
         self._status_changed()
 
@@ -480,8 +500,11 @@ class Daemon:
             key = identity.slot
             job = _Job(self.clock.now(), next(self._seq), key, identity=identity)
             self._by_sys_path[identity.sys_path] = job
-            self._slots[key] = SlotState(key, identity.serial, identity.devnode, since=self._now())
+            self._slots[key] = SlotState(
+                key, identity.serial, identity.devnode, since=self._now(), _owner=job.seq
+            )
         self._status_changed()
+        self._wait_slot_released(key)
         log.info(
             "dock.accepted",
             serial=identity.serial,
@@ -489,9 +512,11 @@ class Daemon:
             devnode=identity.devnode,
             fs_type=identity.fs_type,
         )
-        self._set_state(key, "mounting")
+        self._set_state(job, "mounting")
         try:
             job.mounted = self.mounter.mount(identity)
+            with self._lock:
+                self._mounted_slots.add(key)
         except DockdError as exc:
             self._fail(job, f"cannot mount: {exc}")
             return
@@ -507,7 +532,7 @@ class Daemon:
         job.health = read_health(root, self.clock.now())
         job.deadline = estimate_deadline(job.profile, names, self.clock.now())
         self._update(
-            key,
+            job,
             profile=name,
             deadline=isoformat_utc(job.deadline),
             health=job.health.as_json(),
@@ -517,8 +542,9 @@ class Daemon:
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
             heapq.heappush(self._jobs, job)
-            if job.key in self._slots:
-                self._slots[job.key].state = "queued"
+            slot = self._slot_of(job)
+            if slot is not None:
+                slot.state = "queued"
             self._job_ready.notify()
         self._status_changed()
 
@@ -538,7 +564,7 @@ class Daemon:
 
     def _run_job(self, job: _Job) -> None:
         assert self.service is not None and job.profile is not None
-        self._set_state(job.key, "scanning")
+        self._set_state(job, "scanning")
         should_stop: Callable[[], bool] = lambda: (  # noqa: E731
             self._stopping.is_set() or job.cancelled.is_set()
         )
@@ -550,7 +576,7 @@ class Daemon:
                     self.service,
                     self._drop,
                     job.batch,
-                    progress=_SlotProgress(self, job.key),
+                    progress=_SlotProgress(self, job),
                     should_stop=should_stop,
                 )
             else:
@@ -561,7 +587,7 @@ class Daemon:
                     job.identity.serial,
                     job.profile,
                     wipe=self.config.ingest.wipe_after_verify,
-                    progress=_SlotProgress(self, job.key),
+                    progress=_SlotProgress(self, job),
                     device=job.identity,
                     health=job.health,
                     writable=job.mounted.writable,
@@ -586,7 +612,7 @@ class Daemon:
         }
         with self._lock:
             self._recent.appendleft(summary)
-            slot = self._slots.get(job.key)
+            slot = self._slot_of(job)
             if slot is not None:
                 slot.state = state
                 slot.session = report.session_id
@@ -606,12 +632,21 @@ class Daemon:
         log.error("slot.error", slot=job.key, reason=reason)
         self._release(job)
         with self._lock:
-            slot = self._slots.get(job.key)
+            slot = self._slot_of(job)
             if slot is not None:
                 slot.state = "error"
                 slot.error = reason
                 slot.since = self._now()
         self._status_changed()
+
+    def _wait_slot_released(self, key: str) -> None:
+        """A camera re-docked in its slot waits until the removed one's worker let go."""
+        deadline = time.monotonic() + 4 * self.config.daemon.mount_timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if key not in self._mounted_slots:
+                    return
+            time.sleep(0.1)
 
     def _release(self, job: _Job) -> None:
         """Unmount and forget a camera; the slot's last state stays for `status`."""
@@ -620,6 +655,8 @@ class Daemon:
                 job.mounted.unmount()
             except DockdError as exc:
                 log.error("mount.unmount_failed", slot=job.key, reason=str(exc))
+            with self._lock:
+                self._mounted_slots.discard(job.key)
         if job.identity is not None:
             with self._lock:
                 if self._by_sys_path.get(job.identity.sys_path) is job:
@@ -630,26 +667,31 @@ class Daemon:
     def _now(self) -> str:
         return isoformat_utc(self.clock.now())
 
-    def _update(self, key: str, **values: Any) -> None:
+    def _slot_of(self, job: _Job) -> SlotState | None:
+        """The job's slot state, unless a newer docking of the slot took it over."""
+        slot = self._slots.get(job.key)
+        return slot if slot is not None and slot._owner == job.seq else None
+
+    def _update(self, job: _Job, **values: Any) -> None:
         with self._lock:
-            slot = self._slots.get(key)
+            slot = self._slot_of(job)
             if slot is None:
                 return
             for name, value in values.items():
                 setattr(slot, name, value)
         self._status_changed()
 
-    def _set_state(self, key: str, state: str) -> None:
-        self._update(key, state=state, since=self._now())
-        log.info("slot.state", slot=key, state=state)
+    def _set_state(self, job: _Job, state: str) -> None:
+        self._update(job, state=state, since=self._now())
+        log.info("slot.state", slot=job.key, state=state)
 
     def _status_changed(self) -> None:
         with self._lock:
-            busy = [s for s in self._slots.values() if s.state not in ("done", "error")]
+            busy = [s for s in self._slots.values() if s.state not in ("done", "error", "queued")]
             waiting = len(self._jobs)
         text = (
             f"{len(busy)} camera(s) in progress, {waiting} waiting"
-            if busy
+            if busy or waiting
             else "idle: waiting for cameras"
         )
         self.notify(f"STATUS={text}")
@@ -680,8 +722,11 @@ class Daemon:
         if op == "devices":
             return [d.as_json() for d in self.service.devices()]
         if op == "device.assign":
+            serial = args.get("serial")
+            if not isinstance(serial, str):
+                raise ConfigError("device.assign needs a serial")
             assignment, changed = self.service.assign_device(
-                str(args["serial"]),
+                serial,
                 officer=args.get("officer"),
                 unit=args.get("unit"),
                 device_number=args.get("device_number"),
@@ -721,12 +766,16 @@ def outcome_problem(report: SessionReport, *, removed: bool) -> str | None:
 
 
 def _time_arg(value: Any) -> datetime | None:
+    """An ISO 8601 time with its offset; a naive one is refused (invariant 7)."""
     if value is None:
         return None
     try:
-        return parse_utc(str(value))
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"not a UTC time: {value!r}") from None
+        raise ConfigError(f"not a time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"time without a UTC offset: {value!r} (add Z or +08:00)")
+    return moment.astimezone(UTC)
 
 
 def estimate_deadline(profile: Profile, names: list[tuple[bytes, ...]], now: datetime) -> datetime:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dockd.catalog import Catalog, Recording
 from dockd.clock import Clock, SystemClock, isoformat_utc, parse_utc
 from dockd.config import Config
-from dockd.devices.identity import DeviceHealth, DeviceIdentity
+from dockd.devices.identity import DeviceHealth, DeviceIdentity, check_serial
 from dockd.devices.profiles import Profile
 from dockd.devices.registry import Assignment, assignment_at, attribute
 from dockd.errors import DockdError, StoreError
@@ -602,8 +602,7 @@ class Service:
         unit now in force at their start time; the ids changed are in the
         entry. Returns the assignment and those ids.
         """
-        if not serial.strip():
-            raise DockdError("a device serial must not be empty")
+        check_serial(serial)
         if officer is not None and not (officer.strip() and (unit or "").strip()):
             raise DockdError("an assignment needs both --officer and --unit")
         now = self.clock.now()

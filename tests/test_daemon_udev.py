@@ -360,3 +360,32 @@ def test_sigterm_mid_copy_stops_cleanly_and_a_restart_resumes(dock: Dock) -> Non
         # The first run's session was closed by the daemon, not left for recovery.
         assert "recovery.session_interrupted" not in dock.logs()
     assert os.path.exists(dock.state / "catalog.sqlite")
+
+
+def test_camera_replugged_before_its_session_ended_is_docked_again(dock: Dock) -> None:
+    """Pulled and pushed back at once: the new docking waits for the old session to let
+    go of the slot, then ingests the rest; nothing is lost or ingested twice."""
+    files = _slow_camera("CAMP001")
+    with camera_image(dock.tmp, "CAMP001", files, size_mib=96) as (image, dev):
+        dock.config.write_text(
+            dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
+        )
+        dock.start()
+        cam = dock.tb.add_camera("CAMP001", port=2, devnode=dev)
+        wait_for(
+            lambda: (dock.slot(cam) or {}).get("files_done", 0) >= 1,
+            120,
+            "a file copied",
+            dock.logs,
+        )
+        dock.tb.unplug(cam)
+        cam = dock.tb.add_camera("CAMP001", port=2, devnode=dev)
+        slot = dock.wait_slot(cam, "done", timeout=180)
+        assert slot["counts"]["failed"] == 0, slot
+        assert slot["counts"]["duplicates"] >= 1, "the first session had ingested some"
+        assert dock.logs().count("session.start") == 2
+        assert "ingest.stopped" in dock.logs(), "the first session was interrupted"
+        rows = dock.recordings()
+        assert sorted(r["source_path"] for r in rows) == sorted(files), "each file exactly once"
+        assert fat_files(image) == set()
+        assert dock.cli("verify").returncode == 0

@@ -296,8 +296,8 @@ def test_assigning_an_unknown_device_registers_it(service: Service) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"serial": "", "officer": "A", "unit": "U1"}, "serial must not be empty"),
-        ({"serial": "   ", "officer": "A", "unit": "U1"}, "serial must not be empty"),
+        ({"serial": "", "officer": "A", "unit": "U1"}, "invalid device serial"),
+        ({"serial": "   ", "officer": "A", "unit": "U1"}, "invalid device serial"),
         ({"officer": "A", "unit": None}, "needs both --officer and --unit"),
         ({"officer": "A", "unit": "  "}, "needs both --officer and --unit"),
         ({"officer": " ", "unit": "U1"}, "needs both --officer and --unit"),

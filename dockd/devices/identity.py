@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from dockd.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DeviceIdentity:
@@ -61,6 +63,19 @@ class DeviceHealth:
             "camera_clock": self.camera_clock.isoformat() if self.camera_clock else None,
             "clock_offset_s": self.clock_offset_s,
         }
+
+
+# What udev leaves in ID_SERIAL_SHORT (it replaces anything else with "_").
+SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9#+.:=@_-]{0,127}")
+
+
+def check_serial(serial: str, where: str = "serial") -> str:
+    """The serial, or ConfigError: a malformed one could never match a docking."""
+    if not SERIAL_RE.fullmatch(serial):
+        raise ConfigError(
+            f"{where}: invalid device serial {serial!r} (letters, digits and #+.:=@_- only)"
+        )
+    return serial
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
