@@ -192,7 +192,10 @@ class Daemon:
         self._started_at = self.clock.now()
         self.service: Service | None = None
         self.mounter = Mounter(
-            config.daemon.mount_backend, config.daemon.runtime_dir, config.daemon.mount_timeout
+            config.daemon.mount_backend,
+            config.daemon.runtime_dir,
+            config.daemon.mount_timeout,
+            config.profiles.camera_timezone,
         )
         self._api: ApiServer | None = None
         self._scheduler: BackgroundScheduler | None = None
@@ -338,6 +341,7 @@ class Daemon:
             # The same Mounter: it knows which slots hold a live mount.
             self.mounter.backend = new.daemon.mount_backend
             self.mounter.timeout = new.daemon.mount_timeout
+            self.mounter.camera_timezone = new.profiles.camera_timezone
         if self._monitor is not None:
             self._monitor.config = new.devices
         self._start_scheduler()

@@ -53,7 +53,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -147,7 +149,7 @@ def _check_mode(mode: str) -> None:
         raise MountError(f"mount mode must be ro or rw, not {mode!r}")
 
 
-def kernel_mount_options(fs_type: str, mode: str) -> str:
+def kernel_mount_options(fs_type: str, mode: str, time_offset: int | None = None) -> str:
     """The -o options of a kernel mount of a camera volume.
 
     Files root's own and private (uid/gid 0, fmask 0177, dmask 0077); names
@@ -159,6 +161,10 @@ def kernel_mount_options(fs_type: str, mode: str) -> str:
     """
     _check_mode(mode)
     common = f"{mode},{VFS_FLAGS},noatime,uid=0,gid=0,fmask=0177,dmask=0077"
+    if time_offset is not None:
+        # FAT stores the camera's local wall time; the kernel subtracts this
+        # many minutes to get UTC (exfat: only where a stamp has no zone).
+        common += f",time_offset={time_offset}"
     if fs_type == "vfat":
         return f"{common},utf8,shortname=mixed,errors=remount-ro"
     if fs_type == "exfat":
@@ -166,14 +172,16 @@ def kernel_mount_options(fs_type: str, mode: str) -> str:
     raise MountError(_unsupported(fs_type))
 
 
-def kernel_mount_argv(fs_type: str, devnode: str, target: Path, mode: str = "ro") -> list[str]:
+def kernel_mount_argv(
+    fs_type: str, devnode: str, target: Path, mode: str = "ro", time_offset: int | None = None
+) -> list[str]:
     return [
         "mount",
         "-i",
         "-t",
         fs_type,
         "-o",
-        kernel_mount_options(fs_type, mode),
+        kernel_mount_options(fs_type, mode, time_offset),
         _checked_devnode_path(devnode),
         str(target),
     ]
@@ -351,11 +359,12 @@ class _FuseDaemon:
     a full pipe would stall the file system.
     """
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv = argv
         try:
             self.process = subprocess.Popen(
                 argv,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # both tools print a banner there
                 stderr=subprocess.PIPE,
@@ -564,14 +573,30 @@ class Mounter:
     `timeout` bounds every tool run and the wait for a FUSE mount to appear.
     """
 
-    def __init__(self, backend: str, runtime_dir: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        backend: str,
+        runtime_dir: Path,
+        timeout: float,
+        camera_timezone: str | None = None,
+    ) -> None:
         if backend not in BACKENDS:
             raise MountError(f"unknown mount back end {backend!r} (known: {', '.join(BACKENDS)})")
         self.backend = backend
         self.runtime_dir = runtime_dir
         self.timeout = timeout
+        # The zone camera clocks run in (profiles.camera_timezone): file times
+        # on FAT are its wall times. None: leave the drivers' default (UTC).
+        self.camera_timezone = camera_timezone
         self._lock = threading.Lock()
         self._busy: set[Path] = set()
+
+    def _time_offset(self) -> int | None:
+        """Minutes east of UTC of the camera zone now (the kernel takes one fixed value)."""
+        if not self.camera_timezone:
+            return None
+        offset = datetime.now(ZoneInfo(self.camera_timezone)).utcoffset()
+        return None if offset is None else int(offset.total_seconds() // 60)
 
     @property
     def mounts_dir(self) -> Path:
@@ -676,7 +701,9 @@ class Mounter:
             raise MountError(f"cannot use the mount point {target}: {exc.strerror}") from None
 
     def _kernel_mount(self, identity: DeviceIdentity, target: Path) -> None:
-        argv = kernel_mount_argv(identity.fs_type, identity.devnode, target, "ro")
+        argv = kernel_mount_argv(
+            identity.fs_type, identity.devnode, target, "ro", self._time_offset()
+        )
         what = f"cannot mount {identity.devnode} (slot {identity.slot}, {identity.fs_type})"
         code, err = _run(argv, self.timeout, what)
         if code != 0:
@@ -694,7 +721,9 @@ class Mounter:
             f"cannot mount {identity.devnode} (slot {identity.slot}, {identity.fs_type}) "
             f"{_MODE_WORD[mode]} with {argv[0]}"
         )
-        daemon = _FuseDaemon(argv)
+        # The FUSE tools read FAT's local wall times in the zone of TZ.
+        env = {**os.environ, "TZ": self.camera_timezone} if self.camera_timezone else None
+        daemon = _FuseDaemon(argv, env)
         try:
             deadline = time.monotonic() + self.timeout
             while not any(e.is_fuse for e in mounts_at(target)):

@@ -496,3 +496,42 @@ def test_kernel_backend_mounts_contained_or_fails_cleanly(
 def test_unsupported_filesystem_is_refused_before_anything(mounter: Mounter) -> None:
     with pytest.raises(MountError, match="only vfat and exfat"):
         mounter.mount(identity("/dev/loop0", "ntfs"))
+
+
+def test_kernel_options_carry_the_camera_time_zone() -> None:
+    """FAT holds the camera's wall time: the kernel must subtract the zone's offset."""
+    argv = kernel_mount_argv("vfat", "/dev/sdb1", TARGET, "ro", time_offset=480)
+    assert argv[5].endswith(",time_offset=480,utf8,shortname=mixed,errors=remount-ro")
+    shanghai = Mounter("kernel", TARGET, 5.0, "Asia/Shanghai")
+    assert shanghai._time_offset() == 480
+    assert Mounter("kernel", TARGET, 5.0)._time_offset() is None
+
+
+@pytest.mark.root
+@needs_root_fuse(*FAT_TOOLS, "losetup")
+def test_fuse_file_times_are_read_in_the_camera_time_zone(
+    runtime_dir: Path, tmp_path: Path
+) -> None:
+    """A camera stamps 17:00 Shanghai time; the mounted file must say 09:00 UTC.
+
+    The month is not compared: fusefat 0.1a reports FAT dates one month late
+    (seen here: 2026-11-25 read back as 2026-12-25), a defect of the tool,
+    which is why the kernel back end is the default and times come from file
+    names and containers first (ingest/timing.py).
+    """
+    import shutil
+    from datetime import UTC, datetime
+
+    image = make_fat32_image(tmp_path / "cam.img", size_mib=40)
+    src = tmp_path / "clip.MP4"
+    src.write_bytes(b"clip")
+    stamp = datetime(2026, 11, 25, 9, 0, tzinfo=UTC).timestamp()
+    os.utime(src, (stamp, stamp))
+    env = {**os.environ, "TZ": "Asia/Shanghai", "MTOOLS_SKIP_CHECK": "1"}
+    subprocess.run(["mcopy", "-m", "-i", str(image), str(src), "::CLIP.MP4"], env=env, check=True)
+    assert shutil.which("fusefat")
+    with loop_device(image) as device:
+        mounter = Mounter("fuse", runtime_dir, 15.0, "Asia/Shanghai")
+        with mounter.mount(identity(device)) as volume:
+            seen = datetime.fromtimestamp((volume.path / "CLIP.MP4").stat().st_mtime, tz=UTC)
+    assert (seen.day, seen.hour, seen.minute) == (25, 9, 0), seen
