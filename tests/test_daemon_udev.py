@@ -95,15 +95,32 @@ class Dock:
         data: dict[str, Any] = json.loads(proc.stdout)
         return data
 
+    def fast_status(self) -> dict[str, Any]:
+        """The socket asked from this process: polls see the daemon within milliseconds
+        (the `dockd status` process takes a good part of a second to start)."""
+        from dockd.api import DaemonUnavailable, request
+
+        try:
+            data: dict[str, Any] = request(self.runtime / "dockd.sock", "status", timeout=10)
+        except DaemonUnavailable:
+            return {"slots": []}
+        return data
+
     def slot(self, camera: MockCamera) -> dict[str, Any] | None:
-        status = self.status() or {"slots": []}
+        status = self.fast_status()
         return next((s for s in status["slots"] if s["slot"] == camera.slot), None)
 
-    def wait_slot(self, camera: MockCamera, *states: str, timeout: float = 90) -> dict[str, Any]:
+    def wait_slot(
+        self, camera: MockCamera, *states: str, timeout: float = 90, after: int | None = None
+    ) -> dict[str, Any]:
+        """Wait for the slot to reach one of `states`; with `after`, in a session later
+        than that one (the slot shows the last docking's end until the next one begins)."""
         found: dict[str, Any] = {}
 
         def reached() -> bool:
             slot = self.slot(camera)
+            if after is not None and (slot is None or (slot["session"] or 0) <= after):
+                return False
             if slot is not None and slot["state"] in states:
                 found.update(slot)
                 return True
@@ -280,12 +297,12 @@ def test_two_cameras_at_once_and_a_third_while_both_copy(dock: Dock, clip_bank: 
 
 def _slow_camera(serial: str) -> dict[str, bytes | Path]:
     # Many mid-sized files: a remove or a stop lands mid-copy with files on both sides.
-    return {f"{FOLDER}/{_name(i, serial)}": _random(6 << 20, i) for i in range(8)}
+    return {f"{FOLDER}/{_name(i, serial)}": _random(8 << 20, i) for i in range(12)}
 
 
 def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
     files = _slow_camera("CAMR001")
-    with camera_image(dock.tmp, "CAMR001", files, size_mib=96) as (image, dev):
+    with camera_image(dock.tmp, "CAMR001", files, size_mib=128) as (image, dev):
         dock.config.write_text(
             dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
         )
@@ -306,13 +323,14 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
         )
         slot = dock.wait_slot(cam, "error")
         assert "camera removed" in slot["error"], slot
+        first_session = slot["session"]
         assert fat_files(image) == set(files), "nothing wiped from an interrupted session"
         _assert_each_file_safe_once(dock, image, files)
         done_before = len(dock.recordings())
         assert 2 <= done_before < len(files), done_before
 
         cam = dock.tb.add_camera("CAMR001", port=1, devnode=dev)  # docked again
-        slot = dock.wait_slot(cam, "done", "error", timeout=180)
+        slot = dock.wait_slot(cam, "done", "error", timeout=180, after=first_session)
         assert slot["state"] == "done", slot
         assert slot["counts"]["duplicates"] == done_before
         assert slot["counts"]["ingested"] == len(files) - done_before
@@ -327,7 +345,7 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
 
 def test_sigterm_mid_copy_stops_cleanly_and_a_restart_resumes(dock: Dock) -> None:
     files = _slow_camera("CAMT001")
-    with camera_image(dock.tmp, "CAMT001", files, size_mib=96) as (image, dev):
+    with camera_image(dock.tmp, "CAMT001", files, size_mib=128) as (image, dev):
         dock.config.write_text(
             dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
         )
@@ -366,7 +384,7 @@ def test_camera_replugged_before_its_session_ended_is_docked_again(dock: Dock) -
     """Pulled and pushed back at once: the new docking waits for the old session to let
     go of the slot, then ingests the rest; nothing is lost or ingested twice."""
     files = _slow_camera("CAMP001")
-    with camera_image(dock.tmp, "CAMP001", files, size_mib=96) as (image, dev):
+    with camera_image(dock.tmp, "CAMP001", files, size_mib=128) as (image, dev):
         dock.config.write_text(
             dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
         )
