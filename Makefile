@@ -57,6 +57,7 @@ test: lint typecheck unit
 bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/merkle.py
+	$(BIN)/python bench/dock.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
