@@ -350,32 +350,27 @@ class Daemon:
 
     # -- periodic jobs ----------------------------------------------------------------
 
+    def _intervals(self) -> dict[str, tuple[float, Callable[[], Any]]]:
+        d = self.config.daemon
+        return {
+            "checkpoint": (d.checkpoint_interval_minutes, self.periodic_checkpoint),
+            "audit": (d.audit_interval_minutes, self.periodic_audit),
+            "overdue": (d.overdue_check_interval_minutes, self.check_overdue),
+        }
+
     def _start_scheduler(self) -> None:
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-        d = self.config.daemon
+            # On reload: new intervals, same scheduler. Shutting it down would
+            # wait for a running audit, and the main loop must keep pinging
+            # the watchdog.
+            for name, (minutes, _) in self._intervals().items():
+                self._scheduler.reschedule_job(name, trigger="interval", minutes=minutes)
+            return
         scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
-        scheduler.add_job(
-            self._job("checkpoint", self.periodic_checkpoint),
-            "interval",
-            minutes=d.checkpoint_interval_minutes,
-            id="checkpoint",
-            max_instances=1,
-        )
-        scheduler.add_job(
-            self._job("audit", self.periodic_audit),
-            "interval",
-            minutes=d.audit_interval_minutes,
-            id="audit",
-            max_instances=1,
-        )
-        scheduler.add_job(
-            self._job("overdue", self.check_overdue),
-            "interval",
-            minutes=d.overdue_check_interval_minutes,
-            id="overdue",
-            max_instances=1,
-        )
+        for name, (minutes, work) in self._intervals().items():
+            scheduler.add_job(
+                self._job(name, work), "interval", minutes=minutes, id=name, max_instances=1
+            )
         scheduler.start()
         self._scheduler = scheduler
 
