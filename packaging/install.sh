@@ -110,7 +110,11 @@ put "$SRC/packaging/dockd.toml.example" 0644 /usr/share/doc/dockd/dockd.toml.exa
 # (ProtectKernelModules=yes; the kernel still auto-loads them on mount), and
 # its mount back-end check reads /proc/filesystems, which lists loaded ones.
 modules=$(mktemp)
-printf '# dockd: filesystems of camera volumes (packaging/install.sh)\nvfat\nexfat\nfuse\n' \
+# sd_mod too: systemd resolves DeviceAllow=block-sd through /proc/devices when
+# dockd starts, and the "sd" majors exist only once sd_mod is loaded; on a dock
+# whose own disk is NVMe/eMMC/virtio that is only after the first camera
+# (found in the VM suite, tests/vm).
+printf '# dockd: camera disks and their filesystems (packaging/install.sh)\nsd_mod\nvfat\nexfat\nfuse\n' \
     > "$modules"
 put "$modules" 0644 /etc/modules-load.d/dockd.conf
 rm -f "$modules"
@@ -135,8 +139,8 @@ if [ -n "$DESTDIR" ]; then
     exit 0
 fi
 if command -v modprobe >/dev/null; then
-    modprobe -q -a vfat exfat fuse \
-        || say "could not load all of vfat, exfat, fuse now (see: dockd doctor)"
+    modprobe -q -a sd_mod vfat exfat fuse \
+        || say "could not load all of sd_mod, vfat, exfat, fuse now (see: dockd doctor)"
 fi
 systemd_runs=0
 if [ -d /run/systemd/system ]; then

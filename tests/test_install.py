@@ -964,7 +964,7 @@ def test_install_into_destdir(tmp_path: Path) -> None:
     assert (dest / "etc/udev/rules.d/70-dockd.rules").read_bytes() == RULES.read_bytes()
     assert (dest / "etc/dockd/dockd.toml").read_bytes() == EXAMPLE.read_bytes()
     modules = (dest / "etc/modules-load.d/dockd.conf").read_text().splitlines()
-    assert [m for m in modules if not m.startswith("#")] == ["vfat", "exfat", "fuse"]
+    assert [m for m in modules if not m.startswith("#")] == ["sd_mod", "vfat", "exfat", "fuse"]
     link = dest / "usr/local/bin/dockd"
     assert link.is_symlink() and os.readlink(link) == "/opt/dockd/bin/dockd"
     assert not (dest / "opt").exists()  # DOCKD_SKIP_VENV
