@@ -7,7 +7,7 @@ PYTHON    ?= python3
 BIN       := $(VENV)/bin
 # What a dock needs to run dockd (`make install`), and what the tests need besides.
 RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev ffmpeg \
-                fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev
+                fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev procps
 APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd \
                 umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev
 CHECKED   := dockd tests bench
@@ -66,3 +66,11 @@ clean:
 # Variables (DESTDIR, WHEELHOUSE, DOCKD_ENABLE, ...) pass through, see the script.
 install: apt-runtime
 	sh packaging/install.sh
+
+# The whole machine (DESIGN §6, tests/vm/): a Debian guest in qemu with systemd,
+# udev and hot-plugged USB cameras, power cuts included. Minutes, not seconds,
+# so not part of `make test`; needs root. Images are cached in .vm-cache/.
+.PHONY: test-vm
+test-vm: setup
+	@$(MAKE) --no-print-directory apt PACKAGES="mmdebstrap qemu-system-x86 qemu-utils"
+	DOCKD_VM_TESTS=1 $(BIN)/pytest -q tests/vm
