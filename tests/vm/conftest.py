@@ -3,9 +3,11 @@
 Run by `make test-vm` (DOCKD_VM_TESTS=1), never by the main `make test`:
 without that variable pytest does not even collect these files. Each test
 is marked `vm`. The images are built once (tests/vm/image.py caches them in
-`.vm-cache/`); every test boots its own qcow2 overlay of the installed
-image, so a test cannot leave anything on the disk of the next one, and
-qemu is killed on every way out of a test.
+`.vm-cache/`); a guest boots on a qcow2 overlay of the installed image, so
+the cached image is never written, and every qemu started is killed when
+the session ends (and with pytest, should pytest die first). The tests of
+test_dock.py share one guest, to stay within 10 minutes; that module says
+how they keep out of each other's way.
 
 DOCKD_VM_ACCEL=kvm|tcg forces the accelerator (default: probe, tcg if KVM
 cannot boot the guest kernel).
@@ -122,10 +124,14 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VM]:
     if os.geteuid() != 0:
         pytest.skip("VM tests need root (mmdebstrap --mode=root, loop mounts)")
     logs = tmp_path_factory.mktemp("vm-build")
-    base = _timed("image: base (mmdebstrap + mkfs; cached)", image.build_base, logs / "base.log")
-    wheels = _timed("image: wheelhouse (cached)", image.build_wheelhouse, logs / "wheels.log")
+    base = _timed(
+        "image: base, mmdebstrap + mkfs (~0: from .vm-cache)", image.build_base, logs / "base.log"
+    )
+    wheels = _timed(
+        "image: wheelhouse (~0: from .vm-cache)", image.build_wheelhouse, logs / "wheels.log"
+    )
     installed = _timed(
-        "image: make install in chroot (cached per checkout)",
+        "image: make install in a chroot (~0: from .vm-cache)",
         image.build_installed,
         base,
         wheels,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,10 +58,10 @@ def dock(vm: VM) -> Iterator[Dock]:
         m.kill()
 
 
-def _slot(status: dict[str, object], serial: str) -> dict[str, object]:
-    slots = [s for s in status["slots"] if s["serial"] == serial]  # type: ignore[attr-defined]
+def _slot(status: dict[str, Any], serial: str) -> dict[str, Any]:
+    slots: list[dict[str, Any]] = [s for s in status["slots"] if s["serial"] == serial]
     assert slots, f"no slot for {serial} in {status}"
-    return slots[0]  # type: ignore[no-any-return]
+    return slots[0]
 
 
 def _assert_all_in_store_once(m: Machine, cams: list[Camera]) -> None:
@@ -76,7 +77,11 @@ def _assert_all_in_store_once(m: Machine, cams: list[Camera]) -> None:
 
 
 def test_fresh_install_runs_under_systemd(dock: Dock) -> None:
-    """make install DOCKD_ENABLE=1 on a live systemd: reloads, enables, starts; doctor is clean."""
+    """make install DOCKD_ENABLE=1 on a live systemd: reloads, enables, starts; doctor is clean.
+
+    (The venv part of the same install ran in a chroot of this root when the
+    image was built, tests/vm/image.py: build_installed.)
+    """
     m, install = dock.m, dock.install
     out = install.result.stdout
     assert install.result.rc == 0, out
@@ -88,6 +93,7 @@ def test_fresh_install_runs_under_systemd(dock: Dock) -> None:
     props = guest.unit_props(m, "StatusText", "NRestarts", "Type", "WatchdogUSec")
     assert props["StatusText"] == "idle: waiting for cameras", props
     assert props["NRestarts"] == "0"
+    assert props["Type"] == "notify" and props["WatchdogUSec"] == "1min", props
 
     # The rules udevd runs are the installed file, the repository's own.
     rules = m.run(["cat", "/etc/udev/rules.d/70-dockd.rules"]).stdout
@@ -143,7 +149,7 @@ def test_dock_one_camera(dock: Dock, tmp_path: Path) -> None:
     assert rc == 0 and status["running"]
     slot = _slot(status, cam.serial)
     assert slot["state"] == "done", slot
-    assert slot["counts"]["ingested"] == 3 and slot["counts"]["wiped"] == 3  # type: ignore[index]
+    assert slot["counts"]["ingested"] == 3 and slot["counts"]["wiped"] == 3
     assert str(slot["session"]) == session
 
     _assert_all_in_store_once(m, [cam])
@@ -186,7 +192,7 @@ def test_three_cameras_two_workers(dock: Dock, tmp_path: Path) -> None:
     dones = {c.serial: at("session.done", c.serial) for c in cams}
     third = cams[2].serial
     first_done = min(dones[c.serial] for c in cams[:2])
-    assert at("dock.accepted", third) < first_done, (
+    assert at("dock.detected", third) < first_done, (
         "the first two finished before the third was docked: use larger files"
     )
     # The first two overlapped: both started before either finished.
