@@ -11,7 +11,7 @@
 #                      created, nothing is reloaded or started.
 #   WHEELHOUSE=dir     offline install: pip --no-index --find-links dir (a
 #                      folder of wheels for dockd's dependencies, e.g. made by
-#                      `pip wheel -w dir .` on a machine with network).
+#                      `pip wheel -w dir . 'setuptools>=68' wheel` on a machine with network).
 #   DOCKD_ENABLE=1     also `systemctl enable --now dockd` (systemd hosts only).
 #   DOCKD_SKIP_VENV=1  do not create the venv / pip install (tests, packagers
 #                      that ship the venv another way).
