@@ -300,20 +300,27 @@ def _slow_camera(serial: str) -> dict[str, bytes | Path]:
     return {f"{FOLDER}/{_name(i, serial)}": _random(8 << 20, i) for i in range(12)}
 
 
+def _dock_slow_camera(dock: Dock, serial: str, port: int, dev: str, copied: int) -> MockCamera:
+    """Start the daemon with a small copy buffer, dock the camera, wait until `copied`
+    files are done: the next step then lands mid-copy."""
+    dock.config.write_text(
+        dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
+    )
+    dock.start()
+    cam = dock.tb.add_camera(serial, port=port, devnode=dev)
+    wait_for(
+        lambda: (dock.slot(cam) or {}).get("files_done", 0) >= copied,
+        120,
+        f"{copied} file(s) copied",
+        dock.logs,
+    )
+    return cam
+
+
 def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
     files = _slow_camera("CAMR001")
     with camera_image(dock.tmp, "CAMR001", files, size_mib=128) as (image, dev):
-        dock.config.write_text(
-            dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
-        )
-        dock.start()
-        cam = dock.tb.add_camera("CAMR001", port=1, devnode=dev)
-        wait_for(
-            lambda: (dock.slot(cam) or {}).get("files_done", 0) >= 2,
-            120,
-            "two files copied",
-            dock.logs,
-        )
+        cam = _dock_slow_camera(dock, "CAMR001", 1, dev, 2)
         dock.tb.unplug(cam)
         wait_for(
             lambda: not any((dock.runtime / "mounts").glob("*")),
@@ -346,17 +353,7 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
 def test_sigterm_mid_copy_stops_cleanly_and_a_restart_resumes(dock: Dock) -> None:
     files = _slow_camera("CAMT001")
     with camera_image(dock.tmp, "CAMT001", files, size_mib=128) as (image, dev):
-        dock.config.write_text(
-            dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
-        )
-        dock.start()
-        cam = dock.tb.add_camera("CAMT001", port=1, devnode=dev)
-        wait_for(
-            lambda: (dock.slot(cam) or {}).get("files_done", 0) >= 1,
-            120,
-            "a file copied",
-            dock.logs,
-        )
+        cam = _dock_slow_camera(dock, "CAMT001", 1, dev, 1)
         started = time.monotonic()
         assert dock.stop(signal.SIGTERM) == 0
         took = time.monotonic() - started
@@ -385,17 +382,7 @@ def test_camera_replugged_before_its_session_ended_is_docked_again(dock: Dock) -
     go of the slot, then ingests the rest; nothing is lost or ingested twice."""
     files = _slow_camera("CAMP001")
     with camera_image(dock.tmp, "CAMP001", files, size_mib=128) as (image, dev):
-        dock.config.write_text(
-            dock.config.read_text().replace("[ingest]\n", "[ingest]\nbuffer_size = 4096\n")
-        )
-        dock.start()
-        cam = dock.tb.add_camera("CAMP001", port=2, devnode=dev)
-        wait_for(
-            lambda: (dock.slot(cam) or {}).get("files_done", 0) >= 1,
-            120,
-            "a file copied",
-            dock.logs,
-        )
+        cam = _dock_slow_camera(dock, "CAMP001", 2, dev, 1)
         dock.tb.unplug(cam)
         cam = dock.tb.add_camera("CAMP001", port=2, devnode=dev)
         slot = dock.wait_slot(cam, "done", timeout=180)
