@@ -60,7 +60,7 @@ bench: setup
 	$(BIN)/python bench/dock.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info .vm-cache
 
 # Install on a dock, as root: /opt/dockd venv, units, udev rules, config.
 # Variables (DESTDIR, WHEELHOUSE, DOCKD_ENABLE, ...) pass through, see the script.

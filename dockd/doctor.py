@@ -118,6 +118,7 @@ def run_checks(
         ("clock", lambda: check_clock_plausible(clock)),
         ("clock.sync", lambda: check_clock_sync(root, run)),
         ("mount_backend", lambda: check_mount_backend(config, mount_check)),
+        ("block_devices", lambda: check_block_devices(root)),
         ("runtime_dir", lambda: check_runtime_dir(config)),
         ("daemon", lambda: check_daemon_socket(config)),
     ]
@@ -448,6 +449,43 @@ def check_mount_backend(config: Config, mount_check: MountCheck) -> Check:
             f"install what is missing, or set daemon.mount_backend = {other!r}",
         )
     return _pass("mount_backend", f"{backend}: available")
+
+
+def block_majors(proc_devices: str) -> set[str]:
+    """The names in the "Block devices:" part of /proc/devices."""
+    names: set[str] = set()
+    in_block = False
+    for line in proc_devices.splitlines():
+        if line.strip().endswith("devices:"):
+            in_block = line.strip() == "Block devices:"
+            continue
+        parts = line.split()
+        if in_block and len(parts) == 2:
+            names.add(parts[1])
+    return names
+
+
+def check_block_devices(root: Path) -> Check:
+    # systemd turns the unit's DeviceAllow=block-sd into device numbers once,
+    # when dockd starts, through /proc/devices; were sd_mod loaded only later
+    # (the first USB disk), every camera would be refused with EPERM.
+    proc = root / "proc/devices"
+    try:
+        majors = block_majors(proc.read_text())
+    except OSError as exc:
+        return _fail(
+            "block_devices", "warning", f"{proc}: unreadable: {exc.strerror or exc}",
+            "run dockd doctor on the dock itself",
+        )  # fmt: skip
+    if "sd" not in majors:
+        return _fail(
+            "block_devices",
+            "error",
+            "sd_mod is not loaded: the unit's DeviceAllow=block-sd allows no device",
+            "modprobe sd_mod && systemctl restart dockd "
+            "(make install lists it in /etc/modules-load.d/dockd.conf for every boot)",
+        )
+    return _pass("block_devices", "sd (USB disks) known to the kernel")
 
 
 def check_runtime_dir(config: Config) -> Check:

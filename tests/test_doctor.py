@@ -28,6 +28,18 @@ from dockd.integrity.keys import write_new_key
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC)
 EXISTING_GROUP = grp.getgrgid(os.getgid()).gr_name
+# A dock's /proc/devices, shortened.
+PROC_DEVICES = """Character devices:
+  1 mem
+  4 tty
+189 usb_device
+
+Block devices:
+  7 loop
+  8 sd
+ 65 sd
+252 virtblk
+"""
 
 
 class FakeRunner:
@@ -66,6 +78,8 @@ def host(tmp_path: Path) -> Path:
     rules.parent.mkdir(parents=True)
     shutil.copy(REPO / "udev-rules/70-dockd.rules", rules)
     (root / "run/systemd/system").mkdir(parents=True)
+    (root / "proc").mkdir()
+    (root / "proc/devices").write_text(PROC_DEVICES)
     return root
 
 
@@ -140,6 +154,7 @@ def test_a_good_host_passes_every_check(good: Config, host: Path) -> None:
         "clock",
         "clock.sync",
         "mount_backend",
+        "block_devices",
         "runtime_dir",
         "daemon",
     ]
@@ -399,6 +414,22 @@ def test_real_mount_check_keeps_its_contract() -> None:
         assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
     if not os.path.exists("/dev/fuse") or not shutil.which("fusermount"):
         assert doctor.real_mount_check("fuse")
+
+
+def test_block_devices_need_sd_mod(host: Path) -> None:
+    assert doctor.check_block_devices(host).ok
+    # sd listed only among the character devices does not count.
+    without = PROC_DEVICES.replace("  8 sd\n", "").replace(" 65 sd\n", "")
+    without = without.replace("Character devices:\n", "Character devices:\n  8 sd\n")
+    (host / "proc/devices").write_text(without)
+    failed(doctor.check_block_devices(host), "error")
+    assert "modprobe sd_mod" in doctor.check_block_devices(host).fix
+    (host / "proc/devices").unlink()
+    failed(doctor.check_block_devices(host), "warning")
+
+
+def test_block_majors_parses_this_host() -> None:
+    assert "loop" in doctor.block_majors(Path("/proc/devices").read_text())
 
 
 def test_runtime_dir_states(good: Config, tmp_path: Path) -> None:
