@@ -12,6 +12,7 @@ Only `service.py` calls the writing methods, inside `transaction()`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sqlite3
@@ -206,12 +207,103 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Labels, cases, holds, gap explanations and retention (docs/FORMAT.md, schema 5).
+
+    Rows of older catalogs get their tier from the first writer that opens
+    them (Service._retention_start), with a logged `retention.updated`.
+    """
+    db.executescript(
+        """
+        ALTER TABLE recordings ADD COLUMN cause TEXT;
+        ALTER TABLE recordings ADD COLUMN parties TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE recordings ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE recordings ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE recordings ADD COLUMN tier TEXT;
+        ALTER TABLE recordings ADD COLUMN expires_at TEXT;
+        ALTER TABLE recordings ADD COLUMN keep_until TEXT;
+        ALTER TABLE recordings ADD COLUMN retention_state TEXT NOT NULL DEFAULT 'live';
+        ALTER TABLE recordings ADD COLUMN pending_since TEXT;
+        ALTER TABLE recordings ADD COLUMN deleted_at TEXT;
+        CREATE INDEX recordings_expiry ON recordings(retention_state, expires_at);
+        CREATE INDEX recordings_device_time ON recordings(device_serial, recorded_start);
+        CREATE TRIGGER recordings_tombstone_final BEFORE UPDATE OF retention_state ON recordings
+        WHEN OLD.retention_state = 'deleted'
+        BEGIN SELECT RAISE(ABORT, 'a deleted recording stays a tombstone'); END;
+
+        CREATE TABLE cases (
+            no         TEXT PRIMARY KEY,
+            cause      TEXT NOT NULL,
+            parties    TEXT NOT NULL,
+            categories TEXT NOT NULL,
+            state      TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            closed_at  TEXT,
+            log_seq    INTEGER NOT NULL REFERENCES log(seq)
+        );
+        CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases
+        BEGIN SELECT RAISE(ABORT, 'cases are closed, never deleted'); END;
+
+        CREATE TABLE case_links (
+            case_no      TEXT NOT NULL REFERENCES cases(no),
+            recording_id INTEGER NOT NULL REFERENCES recordings(id),
+            linked_at    TEXT NOT NULL,
+            log_seq      INTEGER NOT NULL REFERENCES log(seq),
+            PRIMARY KEY (case_no, recording_id)
+        );
+        CREATE INDEX case_links_recording ON case_links(recording_id);
+
+        CREATE TABLE holds (
+            id              INTEGER PRIMARY KEY,
+            case_no         TEXT REFERENCES cases(no),
+            reason          TEXT NOT NULL,
+            set_at          TEXT NOT NULL,
+            set_by          TEXT,
+            log_seq         INTEGER NOT NULL REFERENCES log(seq),
+            released_at     TEXT,
+            released_by     TEXT,
+            release_reason  TEXT,
+            release_log_seq INTEGER REFERENCES log(seq)
+        );
+        CREATE TRIGGER holds_no_delete BEFORE DELETE ON holds
+        BEGIN SELECT RAISE(ABORT, 'holds are released, never deleted'); END;
+        CREATE TRIGGER holds_release_once BEFORE UPDATE ON holds
+        WHEN OLD.released_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a released hold stays released'); END;
+        CREATE TABLE hold_items (
+            hold_id      INTEGER NOT NULL REFERENCES holds(id),
+            recording_id INTEGER NOT NULL REFERENCES recordings(id),
+            PRIMARY KEY (hold_id, recording_id)
+        );
+        CREATE INDEX hold_items_recording ON hold_items(recording_id);
+        CREATE TRIGGER hold_items_no_delete BEFORE DELETE ON hold_items
+        BEGIN SELECT RAISE(ABORT, 'holds are released, never deleted'); END;
+
+        CREATE TABLE gap_explanations (
+            id            INTEGER PRIMARY KEY,
+            gap           TEXT NOT NULL,
+            device_serial TEXT NOT NULL,
+            text          TEXT NOT NULL,
+            by            TEXT,
+            at            TEXT NOT NULL,
+            log_seq       INTEGER NOT NULL REFERENCES log(seq)
+        );
+        CREATE INDEX gap_explanations_gap ON gap_explanations(gap);
+        CREATE TRIGGER gap_explanations_no_update BEFORE UPDATE ON gap_explanations
+        BEGIN SELECT RAISE(ABORT, 'explanations are history: add another'); END;
+        CREATE TRIGGER gap_explanations_no_delete BEFORE DELETE ON gap_explanations
+        BEGIN SELECT RAISE(ABORT, 'explanations are history: add another'); END;
+        """
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_1,
     _migrate_2,
     _migrate_3,
     _migrate_4,
+    _migrate_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -245,6 +337,18 @@ class Recording:
     # What the file name (or the session) said, before assignments were applied.
     name_officer: str | None = None
     name_device: str | None = None
+    # Labels (schema 5): the recording's own; a linked case adds its own.
+    cause: str | None = None
+    parties: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    notes: tuple[dict[str, Any], ...] = ()
+    # Retention (schema 5): docs/FORMAT.md "Retention".
+    tier: str | None = None
+    expires_at: str | None = None
+    keep_until: str | None = None
+    retention_state: str = "live"
+    pending_since: str | None = None
+    deleted_at: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Recording:
@@ -253,12 +357,21 @@ class Recording:
         values["flags"] = tuple(json.loads(values["flags"]))
         values["media"] = json.loads(values["media"])
         values["source_path"] = bytes(values["source_path"])
+        for name in ("parties", "categories", "notes"):
+            values[name] = tuple(json.loads(values.get(name) or "[]"))
         return cls(**values)
+
+    @property
+    def deleted(self) -> bool:
+        return self.retention_state == "deleted"
 
     def as_json(self) -> dict[str, Any]:
         data = {f: getattr(self, f) for f in self.__dataclass_fields__}
         data["source_path"] = self.source_path_text
-        data["flags"] = list(self.flags)
+        for name in ("flags", "parties", "categories", "notes"):
+            data[name] = list(data[name])
+        if self.deleted:
+            data["store_path"] = None  # a tombstone: the hash stays, the file is gone
         return data
 
 
@@ -497,6 +610,342 @@ class Catalog:
 
     def referenced_objects(self) -> set[str]:
         return {str(r[0]) for r in self.db.execute("SELECT DISTINCT sha256 FROM recordings")}
+
+    # -- labels, cases, holds (schema 5) -------------------------------------------
+
+    def update_labels(self, recording_id: int, values: dict[str, Any]) -> None:
+        """cause / parties / categories / notes (lists as JSON); never the facts."""
+        encoded = {
+            k: json.dumps(list(v), ensure_ascii=False) if isinstance(v, list | tuple) else v
+            for k, v in values.items()
+        }
+        self.db.table("recordings").update(recording_id, encoded)
+
+    def update_retention(self, recording_id: int, values: dict[str, Any]) -> None:
+        """tier / expires_at / keep_until / retention_state / pending_since / deleted_at."""
+        self.db.table("recordings").update(recording_id, values)
+
+    def recordings_by_id(self, ids: list[int]) -> list[Recording]:
+        found: list[Recording] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += [
+                Recording.from_row(r)
+                for r in self.db["recordings"].rows_where(f"id IN ({marks})", chunk, order_by="id")
+            ]
+        return found
+
+    def insert_case(self, values: dict[str, Any]) -> None:
+        self.db.table("cases").insert(_json_lists(values, "parties", "categories"))
+
+    def case(self, no: str) -> dict[str, Any] | None:
+        rows = list(self.db["cases"].rows_where("no = ?", [no]))
+        return _decoded(rows[0], "parties", "categories") if rows else None
+
+    def cases(self) -> list[dict[str, Any]]:
+        return [
+            _decoded(r, "parties", "categories")
+            for r in self.db["cases"].rows_where(order_by="created_at, no")
+        ]
+
+    def update_case(self, no: str, values: dict[str, Any]) -> None:
+        self.db.table("cases").update(no, values)
+
+    def link(self, case_no: str, recording_ids: list[int], at: str, log_seq: int) -> None:
+        self.db.table("case_links").insert_all(
+            {"case_no": case_no, "recording_id": i, "linked_at": at, "log_seq": log_seq}
+            for i in recording_ids
+        )
+
+    def unlink(self, case_no: str, recording_ids: list[int]) -> None:
+        self.db.conn.executemany(
+            "DELETE FROM case_links WHERE case_no = ? AND recording_id = ?",
+            [(case_no, i) for i in recording_ids],
+        )
+
+    def case_links(self, case_no: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("case_no = ?", [case_no]) if case_no is not None else (None, [])
+        return list(self.db["case_links"].rows_where(where, args, order_by="case_no, recording_id"))
+
+    def cases_of(self, recording_id: int) -> list[str]:
+        return [
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT case_no FROM case_links WHERE recording_id = ? ORDER BY case_no",
+                [recording_id],
+            )
+        ]
+
+    def insert_hold(self, values: dict[str, Any], recording_ids: list[int]) -> None:
+        self.db.table("holds").insert(values)
+        self.db.table("hold_items").insert_all(
+            {"hold_id": values["id"], "recording_id": i} for i in recording_ids
+        )
+
+    def hold(self, hold_id: int) -> dict[str, Any] | None:
+        rows = list(self.db["holds"].rows_where("id = ?", [hold_id]))
+        return rows[0] if rows else None
+
+    def holds(self) -> list[dict[str, Any]]:
+        return list(self.db["holds"].rows_where(order_by="id"))
+
+    def hold_items(self, hold_id: int | None = None) -> list[dict[str, Any]]:
+        where, args = ("hold_id = ?", [hold_id]) if hold_id is not None else (None, [])
+        return list(self.db["hold_items"].rows_where(where, args, order_by="hold_id, recording_id"))
+
+    def release_hold(self, hold_id: int, values: dict[str, Any]) -> None:
+        self.db.table("holds").update(hold_id, values)
+
+    def held_ids(self, hold_id: int) -> list[int]:
+        """Recordings a hold covers now: its own items, or every recording of its case."""
+        rows = self.db.execute(
+            "SELECT recording_id FROM hold_items WHERE hold_id = ? "
+            "UNION SELECT l.recording_id FROM holds h JOIN case_links l ON l.case_no = h.case_no "
+            "WHERE h.id = ? ORDER BY 1",
+            [hold_id, hold_id],
+        )
+        return [int(r[0]) for r in rows]
+
+    def insert_gap_explanation(self, values: dict[str, Any]) -> int:
+        return int(self.db.table("gap_explanations").insert(values).last_pk or 0)
+
+    def gap_explanations(self) -> list[dict[str, Any]]:
+        return list(self.db["gap_explanations"].rows_where(order_by="id"))
+
+    def retention_facts(self, ids: list[int] | None = None) -> Iterator[dict[str, Any]]:
+        """Per recording not yet deleted: what the retention policy needs, and what is stored.
+
+        `case_categories` is a JSON array of the linked cases' category arrays;
+        `open_case` and `held` are 0/1. Every recording when `ids` is None.
+        """
+        select = """
+            SELECT r.id, r.recorded_end, r.categories, r.keep_until, r.tier, r.expires_at,
+                   r.retention_state,
+                   (SELECT json_group_array(c.categories) FROM case_links l
+                      JOIN cases c ON c.no = l.case_no WHERE l.recording_id = r.id)
+                     AS case_categories,
+                   EXISTS (SELECT 1 FROM case_links l JOIN cases c ON c.no = l.case_no
+                           WHERE l.recording_id = r.id AND c.state = 'open') AS open_case,
+                   (EXISTS (SELECT 1 FROM hold_items i JOIN holds h ON h.id = i.hold_id
+                            WHERE i.recording_id = r.id AND h.released_at IS NULL)
+                    OR EXISTS (SELECT 1 FROM case_links l JOIN holds h ON h.case_no = l.case_no
+                               WHERE l.recording_id = r.id AND h.released_at IS NULL)) AS held
+            FROM recordings r WHERE r.retention_state != 'deleted'
+        """
+        columns = (
+            "id", "recorded_end", "categories", "keep_until", "tier", "expires_at",
+            "retention_state", "case_categories", "open_case", "held",
+        )  # fmt: skip
+        if ids is None:
+            for row in self.db.execute(select + " ORDER BY r.id"):
+                yield dict(zip(columns, row, strict=True))
+            return
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"{select} AND r.id IN ({marks}) ORDER BY r.id", chunk):
+                yield dict(zip(columns, row, strict=True))
+
+    def expired_candidates(self, as_of: str) -> list[dict[str, Any]]:
+        """Live or pending recordings whose stored expiry is at or before `as_of`."""
+        rows = self.db.execute(
+            "SELECT id, sha256, tier, expires_at, retention_state, pending_since "
+            "FROM recordings WHERE retention_state IN ('live', 'pending_deletion') "
+            "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, id",
+            [as_of],
+        )
+        columns = ("id", "sha256", "tier", "expires_at", "retention_state", "pending_since")
+        return [dict(zip(columns, r, strict=True)) for r in rows]
+
+    def protected_ids(self) -> dict[int, tuple[str, ...]]:
+        """Recordings that may not be deleted now: id -> ("hold", "open_case")."""
+        held = self.db.execute(
+            "SELECT i.recording_id FROM hold_items i JOIN holds h ON h.id = i.hold_id "
+            "WHERE h.released_at IS NULL UNION "
+            "SELECT l.recording_id FROM case_links l JOIN holds h ON h.case_no = l.case_no "
+            "WHERE h.released_at IS NULL"
+        )
+        open_case = self.db.execute(
+            "SELECT l.recording_id FROM case_links l JOIN cases c ON c.no = l.case_no "
+            "WHERE c.state = 'open'"
+        )
+        result: dict[int, tuple[str, ...]] = {}
+        for (rid,) in held:
+            result[int(rid)] = ("hold",)
+        for (rid,) in open_case:
+            result[int(rid)] = (*result.get(int(rid), ()), "open_case")
+        return result
+
+    def live_references(self, shas: list[str]) -> dict[str, int]:
+        """sha256 -> how many recordings not yet deleted refer to the object."""
+        counts: dict[str, int] = {}
+        unique = sorted(set(shas))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for sha, n in self.db.execute(
+                f"SELECT sha256, COUNT(*) FROM recordings WHERE sha256 IN ({marks}) "
+                "AND retention_state != 'deleted' GROUP BY sha256",
+                chunk,
+            ):
+                counts[str(sha)] = int(n)
+        return counts
+
+    def tombstoned_objects(self) -> set[str]:
+        """Objects that only deleted recordings refer to (their bytes should be gone)."""
+        return {
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT sha256 FROM recordings GROUP BY sha256 "
+                "HAVING SUM(retention_state != 'deleted') = 0"
+            )
+        }
+
+    def clips(self, serial: str | None = None) -> list[tuple[Any, ...]]:
+        """(id, device_serial, session_id, sequence, recorded_start, recorded_end) rows."""
+        where, args = ("WHERE device_serial = ?", [serial]) if serial else ("", [])
+        return list(
+            self.db.execute(
+                "SELECT id, device_serial, session_id, sequence, recorded_start, recorded_end "
+                f"FROM recordings {where} ORDER BY device_serial, recorded_start, id",
+                args,
+            )
+        )
+
+    def compliance_rows(self, start: str | None, end: str | None) -> list[dict[str, Any]]:
+        """Per recording (recorded in [start, end)): what the compliance report counts."""
+        clauses, args = [], []
+        if start:
+            clauses.append("r.recorded_start >= ?")
+            args.append(start)
+        if end:
+            clauses.append("r.recorded_start < ?")
+            args.append(end)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns = (
+            "id", "device_serial", "device_number", "officer", "unit", "session_id", "sequence",
+            "recorded_start", "recorded_end", "ingested_at", "late", "flags", "cause",
+            "cases", "retention_state",
+        )  # fmt: skip
+        rows = self.db.execute(
+            "SELECT r.id, r.device_serial, r.device_number, r.officer, r.unit, r.session_id, "
+            "r.sequence, r.recorded_start, r.recorded_end, r.ingested_at, r.late, r.flags, "
+            "r.cause, (SELECT COUNT(*) FROM case_links l WHERE l.recording_id = r.id), "
+            f"r.retention_state FROM recordings r {where} ORDER BY r.id",
+            args,
+        )
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def search(self, f: RecordingFilter) -> list[Recording]:
+        """Recordings matching every given filter (seed 004 Art. 11: by agency, device,
+        officer, time, parties, cause), a case's labels counting as the recording's own."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        case_of = (
+            "SELECT c.{col} FROM case_links l JOIN cases c ON c.no = l.case_no "
+            "WHERE l.recording_id = r.id"
+        )
+        if f.unit:
+            clauses.append("r.unit = ?")
+            args.append(f.unit)
+        if f.officer:
+            clauses.append("(r.officer = ? OR r.name_officer = ?)")
+            args += [f.officer, f.officer]
+        if f.device:
+            clauses.append("(r.device_serial = ? OR r.device_number = ?)")
+            args += [f.device, f.device]
+        if f.start:
+            clauses.append("r.recorded_start >= ?")
+            args.append(f.start)
+        if f.end:
+            clauses.append("r.recorded_start < ?")
+            args.append(f.end)
+        if f.cause:
+            clauses.append(
+                f"(instr(r.cause, ?) > 0 OR EXISTS ({case_of.format(col='no')} "
+                "AND instr(c.cause, ?) > 0))"
+            )
+            args += [f.cause, f.cause]
+        for party in f.parties:
+            clauses.append(
+                "(EXISTS (SELECT 1 FROM json_each(r.parties) WHERE value = ?) OR EXISTS ("
+                f"{case_of.format(col='no')} AND EXISTS (SELECT 1 FROM json_each(c.parties) "
+                "WHERE value = ?)))"
+            )
+            args += [party, party]
+        for category in f.categories:
+            clauses.append(
+                "(EXISTS (SELECT 1 FROM json_each(r.categories) WHERE value = ?) OR EXISTS ("
+                f"{case_of.format(col='no')} AND EXISTS (SELECT 1 FROM json_each(c.categories) "
+                "WHERE value = ?)))"
+            )
+            args += [category, category]
+        if f.case:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM case_links l WHERE l.recording_id = r.id AND l.case_no = ?)"
+            )
+            args.append(f.case)
+        if f.tier:
+            clauses.append("r.tier = ?")
+            args.append(f.tier)
+        for flag in f.flags:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(r.flags) WHERE value = ?)")
+            args.append(flag)
+        if f.state:
+            clauses.append("r.retention_state = ?")
+            args.append(f.state)
+        if f.unlabelled:
+            clauses.append(
+                "r.cause IS NULL AND NOT EXISTS (SELECT 1 FROM case_links l "
+                "WHERE l.recording_id = r.id)"
+            )
+        where = " AND ".join(clauses) or "1"
+        limit = f" LIMIT {int(f.limit)}" if f.limit else ""
+        columns = [d[1] for d in self.db.execute("PRAGMA table_info(recordings)")]
+        rows = self.db.execute(
+            f"SELECT r.* FROM recordings r WHERE {where} ORDER BY r.recorded_start, r.id{limit}",
+            args,
+        )
+        return [Recording.from_row(dict(zip(columns, row, strict=True))) for row in rows]
+
+
+@dataclass(frozen=True)
+class RecordingFilter:
+    """`dockd list` filters; empty ones match everything. Times are UTC ISO strings."""
+
+    unit: str | None = None
+    officer: str | None = None
+    device: str | None = None
+    start: str | None = None
+    end: str | None = None
+    cause: str | None = None
+    parties: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    case: str | None = None
+    tier: str | None = None
+    flags: tuple[str, ...] = ()
+    state: str | None = None
+    unlabelled: bool = False
+    limit: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()
+            if v not in (None, (), False)
+        }
+
+
+def _json_lists(values: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {
+        k: json.dumps(list(v), ensure_ascii=False) if k in names else v for k, v in values.items()
+    }
+
+
+def _decoded(row: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: json.loads(v) if k in names else v for k, v in row.items()}
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:

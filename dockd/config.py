@@ -150,6 +150,26 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # "daily_enforcement": routine footage 2 years (000 Art. 20); "minimum":
+    # 6 months (002 Art. 19). Long-term categories are permanent either way.
+    preset: str = "daily_enforcement"
+    # An expired recording waits this long as pending_deletion (dockd restore).
+    grace_days: int = 7
+    # A restored recording is not expired again before this many days.
+    restore_days: int = 30
+    # false: the daemon's daily sweep only logs its plan; nothing is deleted.
+    auto_delete: bool = True
+    sweep_interval_hours: float = 24.0
+    # Continuity (R3, R7): a pause between two recordings of one docking
+    # longer than this is an interruption to explain; 0 max: no upper bound.
+    gap_threshold_seconds: float = 60.0
+    gap_max_seconds: float = 0.0
+    # A recording with neither cause nor case this long after ingest is unlabelled.
+    label_after_days: float = 7.0
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -158,6 +178,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
@@ -170,6 +191,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
     "devices": DevicesConfig,
     "daemon": DaemonConfig,
+    "retention": RetentionConfig,
 }
 
 
@@ -309,6 +331,19 @@ def _validate(config: Config) -> Config:
     ):
         if getattr(daemon, name) <= 0:
             raise ConfigError(f"daemon.{name}: must be more than 0")
+    from dockd.retention.policy import PRESETS
+
+    retention = config.retention
+    if retention.preset not in PRESETS:
+        raise ConfigError(
+            f"retention.preset: must be one of {', '.join(PRESETS)}, got {retention.preset!r}"
+        )
+    if retention.sweep_interval_hours <= 0:
+        raise ConfigError("retention.sweep_interval_hours: must be more than 0")
+    if retention.gap_max_seconds and retention.gap_max_seconds <= retention.gap_threshold_seconds:
+        raise ConfigError(
+            "retention.gap_max_seconds: must be 0 (no bound) or more than gap_threshold_seconds"
+        )
     if config.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level: must be one of debug, info, warning, error")
     if config.log.format not in ("keyvalue", "json", "console", "journald", "auto"):

@@ -53,6 +53,7 @@ from dockd.errors import ConfigError, DockdError
 from dockd.ingest.dropfolder import DropBatch, DropFolder, ingest_batch
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.session import SessionReport, run_session
+from dockd.operations import OPERATIONS, perform
 from dockd.retention.compliance import OFFLOAD_WINDOW
 from dockd.service import Service
 
@@ -746,6 +747,8 @@ class Daemon:
             self._reload.set()
             self._wake.set()
             return {"reloading": True}
+        if op in OPERATIONS:
+            return perform(self.service, op, args, actor)
         raise DockdError(f"unknown request {op!r}")
 
 

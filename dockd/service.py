@@ -18,6 +18,7 @@ import fcntl
 import json
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,9 +63,23 @@ from dockd.integrity.merkle import (
 )
 from dockd.integrity.note import NoteError, VerifierKey, open_note, sign
 from dockd.retention.compliance import is_late, offload_deadline
+from dockd.retention.continuity import Clip, Interruption, interruptions, parse_gap_id
+from dockd.retention.plan import Candidate, Deletion, Plan, plan
+from dockd.retention.policy import (
+    Facts,
+    Policy,
+    ceil_second,
+    check_categories,
+    decide,
+    floor_second,
+)
 from dockd.store import Store, hash_file, is_read_only, is_sha256_hex
 
 log = structlog.get_logger("dockd.service")
+
+# At most this many recording ids in one retention entry (a policy change
+# over a large catalog writes several).
+RETENTION_ENTRY_IDS = 10_000
 
 # Flags a recording can carry; each marks something a supervisor must see.
 FLAG_EMPTY = "empty"
@@ -188,6 +203,24 @@ class VerifyReport:
 
 
 @dataclass(frozen=True)
+class SweepReport:
+    plan: Plan
+    marked: tuple[int, ...]
+    deleted: tuple[int, ...]
+    objects_removed: tuple[str, ...]
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "plan": self.plan.as_json(),
+            "marked_pending": list(self.marked),
+            "deleted": list(self.deleted),
+            "objects_removed": list(self.objects_removed),
+        }
+
+
+@dataclass(frozen=True)
 class AuditReport:
     checked: int
     bytes_hashed: int
@@ -238,6 +271,7 @@ class Service:
         if write:
             self.recover()
             self._signer = self._load_signing_key()
+            self._retention_start()
 
     def _lock(self, wait_s: float) -> None:
         self._lock_fd = os.open(
@@ -290,6 +324,10 @@ class Service:
         """
         for path in self.store.recover():
             log.warning("recovery.temp_removed", path=str(path))
+        # A sweep stopped between its tombstones' commit and the unlinks.
+        leftover = [sha for sha in self.catalog.tombstoned_objects() if self.store.has(sha)]
+        for sha in self.store.remove_objects(leftover):
+            log.warning("recovery.object_removed", sha256=sha, reason="tombstoned")
         for row in self.catalog.sessions_in_state("running"):
             with self.catalog.transaction():
                 now = self.clock.now()
@@ -864,6 +902,9 @@ class Service:
             flags.append(FLAG_LATE)
         name_officer = session.officer or name.officer
         store_path = self.store.relative_path(copy.sha256)
+        policy = self.policy
+        retention = decide(Facts(times.end), policy)
+        expires = isoformat_utc(retention.expires_at) if retention.expires_at else None
         with self.catalog.transaction():
             # Read inside the transaction: an assignment committed meanwhile
             # (socket thread) must either see this row or be seen by it.
@@ -907,6 +948,9 @@ class Service:
                     "source_disposition": "delete"
                     if session.wipe and FLAG_CHANGED not in flags
                     else "keep",
+                    "tier": retention.tier,
+                    "expires_at": expires,
+                    "policy_version": policy.version,
                 },
                 now,
             )
@@ -938,11 +982,686 @@ class Service:
                     "media": media.as_json(),
                     "session_id": session.id,
                     "log_seq": entry.seq,
+                    "tier": retention.tier,
+                    "expires_at": expires,
                 }
             )
         recording = self.catalog.recording(recording_id)
         assert recording is not None
         return recording
+
+    # -- labels and cases (seed rule R2) -------------------------------------------
+
+    def _existing(self, ids: list[int]) -> list[Recording]:
+        if not ids:
+            raise DockdError("name at least one recording id")
+        unique = sorted(set(ids))
+        found = self.catalog.recordings_by_id(unique)
+        missing = sorted(set(unique) - {r.id for r in found})
+        if missing:
+            raise DockdError(f"no recording {', '.join(map(str, missing))} (see dockd list)")
+        return found
+
+    def tag(
+        self,
+        ids: list[int],
+        *,
+        cause: str | None = None,
+        parties: tuple[str, ...] = (),
+        categories: tuple[str, ...] = (),
+        remove_categories: tuple[str, ...] = (),
+        note: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Label recordings: cause (replaces), parties and categories (added), a note.
+
+        Removing a category can shorten retention, so it needs a reason.
+        Nothing about the footage changes; one entry records the change and,
+        if tiers moved, a `retention.updated` entry follows it.
+        """
+        added = check_categories(categories)
+        dropped = check_categories(remove_categories)
+        if added & dropped:
+            raise DockdError(f"category {sorted(added & dropped)[0]} both added and removed")
+        if dropped and not (reason or "").strip():
+            raise DockdError("removing a category needs --reason (it may shorten retention)")
+        parties = tuple(_clean(p, "--party") for p in parties)
+        cause = _clean(cause, "--cause") if cause is not None else None
+        note = _clean(note, "--note") if note is not None else None
+        if cause is None and not (parties or added or dropped or note):
+            raise DockdError("nothing to tag: give --cause, --party, --category or --note")
+        now = self.clock.now()
+        with self.catalog.transaction():
+            rows = self._existing(ids)
+            entry = self._log(
+                "recording.tagged",
+                {
+                    "recordings": [r.id for r in rows],
+                    "cause": cause,
+                    "parties_added": sorted(set(parties)),
+                    "categories_added": sorted(added),
+                    "categories_removed": sorted(dropped),
+                    "note": note,
+                    "reason": reason,
+                    "by": actor,
+                },
+                now,
+            )
+            for r in rows:
+                values: dict[str, Any] = {
+                    "parties": sorted(set(r.parties) | set(parties)),
+                    "categories": sorted((set(r.categories) | added) - dropped),
+                }
+                if cause is not None:
+                    values["cause"] = cause
+                if note is not None:
+                    values["notes"] = [
+                        *r.notes,
+                        {"text": note, "by": actor, "at": isoformat_utc(now), "entry": entry.seq},
+                    ]
+                self.catalog.update_labels(r.id, values)
+            moved = self._update_retention([r.id for r in rows], "recording.tagged", entry.seq)
+        log.info("recording.tagged", recordings=len(rows), entry=entry.seq, **moved)
+        return {"recordings": [r.id for r in rows], "log_entry": entry.seq, **moved}
+
+    def create_case(
+        self,
+        no: str,
+        *,
+        cause: str,
+        parties: tuple[str, ...] = (),
+        categories: tuple[str, ...] = (),
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        no = _clean(no, "case number")
+        cause = _clean(cause, "--cause")
+        chosen = check_categories(categories)
+        now = self.clock.now()
+        with self.catalog.transaction():
+            if self.catalog.case(no) is not None:
+                raise DockdError(f"case {no} exists already (dockd case show {no})")
+            facts = {
+                "case": no,
+                "cause": cause,
+                "parties": sorted({_clean(p, "--party") for p in parties}),
+                "categories": sorted(chosen),
+            }
+            entry = self._log("case.created", {**facts, "by": actor}, now)
+            self.catalog.insert_case(
+                {
+                    "no": no,
+                    "cause": cause,
+                    "parties": facts["parties"],
+                    "categories": facts["categories"],
+                    "state": "open",
+                    "created_at": isoformat_utc(now),
+                    "log_seq": entry.seq,
+                }
+            )
+        log.info("case.created", case=no, entry=entry.seq)
+        return {"case": no, "log_entry": entry.seq}
+
+    def _case(self, no: str) -> dict[str, Any]:
+        case = self.catalog.case(no)
+        if case is None:
+            raise DockdError(f"no case {no!r} (dockd case create {no} --cause …)")
+        return case
+
+    def link_case(
+        self, no: str, ids: list[int], *, reason: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.catalog.transaction():
+            self._case(no)
+            rows = self._existing(ids)
+            linked = {int(link["recording_id"]) for link in self.catalog.case_links(no)}
+            new = [r.id for r in rows if r.id not in linked]
+            if not new:
+                raise DockdError(f"every recording named is linked to case {no} already")
+            entry = self._log(
+                "case.linked", {"case": no, "recordings": new, "reason": reason, "by": actor}, now
+            )
+            self.catalog.link(no, new, isoformat_utc(now), entry.seq)
+            moved = self._update_retention(new, "case.linked", entry.seq)
+        log.info("case.linked", case=no, recordings=len(new), entry=entry.seq)
+        return {"case": no, "linked": new, "log_entry": entry.seq, **moved}
+
+    def unlink_case(
+        self, no: str, ids: list[int], *, reason: str, actor: str | None = None
+    ) -> dict[str, Any]:
+        if not reason.strip():
+            raise DockdError("unlinking needs --reason (it may shorten retention)")
+        now = self.clock.now()
+        with self.catalog.transaction():
+            self._case(no)
+            linked = {int(link["recording_id"]) for link in self.catalog.case_links(no)}
+            gone = sorted(set(ids) & linked)
+            if not gone:
+                raise DockdError(f"none of these recordings is linked to case {no}")
+            entry = self._log(
+                "case.unlinked",
+                {"case": no, "recordings": gone, "reason": reason, "by": actor},
+                now,
+            )
+            self.catalog.unlink(no, gone)
+            moved = self._update_retention(gone, "case.unlinked", entry.seq)
+        log.info("case.unlinked", case=no, recordings=len(gone), entry=entry.seq)
+        return {"case": no, "unlinked": gone, "log_entry": entry.seq, **moved}
+
+    def set_case_state(
+        self, no: str, state: str, *, reason: str, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Close (state "closed") or reopen ("open") a case; its recordings' retention follows."""
+        if state not in ("open", "closed"):
+            raise DockdError(f"a case is open or closed, not {state!r}")
+        if not reason.strip():
+            raise DockdError("closing or reopening a case needs --reason")
+        now = self.clock.now()
+        kind = "case.closed" if state == "closed" else "case.reopened"
+        with self.catalog.transaction():
+            case = self._case(no)
+            if case["state"] == state:
+                raise DockdError(f"case {no} is {state} already")
+            entry = self._log(kind, {"case": no, "reason": reason, "by": actor}, now)
+            self.catalog.update_case(
+                no, {"state": state, "closed_at": isoformat_utc(now) if state == "closed" else None}
+            )
+            ids = [int(link["recording_id"]) for link in self.catalog.case_links(no)]
+            moved = self._update_retention(ids, kind, entry.seq)
+        log.info(kind, case=no, entry=entry.seq)
+        return {"case": no, "state": state, "log_entry": entry.seq, **moved}
+
+    def case_detail(self, no: str) -> dict[str, Any]:
+        case = self._case(no)
+        ids = [int(link["recording_id"]) for link in self.catalog.case_links(no)]
+        holds = [h for h in self.holds() if h["case"] == no]
+        return {
+            **{k: v for k, v in case.items() if k != "no"},
+            "case": no,
+            "recordings": [r.as_json() for r in self.catalog.recordings_by_id(ids)],
+            "holds": holds,
+        }
+
+    def cases(self) -> list[dict[str, Any]]:
+        counts = dict(
+            self.catalog.db.execute(
+                "SELECT case_no, COUNT(*) FROM case_links GROUP BY case_no"
+            ).fetchall()
+        )
+        return [{**c, "recordings": int(counts.get(c["no"], 0))} for c in self.catalog.cases()]
+
+    # -- legal holds ----------------------------------------------------------------
+
+    def set_hold(
+        self,
+        *,
+        case: str | None = None,
+        ids: list[int] | None = None,
+        reason: str,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Hold a case (every recording linked to it, now or later) or listed recordings."""
+        if (case is None) == (not ids):
+            raise DockdError("hold either --case NO or recording ids, not both or neither")
+        reason = _clean(reason, "--reason")
+        now = self.clock.now()
+        with self.catalog.transaction():
+            targets: list[int] = []
+            if case is not None:
+                self._case(case)
+            else:
+                targets = [r.id for r in self._existing(list(ids or []))]
+                gone = [r.id for r in self.catalog.recordings_by_id(targets) if r.deleted]
+                if gone:
+                    raise DockdError(
+                        f"recording {', '.join(map(str, gone))} was deleted by the retention "
+                        "sweep; only its tombstone is left to hold"
+                    )
+            hold_id = int(
+                self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM holds").fetchone()[0]
+            )
+            entry = self._log(
+                "hold.set",
+                {
+                    "hold": hold_id,
+                    "case": case,
+                    "recordings": targets,
+                    "reason": reason,
+                    "by": actor,
+                },
+                now,
+            )
+            self.catalog.insert_hold(
+                {
+                    "id": hold_id,
+                    "case_no": case,
+                    "reason": reason,
+                    "set_at": isoformat_utc(now),
+                    "set_by": actor,
+                    "log_seq": entry.seq,
+                },
+                targets,
+            )
+            covered = self.catalog.held_ids(hold_id)
+            moved = self._update_retention(covered, "hold.set", entry.seq)
+        log.info("hold.set", hold=hold_id, case=case, recordings=len(covered), entry=entry.seq)
+        return {"hold": hold_id, "recordings": covered, "log_entry": entry.seq, **moved}
+
+    def release_hold(
+        self, hold_id: int, *, reason: str, actor: str | None = None
+    ) -> dict[str, Any]:
+        reason = _clean(reason, "--reason")
+        now = self.clock.now()
+        with self.catalog.transaction():
+            hold = self.catalog.hold(hold_id)
+            if hold is None:
+                raise DockdError(f"no hold {hold_id} (dockd hold list)")
+            if hold["released_at"] is not None:
+                raise DockdError(f"hold {hold_id} was released at {hold['released_at']}")
+            entry = self._log(
+                "hold.released", {"hold": hold_id, "reason": reason, "by": actor}, now
+            )
+            self.catalog.release_hold(
+                hold_id,
+                {
+                    "released_at": isoformat_utc(now),
+                    "released_by": actor,
+                    "release_reason": reason,
+                    "release_log_seq": entry.seq,
+                },
+            )
+            covered = self.catalog.held_ids(hold_id)
+            moved = self._update_retention(covered, "hold.released", entry.seq)
+        log.info("hold.released", hold=hold_id, entry=entry.seq)
+        return {"hold": hold_id, "recordings": covered, "log_entry": entry.seq, **moved}
+
+    def holds(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "hold": h["id"],
+                "case": h["case_no"],
+                "recordings": self.catalog.held_ids(int(h["id"])),
+                "reason": h["reason"],
+                "set_at": h["set_at"],
+                "set_by": h["set_by"],
+                "active": h["released_at"] is None,
+                "released_at": h["released_at"],
+                "released_by": h["released_by"],
+                "release_reason": h["release_reason"],
+            }
+            for h in self.catalog.holds()
+        ]
+
+    # -- retention (seed rule R4) ------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        cfg = self.config.retention
+        return Policy(cfg.preset, cfg.grace_days)
+
+    def _retention_start(self) -> None:
+        """Log the policy this writer applies; give every recording its tier under it.
+
+        Runs at each writing start: after a policy change (config) every
+        tier is recomputed, and recordings from before schema 5 get theirs.
+        """
+        policy = self.policy
+        last = self.catalog.db.execute(
+            "SELECT entry FROM log WHERE kind = 'retention.policy' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        current = {
+            "version": policy.version,
+            "preset": policy.preset,
+            "routine_tier": policy.routine_tier,
+            "grace_days": policy.grace_days,
+        }
+        logged = LogEntry.from_bytes(bytes(last[0])).data if last else None
+        if logged is not None:
+            logged = {k: v for k, v in logged.items() if k != "by"}
+        untiered = self.catalog.db.execute(
+            "SELECT COUNT(*) FROM recordings WHERE tier IS NULL AND retention_state != 'deleted'"
+        ).fetchone()[0]
+        if logged == current and not untiered:
+            return
+        with self.catalog.transaction():
+            entry = None
+            if logged != current:
+                entry = self._log("retention.policy", {**current, "by": "config"})
+            reason = "retention policy " + (
+                f"changed from {logged['version']}" if logged else "first applied"
+            )
+            moved = self._update_retention(None, reason, entry.seq if entry else None)
+        log.info("retention.policy", version=policy.version, **moved)
+
+    def _update_retention(
+        self, ids: list[int] | None, reason: str, trigger: int | None
+    ) -> dict[str, int]:
+        """Recompute tier, expiry and protection; log what moved. Caller holds the transaction.
+
+        A pending recording that is no longer deletable (held, an open case,
+        a longer tier) goes back to live in the same entry.
+        """
+        policy = self.policy
+        now = self.clock.now()
+        tiers: dict[str, list[int]] = {}
+        kept: list[int] = []
+        for row in self.catalog.retention_facts(ids):
+            categories = set(json.loads(row["categories"]))
+            for text in json.loads(row["case_categories"] or "[]"):
+                categories |= set(json.loads(text))
+            keep = row["keep_until"]
+            facts = Facts(
+                parse_utc(row["recorded_end"]),
+                frozenset(categories),
+                open_case=bool(row["open_case"]),
+                held=bool(row["held"]),
+                keep_until=parse_utc(keep) if keep else None,
+            )
+            decision = decide(facts, policy)
+            expires = isoformat_utc(decision.expires_at) if decision.expires_at else None
+            values: dict[str, Any] = {}
+            if (decision.tier, expires) != (row["tier"], row["expires_at"]):
+                values |= {"tier": decision.tier, "expires_at": expires}
+                tiers.setdefault(decision.tier, []).append(int(row["id"]))
+            if row["retention_state"] == "pending_deletion" and not decision.deletable(now):
+                values |= {"retention_state": "live", "pending_since": None}
+                kept.append(int(row["id"]))
+            if values:
+                self.catalog.update_retention(int(row["id"]), values)
+        ids_moved = [(tier, i) for tier, group in sorted(tiers.items()) for i in group]
+        for start in range(0, max(len(ids_moved), len(kept)), RETENTION_ENTRY_IDS):
+            chunk: dict[str, list[int]] = {}
+            for tier, i in ids_moved[start : start + RETENTION_ENTRY_IDS]:
+                chunk.setdefault(tier, []).append(i)
+            self._log(
+                "retention.updated",
+                {
+                    "reason": reason,
+                    "trigger": trigger,
+                    "policy_version": policy.version,
+                    "tiers": chunk,
+                    "kept": kept[start : start + RETENTION_ENTRY_IDS],
+                },
+                now,
+            )
+        return {"tier_changed": len(ids_moved), "kept_from_deletion": len(kept)}
+
+    def retention_plan(self, as_of: datetime | None = None) -> Plan:
+        """What a sweep at `as_of` (default now) would do; changes nothing."""
+        as_of = as_of or self.clock.now()
+        rows = self.catalog.expired_candidates(isoformat_utc(floor_second(as_of)))
+        protected = self.catalog.protected_ids()
+        candidates = [Candidate.from_row(r, protected.get(int(r["id"]), ())) for r in rows]
+        refs = self.catalog.live_references([c.sha256 for c in candidates])
+        policy = self.policy
+        return plan(
+            candidates, refs, as_of, grace_days=policy.grace_days, policy_version=policy.version
+        )
+
+    def upcoming(self, days: float, as_of: datetime | None = None) -> list[dict[str, Any]]:
+        """Live recordings whose expiry falls within `days` (to tag or hold in time)."""
+        as_of = as_of or self.clock.now()
+        until = isoformat_utc(ceil_second(as_of + timedelta(days=days)))
+        protected = self.catalog.protected_ids()
+        rows = self.catalog.db.execute(
+            "SELECT id FROM recordings WHERE retention_state IN ('live', 'pending_deletion') "
+            "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, id",
+            [until],
+        )
+        ids = [int(r[0]) for r in rows if int(r[0]) not in protected]
+        return [r.as_json() for r in self.catalog.recordings_by_id(ids)]
+
+    def sweep(
+        self,
+        as_of: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        actor: str | None = None,
+        batch: int = 500,
+    ) -> SweepReport:
+        """Apply the retention plan: mark expired recordings pending, delete those past grace.
+
+        Deletion order (docs/FORMAT.md): each batch's tombstones and
+        `retention.deleted` entries are committed first, then the objects no
+        live row uses are unlinked. Each row is re-checked inside its batch's
+        transaction, so a hold or tag made meanwhile always wins.
+        """
+        now = self.clock.now()
+        as_of = as_of or now
+        if as_of > now and not dry_run:
+            raise DockdError(
+                f"--as-of {isoformat_utc(as_of)} is in the future: that would delete early "
+                "(use it with --dry-run to see what will expire)"
+            )
+        the_plan = self.retention_plan(as_of)
+        if dry_run:
+            return SweepReport(the_plan, (), (), (), dry_run=True)
+        policy = self.policy
+        marked: list[int] = []
+        delete_after = isoformat_utc(now + timedelta(days=policy.grace_days))
+        pending = [c.id for c in the_plan.mark_pending]
+        for start in range(0, len(pending), RETENTION_ENTRY_IDS):
+            with self.catalog.transaction():
+                fresh = self._still_deletable(pending[start : start + RETENTION_ENTRY_IDS], as_of)
+                chunk = [i for i, row in fresh.items() if row["retention_state"] == "live"]
+                if not chunk:
+                    continue
+                self._log(
+                    "retention.pending",
+                    {
+                        "recordings": chunk,
+                        "as_of": isoformat_utc(as_of),
+                        "delete_after": delete_after,
+                        "policy_version": policy.version,
+                        "by": actor,
+                    },
+                    now,
+                )
+                for i in chunk:
+                    self.catalog.update_retention(
+                        i,
+                        {
+                            "retention_state": "pending_deletion",
+                            "pending_since": isoformat_utc(now),
+                        },
+                    )
+                marked += chunk
+        deleted: list[int] = []
+        removed: list[str] = []
+        deletions = list(the_plan.delete)
+        for start in range(0, len(deletions), batch):
+            group = deletions[start : start + batch]
+            done: list[Deletion] = []
+            with self.catalog.transaction():
+                fresh = self._still_deletable([d.candidate.id for d in group], as_of)
+                for d in group:
+                    row = fresh.get(d.candidate.id)
+                    if row is None or row["retention_state"] != "pending_deletion":
+                        continue
+                    self._log(
+                        "retention.deleted",
+                        {
+                            "recording": d.candidate.id,
+                            "sha256": d.candidate.sha256,
+                            "tier": d.candidate.tier,
+                            "expires_at": isoformat_utc(d.candidate.expires_at),
+                            "pending_since": row["pending_since"],
+                            "reason": d.reason,
+                            "policy_version": policy.version,
+                            "object_removed": d.remove_object,
+                            "by": actor,
+                        },
+                        now,
+                    )
+                    self.catalog.update_retention(
+                        d.candidate.id,
+                        {"retention_state": "deleted", "deleted_at": isoformat_utc(now)},
+                    )
+                    done.append(d)
+            deleted += [d.candidate.id for d in done]
+            # Only now, with the tombstones committed: the bytes (FORMAT.md).
+            shas = sorted({d.candidate.sha256 for d in done if d.remove_object})
+            refs = self.catalog.live_references(shas)
+            removed += self.store.remove_objects([s for s in shas if refs.get(s, 0) == 0])
+        for i in deleted:
+            log.info("retention.deleted", recording=i)
+        log.info(
+            "retention.sweep",
+            as_of=isoformat_utc(as_of),
+            marked=len(marked),
+            deleted=len(deleted),
+            objects_removed=len(removed),
+        )
+        if marked or deleted:
+            self.checkpoint()
+        return SweepReport(the_plan, tuple(marked), tuple(deleted), tuple(removed))
+
+    def _still_deletable(self, ids: list[int], as_of: datetime) -> dict[int, dict[str, Any]]:
+        """The rows among `ids` that are, inside this transaction, expired and unprotected."""
+        result: dict[int, dict[str, Any]] = {}
+        cutoff = isoformat_utc(floor_second(as_of))
+        for row in self.catalog.retention_facts(ids):
+            expires = row["expires_at"]
+            if expires is None or expires > cutoff or row["held"] or row["open_case"]:
+                continue
+            pending = self.catalog.db.execute(
+                "SELECT pending_since FROM recordings WHERE id = ?", [row["id"]]
+            ).fetchone()[0]
+            result[int(row["id"])] = {**row, "pending_since": pending}
+        return result
+
+    def restore(
+        self, recording_id: int, *, reason: str, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Take a recording back from pending deletion; it is not expired again for restore_days."""
+        reason = _clean(reason, "--reason")
+        now = self.clock.now()
+        keep_until = isoformat_utc(
+            ceil_second(now + timedelta(days=self.config.retention.restore_days))
+        )
+        with self.catalog.transaction():
+            (rec,) = self._existing([recording_id])
+            if rec.retention_state == "deleted":
+                raise DockdError(
+                    f"recording {rec.id} was deleted at {rec.deleted_at}: its bytes are gone, "
+                    "only the tombstone (hash and labels) remains"
+                )
+            if rec.retention_state != "pending_deletion":
+                raise DockdError(
+                    f"recording {rec.id} is not pending deletion (it is {rec.retention_state}); "
+                    "to keep it longer, tag it or hold it"
+                )
+            entry = self._log(
+                "retention.restored",
+                {"recording": rec.id, "reason": reason, "keep_until": keep_until, "by": actor},
+                now,
+            )
+            self.catalog.update_retention(
+                rec.id, {"retention_state": "live", "pending_since": None, "keep_until": keep_until}
+            )
+            moved = self._update_retention([rec.id], "retention.restored", entry.seq)
+        log.info("retention.restored", recording=rec.id, keep_until=keep_until, entry=entry.seq)
+        return {"recording": rec.id, "keep_until": keep_until, "log_entry": entry.seq, **moved}
+
+    # -- continuity and supervision (R3, R7, R8) --------------------------------------
+
+    def interruptions(self, serial: str | None = None) -> list[Interruption]:
+        cfg = self.config.retention
+        clips = [
+            Clip(int(i), str(d), s, q, parse_utc(a), parse_utc(b))
+            for i, d, s, q, a, b in self.catalog.clips(serial)
+        ]
+        return interruptions(clips, cfg.gap_threshold_seconds, cfg.gap_max_seconds)
+
+    def gap_explanations(self) -> dict[str, list[dict[str, Any]]]:
+        """gap id -> its written explanations, oldest first."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self.catalog.gap_explanations():
+            found.setdefault(str(row["gap"]), []).append(row)
+        return found
+
+    def explain_gap(self, gap_id: str, text: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Record an officer's written explanation of an interruption (002 Art. 13)."""
+        before, _ = parse_gap_id(gap_id)
+        text = _clean(text, "--text")
+        rec = self.catalog.recording(before)
+        gaps = {g.id: g for g in self.interruptions(rec.device_serial)} if rec else {}
+        gap = gaps.get(gap_id.strip())
+        if gap is None:
+            raise DockdError(f"no interruption {gap_id!r} (dockd gap list shows them)")
+        now = self.clock.now()
+        with self.catalog.transaction():
+            entry = self._log(
+                "gap.explained",
+                {"gap": gap.id, "device_serial": gap.device_serial, "text": text, "by": actor},
+                now,
+            )
+            self.catalog.insert_gap_explanation(
+                {
+                    "gap": gap.id,
+                    "device_serial": gap.device_serial,
+                    "text": text,
+                    "by": actor,
+                    "at": isoformat_utc(now),
+                    "log_seq": entry.seq,
+                }
+            )
+        log.info("gap.explained", gap=gap.id, serial=gap.device_serial, entry=entry.seq)
+        return {"gap": gap.id, "log_entry": entry.seq}
+
+    def spot_check(
+        self,
+        sample: int,
+        *,
+        seed: int | None = None,
+        ids: list[int] | None = None,
+        filters: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Draw `sample` recordings (of `ids`, default all live ones) for review; log the draw.
+
+        The draw is reproducible: the same seed over the same population
+        gives the same recordings, and the entry names both (002 Art. 22).
+        """
+        if sample < 1:
+            raise DockdError("--sample must be at least 1")
+        population = sorted(
+            set(ids)
+            if ids is not None
+            else (
+                int(r[0])
+                for r in self.catalog.db.execute(
+                    "SELECT id FROM recordings WHERE retention_state != 'deleted'"
+                )
+            )
+        )
+        if not population:
+            raise DockdError("no recordings to draw from")
+        if seed is None:
+            seed = int.from_bytes(os.urandom(4), "big")
+        drawn = sorted(random.Random(seed).sample(population, min(sample, len(population))))
+        now = self.clock.now()
+        with self.catalog.transaction():
+            entry = self._log(
+                "report.spot_check",
+                {
+                    "seed": seed,
+                    "sample": sample,
+                    "population": len(population),
+                    "recordings": drawn,
+                    "filters": filters or {},
+                    "by": actor,
+                },
+                now,
+            )
+        log.info("report.spot_check", seed=seed, drawn=len(drawn), entry=entry.seq)
+        return {
+            "seed": seed,
+            "population": len(population),
+            "recordings": [r.as_json() for r in self.catalog.recordings_by_id(drawn)],
+            "log_entry": entry.seq,
+        }
 
     # -- reading ----------------------------------------------------------------
 
@@ -1099,7 +1818,9 @@ class Service:
         problems += check_assignments_against_log(self.catalog.assignments(), parsed)
         problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
         problems += self._check_tree(rows, parsed)
-        referenced = {r.sha256 for r in recordings}
+        # A tombstone's object is correctly absent; any other missing object is tampering.
+        referenced = {r.sha256 for r in recordings if not r.deleted}
+        tombstoned = {r.sha256 for r in recordings if r.deleted} - referenced
         seen: set[str] = set()
         hashed = 0
         objects = 0
@@ -1120,6 +1841,11 @@ class Service:
             except OSError as exc:
                 problems.append(Problem("store_file_unreadable", where, exc.strerror or str(exc)))
                 continue
+            if name in tombstoned and actual == name:
+                # Its recordings were deleted by the sweep, which stopped before
+                # the unlink; the next writer's start-up removes it.
+                orphans.append(name)
+                continue
             if name not in referenced:
                 # A crash between rename and commit leaves such an object; the
                 # next docking of its camera adopts it (DESIGN §4a). Intact, it
@@ -1139,7 +1865,7 @@ class Service:
             if not is_read_only(path):
                 problems.append(Problem("store_file_writable", where, "object is not read-only"))
         for sha in sorted(referenced - seen):
-            ids = ", ".join(str(r.id) for r in recordings if r.sha256 == sha)
+            ids = ", ".join(str(r.id) for r in recordings if r.sha256 == sha and not r.deleted)
             problems.append(
                 Problem(
                     "store_file_missing",
@@ -1150,6 +1876,18 @@ class Service:
         return VerifyReport(
             len(rows), len(recordings), objects, hashed, tuple(problems), tuple(orphans)
         )
+
+
+def _clean(text: str, what: str) -> str:
+    """A label as given, stripped; empty or control characters are refused."""
+    value = text.strip()
+    if not value:
+        raise DockdError(f"{what}: must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise DockdError(f"{what}: control characters are not allowed: {text!r}")
+    if len(value) > 1000:
+        raise DockdError(f"{what}: longer than 1000 characters")
+    return value
 
 
 def _json_text(value: dict[str, Any]) -> str:

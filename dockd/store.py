@@ -140,6 +140,29 @@ class Store:
             fsync_dir(self.objects)
         return target
 
+    def remove_objects(self, shas: list[str]) -> list[str]:
+        """Unlink objects whose tombstones are committed (the retention sweep only).
+
+        Each directory touched is fsynced once, after its unlinks; objects
+        already gone are skipped (a sweep resumed after a crash). Returns
+        the names actually removed.
+        """
+        removed: list[str] = []
+        dirs: set[Path] = set()
+        for sha in shas:
+            path = self.object_path(sha)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise raise_store_error(f"removing {self.relative_path(sha)}", exc) from None
+            removed.append(sha)
+            dirs.add(path.parent)
+        for folder in sorted(dirs):
+            fsync_dir(folder)
+        return removed
+
     def discard_temp(self, temp: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

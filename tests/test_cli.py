@@ -239,6 +239,6 @@ def test_forged_second_ingest_entry_is_found(env: dict[str, Path], clip_bank: li
         {
             "kind": "log_entry_unmatched",
             "where": f"log entry {forged.seq}",
-            "detail": "records an ingest of recording 1, whose row refers to entry 3",
+            "detail": "records an ingest of recording 1, whose row refers to entry 4",
         }
     ]

@@ -55,6 +55,7 @@ from dockd.config import (
     IntegrityConfig,
     LogConfig,
     ProfileConfig,
+    RetentionConfig,
     parse_config,
 )
 
@@ -883,6 +884,7 @@ def test_example_shows_the_true_defaults() -> None:
         ("devices", DevicesConfig),
         ("[devices.rules]", DeviceRule),
         ("daemon", DaemonConfig),
+        ("retention", RetentionConfig),
     ],
 )
 def test_example_documents_every_key(section: str, cls: type) -> None:
@@ -896,7 +898,16 @@ def test_example_documents_every_key(section: str, cls: type) -> None:
         bodies[key] = tables[i + 1]
     body = bodies[section]
     for f in dataclasses.fields(cls):
-        if f.name in ("ingest", "profiles", "integrity", "log", "devices", "daemon", "rules"):
+        if f.name in (
+            "ingest",
+            "profiles",
+            "integrity",
+            "log",
+            "devices",
+            "daemon",
+            "rules",
+            "retention",
+        ):
             continue  # tables, not keys
         match = re.search(rf"^#{f.name} = ", body, flags=re.M)
         assert match, f"[{section}] {f.name} is not in {EXAMPLE.name}"

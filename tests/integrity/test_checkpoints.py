@@ -70,13 +70,14 @@ def test_rotation_keeps_old_checkpoints_verifiable(
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
+        # (1 key.created, 2 retention.policy, 3 session.started, 4.. recording.ingested)
         # edit an entry, as text and as bytes (recomputing nothing else)
         (
-            "UPDATE log SET entry = CAST(replace(entry, 'DCIM', 'DCIX') AS BLOB) WHERE seq = 3",
+            "UPDATE log SET entry = CAST(replace(entry, 'DCIM', 'DCIX') AS BLOB) WHERE seq = 4",
             "checkpoint_inconsistent",
         ),
         (
-            "UPDATE log SET entry = replace(entry, 'DCIM', 'DCIX') WHERE seq = 3",
+            "UPDATE log SET entry = replace(entry, 'DCIM', 'DCIX') WHERE seq = 4",
             "checkpoint_inconsistent",
         ),
         # delete one entry in the middle: the log is now shorter than signed
