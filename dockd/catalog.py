@@ -211,7 +211,7 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     """Labels, cases, holds, gap explanations and retention (docs/FORMAT.md, schema 5).
 
     Rows of older catalogs get their tier from the first writer that opens
-    them (Service._retention_start), with a logged `retention.updated`.
+    them (Service.apply_retention_policy), with a logged `retention.updated`.
     """
     db.executescript(
         """

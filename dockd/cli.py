@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from rich.progress import (
 from rich.table import Table
 
 from dockd import logs
-from dockd.catalog import Recording
-from dockd.cli_common import change, checkpoint_json, daemon_running, err, out
+from dockd.catalog import Recording, RecordingFilter
+from dockd.cli_common import change, checkpoint_json, daemon_running, err, out, utc_text
 from dockd.cli_common import service_for as _service
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
@@ -33,7 +34,8 @@ from dockd.devices.profiles import PROFILES, make_profile
 from dockd.errors import ConfigError, DockdError
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.session import SessionReport, run_session
-from dockd.service import Service, StateBusyError, VerifyReport
+from dockd.retention.policy import CATEGORIES, TIERS
+from dockd.service import REGISTRY_FLAGS, Service, StateBusyError, VerifyReport
 
 EXIT_CODES = """\b
 Exit codes:
@@ -207,16 +209,82 @@ def ingest(
 
 
 @cli.command("list")
+@click.option("--unit", default=None, help="Unit / squad (中队).")
+@click.option("--officer", default=None, help="Officer number.")
+@click.option("--device", default=None, help="Device serial or device number.")
+@click.option("--from", "start", default=None, help="Recorded at or after (UTC unless given).")
+@click.option("--to", "end", default=None, help="Recorded before (exclusive).")
+@click.option("--cause", default=None, help="Cause contains this text (own or a case's).")
+@click.option("--party", "parties", multiple=True, help="Has this party (own or a case's).")
+@click.option(
+    "--category", "categories", multiple=True, type=click.Choice(sorted(CATEGORIES)), help="Has it."
+)
+@click.option("--case", "case_no", default=None, help="Linked to this case.")
+@click.option("--tier", type=click.Choice(TIERS), default=None, help="Retention tier.")
+@click.option("--flag", "flags", multiple=True, help="Carries this flag (late, …).")
+@click.option(
+    "--state",
+    type=click.Choice(["live", "pending_deletion", "deleted"]),
+    default=None,
+    help="Retention state (deleted: tombstones).",
+)
+@click.option("--unlabelled", is_flag=True, help="Neither a cause nor a case.")
+@click.option("--limit", type=int, default=None, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
-    """List recordings in the catalog."""
+def list_(
+    ctx: click.Context,
+    unit: str | None,
+    officer: str | None,
+    device: str | None,
+    start: str | None,
+    end: str | None,
+    cause: str | None,
+    parties: tuple[str, ...],
+    categories: tuple[str, ...],
+    case_no: str | None,
+    tier: str | None,
+    flags: tuple[str, ...],
+    state: str | None,
+    unlabelled: bool,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List recordings, filtered by any of the labels (seed 004 Art. 11), oldest first."""
+    chosen = RecordingFilter(
+        unit=unit, officer=officer, device=device, start=utc_text(start, "--from"),
+        end=utc_text(end, "--to"), cause=cause, parties=parties, categories=categories,
+        case=case_no, tier=tier, flags=flags, state=state, unlabelled=unlabelled, limit=limit,
+    )  # fmt: skip
     with _service(ctx, write=False) as service:
-        rows = service.recordings()
+        rows = service.catalog.search(chosen)
+        cases = {r.id: service.catalog.cases_of(r.id) for r in rows} if not as_json else {}
     if as_json:
         click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, sort_keys=True))
-    else:
-        out.print(_recordings_table(rows))
+        return
+    table = Table()
+    for column in (
+        "id", "recorded (UTC)", "device", "officer", "unit", "cause / case", "parties",
+        "categories", "tier", "expires", "state", "flags",
+    ):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.recorded_start.replace("T", " ").removesuffix("Z"),
+            r.device_number or r.device_serial,
+            r.officer or "-",
+            r.unit or "-",
+            " / ".join(x for x in (r.cause or "", ", ".join(cases.get(r.id, []))) if x) or "-",
+            ", ".join(r.parties) or "-",
+            ", ".join(r.categories) or "-",
+            r.tier or "-",
+            (r.expires_at or "never")[:10],
+            r.retention_state,
+            ",".join(r.flags) or "-",
+        )
+    out.print(table)
+    out.print(f"{len(rows)} recording(s)")
 
 
 @cli.command()
@@ -440,6 +508,16 @@ def demo(ctx: click.Context, clips: int) -> None:
         build_camera(camera, clock.now(), config.profiles.camera_timezone, clips=clips)
         profile = make_profile("gat947", config.profiles)
         with Service(config, clock) as service:
+            # Handed out the day before, as a dock's registry would have it (R2).
+            service.assign_device(
+                "DEMO-CAM-0001",
+                officer="012345",
+                unit="一中队",
+                device_number="DSJ0001",
+                valid_from=clock.now() - timedelta(days=1),
+                reason="demo",
+                actor="demo",
+            )
             report = run_session(service, camera, "DEMO-CAM-0001", profile, wipe=True)
             _print_report(report)
             result = service.verify()
@@ -450,15 +528,17 @@ def demo(ctx: click.Context, clips: int) -> None:
     finally:
         shutil.rmtree(camera, ignore_errors=True)
     out.print(f"state kept in {state_dir} (try: dockd --state-dir {state_dir} list)")
-    flagged = {flag for o in report.flagged for flag in o.recording.flags}
+    flagged = {flag for o in report.flagged for flag in o.recording.flags} - REGISTRY_FLAGS
     as_expected = result.ok and not report.failed and flagged <= {"unreadable_media"}
     sys.exit(0 if as_expected else 1)
 
 
 from dockd.cli_daemon import doctor, run, status  # noqa: E402
 from dockd.cli_devices import device  # noqa: E402
+from dockd.cli_labels import case, hold, tag  # noqa: E402
+from dockd.cli_retention import restore, retention, sweep  # noqa: E402
 
-for _command in (run, status, doctor, device):
+for _command in (run, status, doctor, device, tag, case, hold, retention, sweep, restore):
     cli.add_command(_command)
 
 

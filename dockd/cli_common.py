@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.console import Console
 
 from dockd.api import DaemonUnavailable, request, socket_path
-from dockd.clock import SystemClock
+from dockd.clock import SystemClock, isoformat_utc
 from dockd.config import Config
-from dockd.errors import DockdError
+from dockd.errors import ConfigError, DockdError
 from dockd.service import Service
 
 # Piped output is read by people too (logs, mail); give tables room to breathe.
@@ -26,7 +27,11 @@ def service_for(ctx: click.Context, write: bool) -> Service:
 
 
 def change(
-    ctx: click.Context, op: str, args: dict[str, Any], local: Callable[[Service], Any]
+    ctx: click.Context,
+    op: str,
+    args: dict[str, Any],
+    local: Callable[[Service], Any],
+    timeout: float = 30.0,
 ) -> Any:
     """Make a change through the running daemon, or directly when none runs.
 
@@ -35,10 +40,26 @@ def change(
     """
     config: Config = ctx.obj
     try:
-        return request(socket_path(config), op, args)
+        return request(socket_path(config), op, args, timeout=timeout)
     except DaemonUnavailable:
         with service_for(ctx, write=True) as service:
             return local(service)
+
+
+def utc_text(value: str | None, option: str) -> str | None:
+    """Accept `2026-11-25T09:00:00Z`, `2026-11-25 09:00` (UTC), `…+08:00` or a date."""
+    if value is None:
+        return None
+    text = value.strip().replace(" ", "T", 1)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{option}: not a time: {value!r} (use e.g. 2026-11-25T09:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # documented: times without an offset are UTC
+    return isoformat_utc(moment)
 
 
 def local_actor() -> str:

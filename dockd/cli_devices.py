@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.table import Table
 
 from dockd.cli_common import change, local_actor, out, service_for
-from dockd.clock import isoformat_utc, parse_utc
+from dockd.cli_common import utc_text as _utc
+from dockd.clock import isoformat_utc
 from dockd.devices.registry import timeline
 from dockd.errors import ConfigError
-from dockd.service import Service
-
-
-def _utc(value: str | None, option: str) -> str | None:
-    """Accept `2026-11-25T09:00:00Z`, `2026-11-25 09:00` (UTC), `…+08:00` or a date."""
-    if value is None:
-        return None
-    text = value.strip().replace(" ", "T", 1)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"{option}: not a time: {value!r} (use e.g. 2026-11-25T09:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # documented: times without an offset are UTC
-    return isoformat_utc(moment)
-
-
-def _when(value: str | None) -> datetime | None:
-    return parse_utc(value) if value else None
+from dockd.operations import perform
 
 
 @click.group()
@@ -113,20 +93,12 @@ def device_show(ctx: click.Context, serial: str, as_json: bool) -> None:
 def _assign(ctx: click.Context, serial: str, args: dict[str, Any]) -> None:
     payload = {"serial": serial, **args}
 
-    def local(service: Service) -> Any:
-        assignment, changed = service.assign_device(
-            serial,
-            officer=args["officer"],
-            unit=args["unit"],
-            device_number=args["device_number"],
-            valid_from=_when(args["valid_from"]),
-            valid_to=_when(args["valid_to"]),
-            reason=args["reason"],
-            actor=local_actor(),
-        )
-        return {"assignment": assignment.as_json(), "reattributed": changed}
-
-    result = change(ctx, "device.assign", payload, local)
+    result = change(
+        ctx,
+        "device.assign",
+        payload,
+        lambda service: perform(service, "device.assign", payload, local_actor()),
+    )
     if ctx.params.get("as_json"):
         click.echo(json.dumps(result, ensure_ascii=False, sort_keys=True))
         return

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +345,9 @@ class Daemon:
             self.mounter.camera_timezone = new.profiles.camera_timezone
         if self._monitor is not None:
             self._monitor.config = new.devices
+        if self.service is not None:
+            # A new retention preset is logged and every tier recomputed now.
+            self.service.apply_retention_policy()
         self._start_scheduler()
         log.info("daemon.reloaded", needs_restart=",".join(kept))
         self._status_changed()
@@ -357,6 +360,7 @@ class Daemon:
             "checkpoint": (d.checkpoint_interval_minutes, self.periodic_checkpoint),
             "audit": (d.audit_interval_minutes, self.periodic_audit),
             "overdue": (d.overdue_check_interval_minutes, self.check_overdue),
+            "sweep": (self.config.retention.sweep_interval_hours * 60, self.periodic_sweep),
         }
 
     def _start_scheduler(self) -> None:
@@ -394,6 +398,22 @@ class Daemon:
         per_period = self.config.integrity.audit_period_days * 24 * 60
         fraction = min(1.0, self.config.daemon.audit_interval_minutes / per_period)
         self.service.audit(fraction)
+
+    def periodic_sweep(self) -> dict[str, Any]:
+        """The retention sweep; with retention.auto_delete off, only its plan is logged."""
+        assert self.service is not None
+        if self.config.retention.auto_delete:
+            return self.service.sweep(actor="dockd (scheduled sweep)").summary()
+        plan = self.service.retention_plan()
+        log.info(
+            "retention.plan",
+            would_mark_pending=len(plan.mark_pending),
+            would_delete=len(plan.delete),
+            waiting=len(plan.waiting),
+            protected=len(plan.protected),
+            auto_delete=False,
+        )
+        return {"dry_run": True, **plan.as_json()}
 
     def check_overdue(self) -> list[str]:
         assert self.service is not None
@@ -721,21 +741,6 @@ class Daemon:
             return self.status()
         if op == "devices":
             return [d.as_json() for d in self.service.devices()]
-        if op == "device.assign":
-            serial = args.get("serial")
-            if not isinstance(serial, str):
-                raise ConfigError("device.assign needs a serial")
-            assignment, changed = self.service.assign_device(
-                serial,
-                officer=args.get("officer"),
-                unit=args.get("unit"),
-                device_number=args.get("device_number"),
-                valid_from=_time_arg(args.get("valid_from")),
-                valid_to=_time_arg(args.get("valid_to")),
-                reason=args.get("reason"),
-                actor=actor,
-            )
-            return {"assignment": assignment.as_json(), "reattributed": changed}
         if op == "checkpoint":
             return checkpoint_json(self.service)
         if op == "audit":
@@ -765,19 +770,6 @@ def outcome_problem(report: SessionReport, *, removed: bool) -> str | None:
     if report.wipe_failed:
         return f"{len(report.wipe_failed)} proven file(s) could not be cleared from the camera"
     return None
-
-
-def _time_arg(value: Any) -> datetime | None:
-    """An ISO 8601 time with its offset; a naive one is refused (invariant 7)."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"not a time: {value!r}") from None
-    if moment.tzinfo is None:
-        raise ConfigError(f"time without a UTC offset: {value!r} (add Z or +08:00)")
-    return moment.astimezone(UTC)
 
 
 def estimate_deadline(profile: Profile, names: list[tuple[bytes, ...]], now: datetime) -> datetime:

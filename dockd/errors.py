@@ -20,6 +20,12 @@ class ConfigError(DockdError):
     exit_code = 2
 
 
+class UsageError(DockdError):
+    """A request names something that does not exist, or asks for something not allowed."""
+
+    exit_code = 2
+
+
 class CatalogError(DockdError):
     """The catalog cannot be opened, migrated or written."""
 

@@ -101,7 +101,25 @@ def _required(args: dict[str, Any], key: str) -> str:
     return value
 
 
+def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
+    serial = a.get("serial")
+    if not isinstance(serial, str):
+        raise ConfigError("device.assign needs a serial")
+    assignment, changed = s.assign_device(
+        serial,
+        officer=_text(a, "officer"),
+        unit=_text(a, "unit"),
+        device_number=_text(a, "device_number"),
+        valid_from=_moment(a, "valid_from"),
+        valid_to=_moment(a, "valid_to"),
+        reason=_text(a, "reason"),
+        actor=actor,
+    )
+    return {"assignment": assignment.as_json(), "reattributed": changed}
+
+
 OPERATIONS: dict[str, Operation] = {
+    "device.assign": _assign,
     "tag": lambda s, a, actor: s.tag(
         _ids(a),
         cause=_text(a, "cause"),
@@ -142,7 +160,7 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "retention.sweep": lambda s, a, actor: s.sweep(
         _moment(a, "as_of"), dry_run=bool(a.get("dry_run")), actor=actor
-    ).as_json(),
+    ).summary(),
     "retention.restore": lambda s, a, actor: s.restore(
         _int(a, "recording") or 0, reason=_required(a, "reason"), actor=actor
     ),

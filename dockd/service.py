@@ -35,7 +35,7 @@ from dockd.config import Config
 from dockd.devices.identity import DeviceHealth, DeviceIdentity, check_serial
 from dockd.devices.profiles import Profile
 from dockd.devices.registry import Assignment, assignment_at, attribute
-from dockd.errors import DockdError, StoreError
+from dockd.errors import ConfigError, DockdError, StoreError, UsageError
 from dockd.ingest.copier import Copy, copy_verified, hash_source
 from dockd.ingest.probe import MediaInfo, probe
 from dockd.ingest.scanner import FoundFile
@@ -210,6 +210,19 @@ class SweepReport:
     objects_removed: tuple[str, ...]
     dry_run: bool = False
 
+    def summary(self) -> dict[str, Any]:
+        """Counts and ids, without the plan's details (small enough for the socket)."""
+        return {
+            "dry_run": self.dry_run,
+            "as_of": isoformat_utc(self.plan.as_of),
+            "policy_version": self.plan.policy_version,
+            "marked_pending": list(self.marked),
+            "deleted": list(self.deleted),
+            "objects_removed": len(self.objects_removed),
+            "waiting": len(self.plan.waiting),
+            "protected": len(self.plan.protected),
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
@@ -271,7 +284,7 @@ class Service:
         if write:
             self.recover()
             self._signer = self._load_signing_key()
-            self._retention_start()
+            self.apply_retention_policy()
 
     def _lock(self, wait_s: float) -> None:
         self._lock_fd = os.open(
@@ -994,12 +1007,12 @@ class Service:
 
     def _existing(self, ids: list[int]) -> list[Recording]:
         if not ids:
-            raise DockdError("name at least one recording id")
+            raise UsageError("name at least one recording id")
         unique = sorted(set(ids))
         found = self.catalog.recordings_by_id(unique)
         missing = sorted(set(unique) - {r.id for r in found})
         if missing:
-            raise DockdError(f"no recording {', '.join(map(str, missing))} (see dockd list)")
+            raise UsageError(f"no recording {', '.join(map(str, missing))} (see dockd list)")
         return found
 
     def tag(
@@ -1023,14 +1036,14 @@ class Service:
         added = check_categories(categories)
         dropped = check_categories(remove_categories)
         if added & dropped:
-            raise DockdError(f"category {sorted(added & dropped)[0]} both added and removed")
+            raise UsageError(f"category {sorted(added & dropped)[0]} both added and removed")
         if dropped and not (reason or "").strip():
-            raise DockdError("removing a category needs --reason (it may shorten retention)")
+            raise UsageError("removing a category needs --reason (it may shorten retention)")
         parties = tuple(_clean(p, "--party") for p in parties)
         cause = _clean(cause, "--cause") if cause is not None else None
         note = _clean(note, "--note") if note is not None else None
         if cause is None and not (parties or added or dropped or note):
-            raise DockdError("nothing to tag: give --cause, --party, --category or --note")
+            raise UsageError("nothing to tag: give --cause, --party, --category or --note")
         now = self.clock.now()
         with self.catalog.transaction():
             rows = self._existing(ids)
@@ -1080,7 +1093,7 @@ class Service:
         now = self.clock.now()
         with self.catalog.transaction():
             if self.catalog.case(no) is not None:
-                raise DockdError(f"case {no} exists already (dockd case show {no})")
+                raise UsageError(f"case {no} exists already (dockd case show {no})")
             facts = {
                 "case": no,
                 "cause": cause,
@@ -1105,7 +1118,7 @@ class Service:
     def _case(self, no: str) -> dict[str, Any]:
         case = self.catalog.case(no)
         if case is None:
-            raise DockdError(f"no case {no!r} (dockd case create {no} --cause …)")
+            raise UsageError(f"no case {no!r} (dockd case create {no} --cause …)")
         return case
 
     def link_case(
@@ -1118,7 +1131,7 @@ class Service:
             linked = {int(link["recording_id"]) for link in self.catalog.case_links(no)}
             new = [r.id for r in rows if r.id not in linked]
             if not new:
-                raise DockdError(f"every recording named is linked to case {no} already")
+                raise UsageError(f"every recording named is linked to case {no} already")
             entry = self._log(
                 "case.linked", {"case": no, "recordings": new, "reason": reason, "by": actor}, now
             )
@@ -1131,14 +1144,14 @@ class Service:
         self, no: str, ids: list[int], *, reason: str, actor: str | None = None
     ) -> dict[str, Any]:
         if not reason.strip():
-            raise DockdError("unlinking needs --reason (it may shorten retention)")
+            raise UsageError("unlinking needs --reason (it may shorten retention)")
         now = self.clock.now()
         with self.catalog.transaction():
             self._case(no)
             linked = {int(link["recording_id"]) for link in self.catalog.case_links(no)}
             gone = sorted(set(ids) & linked)
             if not gone:
-                raise DockdError(f"none of these recordings is linked to case {no}")
+                raise UsageError(f"none of these recordings is linked to case {no}")
             entry = self._log(
                 "case.unlinked",
                 {"case": no, "recordings": gone, "reason": reason, "by": actor},
@@ -1154,15 +1167,15 @@ class Service:
     ) -> dict[str, Any]:
         """Close (state "closed") or reopen ("open") a case; its recordings' retention follows."""
         if state not in ("open", "closed"):
-            raise DockdError(f"a case is open or closed, not {state!r}")
+            raise UsageError(f"a case is open or closed, not {state!r}")
         if not reason.strip():
-            raise DockdError("closing or reopening a case needs --reason")
+            raise UsageError("closing or reopening a case needs --reason")
         now = self.clock.now()
         kind = "case.closed" if state == "closed" else "case.reopened"
         with self.catalog.transaction():
             case = self._case(no)
             if case["state"] == state:
-                raise DockdError(f"case {no} is {state} already")
+                raise UsageError(f"case {no} is {state} already")
             entry = self._log(kind, {"case": no, "reason": reason, "by": actor}, now)
             self.catalog.update_case(
                 no, {"state": state, "closed_at": isoformat_utc(now) if state == "closed" else None}
@@ -1203,7 +1216,7 @@ class Service:
     ) -> dict[str, Any]:
         """Hold a case (every recording linked to it, now or later) or listed recordings."""
         if (case is None) == (not ids):
-            raise DockdError("hold either --case NO or recording ids, not both or neither")
+            raise UsageError("hold either --case NO or recording ids, not both or neither")
         reason = _clean(reason, "--reason")
         now = self.clock.now()
         with self.catalog.transaction():
@@ -1214,7 +1227,7 @@ class Service:
                 targets = [r.id for r in self._existing(list(ids or []))]
                 gone = [r.id for r in self.catalog.recordings_by_id(targets) if r.deleted]
                 if gone:
-                    raise DockdError(
+                    raise UsageError(
                         f"recording {', '.join(map(str, gone))} was deleted by the retention "
                         "sweep; only its tombstone is left to hold"
                     )
@@ -1256,9 +1269,9 @@ class Service:
         with self.catalog.transaction():
             hold = self.catalog.hold(hold_id)
             if hold is None:
-                raise DockdError(f"no hold {hold_id} (dockd hold list)")
+                raise UsageError(f"no hold {hold_id} (dockd hold list)")
             if hold["released_at"] is not None:
-                raise DockdError(f"hold {hold_id} was released at {hold['released_at']}")
+                raise UsageError(f"hold {hold_id} was released at {hold['released_at']}")
             entry = self._log(
                 "hold.released", {"hold": hold_id, "reason": reason, "by": actor}, now
             )
@@ -1300,7 +1313,7 @@ class Service:
         cfg = self.config.retention
         return Policy(cfg.preset, cfg.grace_days)
 
-    def _retention_start(self) -> None:
+    def apply_retention_policy(self) -> None:
         """Log the policy this writer applies; give every recording its tier under it.
 
         Runs at each writing start: after a policy change (config) every
@@ -1430,7 +1443,7 @@ class Service:
         now = self.clock.now()
         as_of = as_of or now
         if as_of > now and not dry_run:
-            raise DockdError(
+            raise ConfigError(
                 f"--as-of {isoformat_utc(as_of)} is in the future: that would delete early "
                 "(use it with --dry-run to see what will expire)"
             )
@@ -1543,12 +1556,12 @@ class Service:
         with self.catalog.transaction():
             (rec,) = self._existing([recording_id])
             if rec.retention_state == "deleted":
-                raise DockdError(
+                raise UsageError(
                     f"recording {rec.id} was deleted at {rec.deleted_at}: its bytes are gone, "
                     "only the tombstone (hash and labels) remains"
                 )
             if rec.retention_state != "pending_deletion":
-                raise DockdError(
+                raise UsageError(
                     f"recording {rec.id} is not pending deletion (it is {rec.retention_state}); "
                     "to keep it longer, tag it or hold it"
                 )
@@ -1589,7 +1602,7 @@ class Service:
         gaps = {g.id: g for g in self.interruptions(rec.device_serial)} if rec else {}
         gap = gaps.get(gap_id.strip())
         if gap is None:
-            raise DockdError(f"no interruption {gap_id!r} (dockd gap list shows them)")
+            raise UsageError(f"no interruption {gap_id!r} (dockd gap list shows them)")
         now = self.clock.now()
         with self.catalog.transaction():
             entry = self._log(
@@ -1625,7 +1638,7 @@ class Service:
         gives the same recordings, and the entry names both (002 Art. 22).
         """
         if sample < 1:
-            raise DockdError("--sample must be at least 1")
+            raise UsageError("--sample must be at least 1")
         population = sorted(
             set(ids)
             if ids is not None
@@ -1637,7 +1650,7 @@ class Service:
             )
         )
         if not population:
-            raise DockdError("no recordings to draw from")
+            raise UsageError("no recordings to draw from")
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "big")
         drawn = sorted(random.Random(seed).sample(population, min(sample, len(population))))
@@ -1882,11 +1895,11 @@ def _clean(text: str, what: str) -> str:
     """A label as given, stripped; empty or control characters are refused."""
     value = text.strip()
     if not value:
-        raise DockdError(f"{what}: must not be empty")
+        raise UsageError(f"{what}: must not be empty")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise DockdError(f"{what}: control characters are not allowed: {text!r}")
+        raise UsageError(f"{what}: control characters are not allowed: {text!r}")
     if len(value) > 1000:
-        raise DockdError(f"{what}: longer than 1000 characters")
+        raise UsageError(f"{what}: longer than 1000 characters")
     return value
 
 

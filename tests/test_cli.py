@@ -242,3 +242,17 @@ def test_forged_second_ingest_entry_is_found(env: dict[str, Path], clip_bank: li
             "detail": "records an ingest of recording 1, whose row refers to entry 4",
         }
     ]
+
+
+def test_demo_succeeds_and_attributes_the_camera(tmp_path: Path) -> None:
+    """`make demo` runs this: it must exit 0, with the camera assigned (no registry flag)."""
+    state = tmp_path / "demo-state"
+    result = CliRunner().invoke(cli, ["--state-dir", str(state), "demo", "--clips", "1"])
+    assert result.exit_code == 0, result.output
+    assert "verify: OK" in result.output
+    listed = CliRunner().invoke(cli, ["--state-dir", str(state), "list", "--json"])
+    rows = json.loads(listed.output)
+    assert len(rows) == 2  # one clip and the corrupt one
+    assert {r["officer"] for r in rows} == {"012345"} and {r["unit"] for r in rows} == {"一中队"}
+    assert all("unassigned_device" not in r["flags"] for r in rows)
+    assert sum("unreadable_media" in r["flags"] for r in rows) == 1

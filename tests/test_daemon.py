@@ -844,6 +844,7 @@ def test_scheduler_runs_the_jobs_at_the_configured_intervals(daemon: Daemon) -> 
             audit_interval_minutes=30,
             overdue_check_interval_minutes=45,
         ),
+        retention=dataclasses.replace(daemon.config.retention, sweep_interval_hours=12),
     )
     daemon._start_scheduler()
     assert daemon._scheduler is not None
@@ -852,6 +853,7 @@ def test_scheduler_runs_the_jobs_at_the_configured_intervals(daemon: Daemon) -> 
         "checkpoint": timedelta(minutes=15),
         "audit": timedelta(minutes=30),
         "overdue": timedelta(minutes=45),
+        "sweep": timedelta(hours=12),
     }
 
 
@@ -977,3 +979,100 @@ def test_handle_device_assign_time_without_offset_is_not_local_time(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# -- in process: retention through the daemon --------------------------------------------------
+
+
+def _docked(service: Service, tmp_path: Path, count: int) -> list[int]:
+    """`count` recordings of SERIAL, recorded the day before NOW (any bytes will do)."""
+    cam = tmp_path / "cam"
+    for i in range(count):
+        start = NOW - timedelta(days=1, minutes=-i)
+        name = gat947_name("012345", SERIAL, start, i + 1, "Asia/Shanghai")
+        put(cam, f"DCIM/100MEDIA/{name}", f"recording {i}".encode())
+    report = run_session(service, cam, SERIAL, GAT947, wipe=False)
+    return [o.recording.id for o in report.outcomes]
+
+
+def test_periodic_sweep_marks_then_deletes_after_grace(
+    daemon: Daemon, clock: FixedClock, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    service = daemon.service
+    assert service is not None
+    ids = _docked(service, tmp_path, 3)
+    daemon.handle("tag", {"ids": [ids[0]], "categories": ["evidence"]}, "alice(1000)")
+    clock.advance(timedelta(days=2 * 366))  # the routine ones are past 2 years
+    first = daemon.periodic_sweep()
+    assert first["marked_pending"] == ids[1:] and first["deleted"] == []
+    clock.advance(timedelta(days=8))  # past grace_days (7)
+    second = daemon.periodic_sweep()
+    assert second["deleted"] == ids[1:] and second["objects_removed"] == 2
+    states = {r.id: r.retention_state for r in service.recordings()}
+    assert states == {ids[0]: "live", ids[1]: "deleted", ids[2]: "deleted"}
+    entries = [json.loads(row.raw) for row in service.catalog.log_rows()]
+    deleted = [e["data"] for e in entries if e["kind"] == "retention.deleted"]
+    assert [d["recording"] for d in deleted] == ids[1:]
+    assert {d["by"] for d in deleted} == {"dockd (scheduled sweep)"}
+    assert service.verify().ok
+
+
+def test_periodic_sweep_without_auto_delete_only_logs_the_plan(
+    daemon: Daemon, clock: FixedClock, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    service = daemon.service
+    assert service is not None
+    ids = _docked(service, tmp_path, 2)
+    off = dataclasses.replace(daemon.config.retention, auto_delete=False)
+    daemon.config = service.config = dataclasses.replace(daemon.config, retention=off)
+    clock.advance(timedelta(days=2 * 366))
+    size_before = service.catalog.head()[0]
+    result = daemon.periodic_sweep()
+    assert result["dry_run"] is True
+    assert [c["recording"] for c in result["mark_pending"]] == ids
+    assert service.catalog.head()[0] == size_before  # nothing logged, nothing changed
+    assert {r.retention_state for r in service.recordings()} == {"live"}
+    [event] = logged(log_stream, "retention.plan")
+    assert event["would_mark_pending"] == 2 and event["auto_delete"] is False
+
+
+def test_handle_tag_case_hold_record_the_actor(daemon: Daemon, tmp_path: Path) -> None:
+    service = daemon.service
+    assert service is not None
+    ids = _docked(service, tmp_path, 2)
+    tagged = daemon.handle("tag", {"ids": ids, "cause": "占道经营"}, "alice(1000)")
+    daemon.handle("case.create", {"case": "C-1", "cause": "无照经营"}, "bob(1001)")
+    daemon.handle("case.link", {"case": "C-1", "ids": [ids[0]]}, "bob(1001)")
+    held = daemon.handle("hold.set", {"case": "C-1", "reason": "court order"}, "carol(1002)")
+    assert held["recordings"] == [ids[0]]
+    by = {
+        e["kind"]: e["data"]["by"]
+        for e in (json.loads(row.raw) for row in service.catalog.log_rows())
+        if "by" in e["data"]
+    }
+    assert by["recording.tagged"] == "alice(1000)" and by["case.linked"] == "bob(1001)"
+    assert by["hold.set"] == "carol(1002)"
+    assert tagged["recordings"] == ids
+    with pytest.raises(ConfigError, match="ids: expected a list of recording ids"):
+        daemon.handle("tag", {"ids": "1,2", "cause": "x"}, "alice(1000)")
+
+
+def test_reload_with_a_new_retention_preset_retiers(
+    daemon: Daemon, tmp_path: Path, inproc_config: Config
+) -> None:
+    service = daemon.service
+    assert service is not None
+    ids = _docked(service, tmp_path, 1)
+    assert service.recording(ids[0]).tier == "2y"  # type: ignore[union-attr]
+    path = tmp_path / "dockd.toml"
+    path.write_text(
+        f'state_dir = "{inproc_config.state_dir}"\n'
+        f'[daemon]\nruntime_dir = "{inproc_config.daemon.runtime_dir}"\n'
+        '[retention]\npreset = "minimum"\n',
+        encoding="utf-8",
+    )
+    daemon.config_path = path
+    daemon.reload()
+    assert service.recording(ids[0]).tier == "6m"  # type: ignore[union-attr]
+    kinds = [json.loads(row.raw)["kind"] for row in service.catalog.log_rows()]
+    assert kinds[-2:] == ["retention.policy", "retention.updated"]

@@ -25,7 +25,7 @@ from itertools import groupby, pairwise
 from typing import Any
 
 from dockd.clock import isoformat_utc
-from dockd.errors import DockdError
+from dockd.errors import UsageError
 
 GAP_ID_RE = re.compile(r"^[ts](\d+)-(\d+)$")
 
@@ -76,7 +76,7 @@ class Interruption:
 def parse_gap_id(text: str) -> tuple[int, int]:
     found = GAP_ID_RE.match(text.strip())
     if not found:
-        raise DockdError(
+        raise UsageError(
             f"not a gap id: {text!r} (t<id>-<id> or s<id>-<id>, as `dockd gap list` shows)"
         )
     return int(found.group(1)), int(found.group(2))
