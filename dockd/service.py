@@ -62,6 +62,7 @@ from dockd.integrity.merkle import (
     verify_consistency,
 )
 from dockd.integrity.note import NoteError, VerifierKey, open_note, sign
+from dockd.integrity.replay import check_labels_and_retention
 from dockd.retention.compliance import is_late, offload_deadline
 from dockd.retention.continuity import Clip, Interruption, interruptions, parse_gap_id
 from dockd.retention.plan import Candidate, Deletion, Plan, plan
@@ -1497,8 +1498,9 @@ class Service:
                         {
                             "recording": d.candidate.id,
                             "sha256": d.candidate.sha256,
-                            "tier": d.candidate.tier,
-                            "expires_at": isoformat_utc(d.candidate.expires_at),
+                            # As the row is now, inside this transaction.
+                            "tier": row["tier"],
+                            "expires_at": row["expires_at"],
                             "pending_since": row["pending_since"],
                             "reason": d.reason,
                             "policy_version": policy.version,
@@ -1830,6 +1832,15 @@ class Service:
         problems += check_sessions_against_log(self.catalog.sessions(), parsed)
         problems += check_assignments_against_log(self.catalog.assignments(), parsed)
         problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
+        problems += check_labels_and_retention(
+            recordings,
+            self.catalog.cases(),
+            self.catalog.case_links(),
+            self.catalog.holds(),
+            self.catalog.hold_items(),
+            self.catalog.gap_explanations(),
+            parsed,
+        )
         problems += self._check_tree(rows, parsed)
         # A tombstone's object is correctly absent; any other missing object is tampering.
         referenced = {r.sha256 for r in recordings if not r.deleted}
