@@ -818,10 +818,10 @@ class Catalog:
         """Per recording (recorded in [start, end)): what the compliance report counts."""
         clauses, args = [], []
         if start:
-            clauses.append("r.recorded_start >= ?")
+            clauses.append("julianday(r.recorded_start) >= julianday(?)")
             args.append(start)
         if end:
-            clauses.append("r.recorded_start < ?")
+            clauses.append("julianday(r.recorded_start) < julianday(?)")
             args.append(end)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         columns = (
@@ -857,10 +857,10 @@ class Catalog:
             clauses.append("(r.device_serial = ? OR r.device_number = ?)")
             args += [f.device, f.device]
         if f.start:
-            clauses.append("r.recorded_start >= ?")
+            clauses.append("julianday(r.recorded_start) >= julianday(?)")
             args.append(f.start)
         if f.end:
-            clauses.append("r.recorded_start < ?")
+            clauses.append("julianday(r.recorded_start) < julianday(?)")
             args.append(f.end)
         if f.cause:
             clauses.append(

@@ -536,9 +536,12 @@ def demo(ctx: click.Context, clips: int) -> None:
 from dockd.cli_daemon import doctor, run, status  # noqa: E402
 from dockd.cli_devices import device  # noqa: E402
 from dockd.cli_labels import case, hold, tag  # noqa: E402
+from dockd.cli_reports import gap, report  # noqa: E402
 from dockd.cli_retention import restore, retention, sweep  # noqa: E402
 
-for _command in (run, status, doctor, device, tag, case, hold, retention, sweep, restore):
+for _command in (
+    run, status, doctor, device, tag, case, hold, retention, sweep, restore, report, gap,
+):  # fmt: skip
     cli.add_command(_command)
 
 

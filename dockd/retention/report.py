@@ -1,0 +1,502 @@
+"""The compliance report for supervisors (R1, R7, R8), pure.
+
+Values in, values out: the catalog's compliance rows, the interruptions
+(`continuity.interruptions`), their written explanations, the device
+registry and the last docking session of each device go in; frozen
+dataclasses and their renderings (a rich table, JSON, CSV) come out.
+
+- 002_f200e2d1272770f4.txt Art. 22: records are spot-checked
+  (`dockd report spot-check`, in the Service: the draw is logged).
+- 003_c057b48cfb56e612.txt Art. 19: the data are analysed for supervision
+  and appraisal: this report, per unit, officer or device.
+- 001_a4d0be362abbcb47.txt Art. 26: stored within 24 hours (`late`).
+- 002_f200e2d1272770f4.txt Art. 13: interruptions are explained
+  (`interruptions_explained` / `_unexplained`).
+
+Per group (the recording's unit, officer or device serial, as attributed
+now; a missing value is the group "(none)") the report counts, over the
+recordings whose recording *start* lies in the period:
+
+- `recordings`, and `hours`: the sum of recorded_end - recorded_start
+  (summed exactly, shown rounded to 2 decimals);
+- `on_time` / `late`: the `late` fact fixed at ingest (ingested more than
+  24 h after the recording ended), so on_time + late == recordings;
+- `interruptions_explained` / `interruptions_unexplained`: each time gap or
+  sequence hole counts once, for the group of its `after` recording, and
+  only when that recording is one of the period's; explained means at least
+  one written explanation (`dockd gap explain`) exists;
+- `unassigned`: recordings flagged `unassigned_device` (no assignment
+  covered their recording time);
+- `unlabelled`: recordings with neither a cause nor a linked case that were
+  ingested more than `retention.label_after_days` before now. Deleted
+  recordings (tombstones) are never unlabelled: there is nothing left to label.
+
+Deleted recordings count in every other column: they were made, and their
+facts (times, lateness, attribution) stay in the catalog.
+
+Overdue devices (R1: offload at least daily; R7: faults reported). A device
+is overdue when it is assigned now and
+
+(a) it has not docked for `devices.overdue_hours` (default 24), counted from
+    the later of its last docking and the start of its current assignment
+    (a camera handed out an hour ago is not overdue) -- `not_docked`, as
+    `Service.devices()` judges it (`DeviceStatus.overdue`); or
+(b) its last docking did not take all its footage and ended more than 24 h
+    ago (the offload window of Art. 26) -- `incomplete_docking`: the session
+    ended in a state other than `done` (`stopped`, `volume_gone`,
+    `interrupted`), or some files failed (they stay on the camera), or the
+    camera copy of some proven files could not be cleared (`wipe_failed`).
+    A session still `running` is a docking in progress and not judged.
+
+Files deliberately kept on the camera (`--keep-source`) do not make a
+docking incomplete: their footage is in the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from rich.table import Table
+
+from dockd.clock import isoformat_utc, parse_utc
+from dockd.retention.compliance import OFFLOAD_WINDOW
+from dockd.retention.continuity import Interruption
+
+GROUP_KEYS = ("unit", "officer", "device")
+NONE_LABEL = "(none)"
+TOTAL_LABEL = "TOTAL"
+FLAG_UNASSIGNED = "unassigned_device"
+
+# The counted columns, in the order every rendering shows them.
+COUNTS = (
+    "recordings",
+    "hours",
+    "on_time",
+    "late",
+    "interruptions_explained",
+    "interruptions_unexplained",
+    "unassigned",
+    "unlabelled",
+)
+
+HOUR_US = Decimal(3_600_000_000)
+
+REASON_NOT_DOCKED = "not_docked"
+REASON_INCOMPLETE = "incomplete_docking"
+
+
+@dataclass(frozen=True)
+class GroupCounts:
+    """The counts of one group (or of all: group TOTAL)."""
+
+    group: str
+    recordings: int = 0
+    duration: timedelta = timedelta(0)
+    on_time: int = 0
+    late: int = 0
+    interruptions_explained: int = 0
+    interruptions_unexplained: int = 0
+    unassigned: int = 0
+    unlabelled: int = 0
+
+    @property
+    def hours(self) -> float:
+        """The duration in hours, rounded half up to 2 decimals (0.125 -> 0.13)."""
+        micro = Decimal(self.duration // timedelta(microseconds=1))
+        return float((micro / HOUR_US).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+    @property
+    def interruptions(self) -> int:
+        return self.interruptions_explained + self.interruptions_unexplained
+
+    def value(self, column: str) -> int | float:
+        result: int | float = getattr(self, column)
+        return result
+
+    def as_json(self) -> dict[str, Any]:
+        return {"group": self.group, **{c: self.value(c) for c in COUNTS}}
+
+
+@dataclass(frozen=True)
+class LastSession:
+    """What a device's newest docking session left behind."""
+
+    id: int
+    serial: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    failed: int = 0
+    wipe_failed: int = 0
+    failed_files: tuple[str, ...] = ()
+
+    @property
+    def incomplete(self) -> bool:
+        """Did not take all the footage (a running session is not judged yet)."""
+        if self.state == "running":
+            return False
+        return self.state != "done" or self.failed > 0 or self.wipe_failed > 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "started_at": isoformat_utc(self.started_at),
+            "ended_at": isoformat_utc(self.ended_at) if self.ended_at else None,
+            "failed": self.failed,
+            "wipe_failed": self.wipe_failed,
+            "failed_files": list(self.failed_files),
+        }
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """One device of the registry, as far as the overdue rule needs it."""
+
+    serial: str
+    assigned: bool
+    device_number: str | None = None
+    officer: str | None = None
+    unit: str | None = None
+    last_docked: datetime | None = None
+    assigned_from: datetime | None = None
+    # Rule (a), as Service.devices() judged it (DeviceStatus.overdue).
+    not_docked: bool = False
+
+
+@dataclass(frozen=True)
+class OverdueDevice:
+    serial: str
+    device_number: str | None
+    officer: str | None
+    unit: str | None
+    last_docked: datetime | None
+    reasons: tuple[str, ...]
+    # The later of the last docking and the hand-out: rule (a) counts from it.
+    since: datetime | None
+    hours_since: float | None
+    # The incomplete last docking (rule b), else None.
+    session: LastSession | None
+
+    def why(self) -> str:
+        parts: list[str] = []
+        if REASON_NOT_DOCKED in self.reasons:
+            if self.last_docked is None:
+                parts.append(f"never docked, assigned {self.hours_since or 0:.1f} h ago")
+            else:
+                parts.append(f"not docked for {self.hours_since or 0:.1f} h")
+        if self.session is not None:
+            text = f"docking {self.session.id} ended {self.session.state}"
+            if self.session.failed:
+                text += f", {self.session.failed} file(s) not taken"
+            if self.session.wipe_failed:
+                text += f", {self.session.wipe_failed} camera copy(ies) not cleared"
+            parts.append(text)
+        return "; ".join(parts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "device_number": self.device_number,
+            "officer": self.officer,
+            "unit": self.unit,
+            "last_docked": isoformat_utc(self.last_docked) if self.last_docked else None,
+            "reasons": list(self.reasons),
+            "since": isoformat_utc(self.since) if self.since else None,
+            "hours_since": self.hours_since,
+            "session": self.session.as_json() if self.session else None,
+        }
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    by: str
+    start: datetime | None
+    end: datetime | None
+    as_of: datetime
+    label_after_days: float
+    groups: tuple[GroupCounts, ...]
+    total: GroupCounts
+    overdue: tuple[OverdueDevice, ...] = field(default=())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "from": isoformat_utc(self.start) if self.start else None,
+            "to": isoformat_utc(self.end) if self.end else None,
+            "as_of": isoformat_utc(self.as_of),
+            "label_after_days": self.label_after_days,
+            "groups": [g.as_json() for g in self.groups],
+            "total": self.total.as_json(),
+            "overdue_devices": [d.as_json() for d in self.overdue],
+        }
+
+
+# -- aggregation ------------------------------------------------------------------------
+
+
+def group_of(row: Mapping[str, Any], by: str) -> str:
+    """The group a compliance row belongs to; "(none)" when the value is missing."""
+    if by not in GROUP_KEYS:
+        raise ValueError(f"group by one of {', '.join(GROUP_KEYS)}, not {by!r}")
+    value = row.get("device_serial" if by == "device" else by)
+    text = str(value).strip() if value is not None else ""
+    return text or NONE_LABEL
+
+
+def _flags(value: Any) -> set[str]:
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        value = json.loads(value)
+    return {str(v) for v in value}
+
+
+def _moment(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else parse_utc(value)
+
+
+def is_unlabelled(row: Mapping[str, Any], now: datetime, label_after_days: float) -> bool:
+    """No cause, no case, not deleted, and ingested more than label_after_days ago."""
+    if row.get("retention_state") == "deleted":
+        return False
+    if (row.get("cause") or "").strip() or int(row.get("cases") or 0) > 0:
+        return False
+    return now - _moment(row["ingested_at"]) > timedelta(days=label_after_days)
+
+
+def _sort_key(group: str) -> tuple[bool, str]:
+    return (group == NONE_LABEL, group)
+
+
+def compliance_report(
+    rows: Iterable[Mapping[str, Any]],
+    gaps: Iterable[Interruption],
+    explanations: Mapping[str, Sequence[Any]],
+    now: datetime,
+    label_after_days: float,
+    by: str = "unit",
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    overdue: Iterable[OverdueDevice] = (),
+) -> ComplianceReport:
+    """Count the compliance facts of `rows` (Catalog.compliance_rows) per group."""
+    counts: dict[str, Counter[str]] = {}
+    durations: dict[str, timedelta] = {}
+    group_by_id: dict[int, str] = {}
+    for row in rows:
+        group = group_of(row, by)
+        group_by_id[int(row["id"])] = group
+        c = counts.setdefault(group, Counter())
+        c["recordings"] += 1
+        late = bool(row.get("late"))
+        c["late" if late else "on_time"] += 1
+        if FLAG_UNASSIGNED in _flags(row.get("flags")):
+            c["unassigned"] += 1
+        if is_unlabelled(row, now, label_after_days):
+            c["unlabelled"] += 1
+        length = _moment(row["recorded_end"]) - _moment(row["recorded_start"])
+        durations[group] = durations.get(group, timedelta(0)) + length
+    for gap in gaps:
+        owner = group_by_id.get(gap.after)
+        if owner is None:
+            continue  # its `after` recording is outside the period
+        explained = bool(explanations.get(gap.id))
+        counts[owner]["interruptions_explained" if explained else "interruptions_unexplained"] += 1
+    groups = tuple(
+        _counts(group, counts[group], durations.get(group, timedelta(0)))
+        for group in sorted(counts, key=_sort_key)
+    )
+    total_counter: Counter[str] = Counter()
+    for c in counts.values():
+        total_counter.update(c)
+    total = _counts(TOTAL_LABEL, total_counter, sum(durations.values(), timedelta(0)))
+    return ComplianceReport(by, start, end, now, label_after_days, groups, total, tuple(overdue))
+
+
+def _counts(group: str, c: Counter[str], duration: timedelta) -> GroupCounts:
+    names = {f.name for f in fields(GroupCounts)} - {"group", "duration"}
+    return GroupCounts(group=group, duration=duration, **{n: c[n] for n in names})
+
+
+# -- overdue devices ----------------------------------------------------------------------
+
+
+def _count(summary: Mapping[str, Any], key: str) -> int:
+    value = summary.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def last_sessions(rows: Iterable[Mapping[str, Any]]) -> dict[str, LastSession]:
+    """The newest docking session (highest id) of each device, from `sessions` rows."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        serial = str(row["device_serial"])
+        if serial not in newest or int(row["id"]) > int(newest[serial]["id"]):
+            newest[serial] = row
+    result: dict[str, LastSession] = {}
+    for serial, row in newest.items():
+        raw = row.get("summary")
+        summary: Any = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+        if not isinstance(summary, dict):
+            summary = {}
+        files = summary.get("failed_files") or []
+        result[serial] = LastSession(
+            id=int(row["id"]),
+            serial=serial,
+            state=str(row["state"]),
+            started_at=_moment(row["started_at"]),
+            ended_at=_moment(row["ended_at"]) if row.get("ended_at") else None,
+            failed=max(_count(summary, "failed"), len(files)),
+            wipe_failed=_count(summary, "wipe_failed"),
+            failed_files=tuple(
+                str(f.get("source_path", f)) if isinstance(f, dict) else str(f) for f in files
+            ),
+        )
+    return result
+
+
+def overdue_devices(
+    devices: Iterable[DeviceFacts],
+    sessions: Mapping[str, LastSession],
+    now: datetime,
+    window: timedelta = OFFLOAD_WINDOW,
+) -> tuple[OverdueDevice, ...]:
+    """The devices overdue for docking (see the module docstring), by serial."""
+    found: list[OverdueDevice] = []
+    for d in sorted(devices, key=lambda d: d.serial):
+        if not d.assigned:
+            continue
+        reasons: list[str] = []
+        if d.not_docked:
+            reasons.append(REASON_NOT_DOCKED)
+        last = sessions.get(d.serial)
+        incomplete = None
+        if (
+            last is not None
+            and last.incomplete
+            and now - (last.ended_at or last.started_at) > window
+        ):
+            reasons.append(REASON_INCOMPLETE)
+            incomplete = last
+        if not reasons:
+            continue
+        marks = [t for t in (d.last_docked, d.assigned_from) if t is not None]
+        since = max(marks) if marks else None
+        found.append(
+            OverdueDevice(
+                serial=d.serial,
+                device_number=d.device_number,
+                officer=d.officer,
+                unit=d.unit,
+                last_docked=d.last_docked,
+                reasons=tuple(reasons),
+                since=since,
+                hours_since=round((now - since).total_seconds() / 3600, 1) if since else None,
+                session=incomplete,
+            )
+        )
+    return tuple(found)
+
+
+# -- interruptions with their explanations -------------------------------------------------
+
+
+def gap_listing(
+    gaps: Iterable[Interruption],
+    explanations: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    unexplained_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Each interruption (Interruption.as_json) with its written explanations, oldest first."""
+    listed: list[dict[str, Any]] = []
+    for gap in gaps:
+        notes = [
+            {"text": e.get("text"), "by": e.get("by"), "at": e.get("at"),
+             "log_entry": e.get("log_seq")}
+            for e in explanations.get(gap.id, ())
+        ]  # fmt: skip
+        if unexplained_only and notes:
+            continue
+        listed.append({**gap.as_json(), "explained": bool(notes), "explanations": notes})
+    return listed
+
+
+# -- renderings ----------------------------------------------------------------------------
+
+
+def _cell(value: int | float, column: str) -> str:
+    return f"{value:.2f}" if column == "hours" else str(value)
+
+
+def to_csv(report: ComplianceReport) -> str:
+    """A header row, one row per group and a TOTAL row; `\\n` line ends, UTF-8 text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([report.by, *COUNTS])
+    for g in (*report.groups, report.total):
+        writer.writerow([g.group, *(_cell(g.value(c), c) for c in COUNTS)])
+    return buffer.getvalue()
+
+
+def to_json(report: ComplianceReport) -> str:
+    return json.dumps(report.as_json(), ensure_ascii=False, sort_keys=True)
+
+
+def _period(report: ComplianceReport) -> str:
+    start = isoformat_utc(report.start) if report.start else "the beginning"
+    end = isoformat_utc(report.end) if report.end else "now"
+    return f"recorded from {start} to {end} (exclusive)"
+
+
+def render_table(report: ComplianceReport) -> Table:
+    table = Table(
+        title=f"compliance by {report.by}, {_period(report)}, as of {isoformat_utc(report.as_of)}",
+        caption=(
+            "late: stored more than 24 h after the recording ended; interruptions: time gaps "
+            "and sequence holes, explained in writing or not; unassigned: no assignment "
+            "covered the recording; unlabelled: no cause and no case "
+            f"{report.label_after_days:g} days after ingest"
+        ),
+        show_footer=True,
+    )
+    table.add_column(report.by, footer=TOTAL_LABEL, overflow="fold")
+    headers = {
+        "interruptions_explained": "interruptions explained",
+        "interruptions_unexplained": "unexplained",
+        "on_time": "on time",
+    }
+    for column in COUNTS:
+        table.add_column(
+            headers.get(column, column),
+            footer=_cell(report.total.value(column), column),
+            justify="right",
+        )
+    for g in report.groups:
+        table.add_row(g.group, *(_cell(g.value(c), c) for c in COUNTS))
+    return table
+
+
+def render_overdue(report: ComplianceReport) -> Table:
+    table = Table(title=f"devices overdue for docking as of {isoformat_utc(report.as_of)}")
+    for column in ("serial", "number", "officer", "unit", "last docked", "why"):
+        table.add_column(column, overflow="fold")
+    for d in report.overdue:
+        table.add_row(
+            d.serial,
+            d.device_number or "-",
+            d.officer or NONE_LABEL,
+            d.unit or NONE_LABEL,
+            isoformat_utc(d.last_docked) if d.last_docked else "never",
+            d.why(),
+        )
+    return table
