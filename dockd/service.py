@@ -65,7 +65,7 @@ from dockd.integrity.note import NoteError, VerifierKey, open_note, sign
 from dockd.integrity.replay import check_labels_and_retention
 from dockd.retention.compliance import is_late, offload_deadline
 from dockd.retention.continuity import Clip, Interruption, interruptions, parse_gap_id
-from dockd.retention.plan import Candidate, Deletion, Plan, plan
+from dockd.retention.plan import Candidate, Plan, plan
 from dockd.retention.policy import (
     Facts,
     Policy,
@@ -811,7 +811,11 @@ class Service:
         copy = self._copy_until_stable(volume, found, flags, should_stop)
         try:
             existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
-            self.store.commit_temp(copy.temp, copy.sha256, cfg.buffer_size)
+            if existing is not None and existing.deleted:
+                # Not stored again: only a tombstone would refer to it.
+                self.store.discard_temp(copy.temp)
+            else:
+                self.store.commit_temp(copy.temp, copy.sha256, cfg.buffer_size)
         except BaseException:
             self.store.discard_temp(copy.temp)
             raise
@@ -880,6 +884,17 @@ class Service:
         changed: bool,
     ) -> FileOutcome:
         may_wipe = False
+        if known.deleted:
+            # The retention sweep deleted this recording's bytes; the camera's
+            # copy is now the only one. Kept there, reported, never wiped.
+            log.warning(
+                "ingest.file.retention_deleted",
+                session=session.id,
+                recording=known.id,
+                path=found.display,
+                deleted_at=known.deleted_at,
+            )
+            return FileOutcome("duplicate", found, known, False, seen)
         if session.wipe and not changed:
             # About to delete the camera's copy on the strength of an older
             # object: prove that object still holds these bytes first.
@@ -1075,7 +1090,9 @@ class Service:
                         {"text": note, "by": actor, "at": isoformat_utc(now), "entry": entry.seq},
                     ]
                 self.catalog.update_labels(r.id, values)
-            moved = self._update_retention([r.id for r in rows], "recording.tagged", entry.seq)
+            moved = self._update_retention(
+                [r.id for r in rows], "recording.tagged", entry.seq, actor
+            )
         log.info("recording.tagged", recordings=len(rows), entry=entry.seq, **moved)
         return {"recordings": [r.id for r in rows], "log_entry": entry.seq, **moved}
 
@@ -1137,7 +1154,7 @@ class Service:
                 "case.linked", {"case": no, "recordings": new, "reason": reason, "by": actor}, now
             )
             self.catalog.link(no, new, isoformat_utc(now), entry.seq)
-            moved = self._update_retention(new, "case.linked", entry.seq)
+            moved = self._update_retention(new, "case.linked", entry.seq, actor)
         log.info("case.linked", case=no, recordings=len(new), entry=entry.seq)
         return {"case": no, "linked": new, "log_entry": entry.seq, **moved}
 
@@ -1159,7 +1176,7 @@ class Service:
                 now,
             )
             self.catalog.unlink(no, gone)
-            moved = self._update_retention(gone, "case.unlinked", entry.seq)
+            moved = self._update_retention(gone, "case.unlinked", entry.seq, actor)
         log.info("case.unlinked", case=no, recordings=len(gone), entry=entry.seq)
         return {"case": no, "unlinked": gone, "log_entry": entry.seq, **moved}
 
@@ -1182,7 +1199,7 @@ class Service:
                 no, {"state": state, "closed_at": isoformat_utc(now) if state == "closed" else None}
             )
             ids = [int(link["recording_id"]) for link in self.catalog.case_links(no)]
-            moved = self._update_retention(ids, kind, entry.seq)
+            moved = self._update_retention(ids, kind, entry.seq, actor)
         log.info(kind, case=no, entry=entry.seq)
         return {"case": no, "state": state, "log_entry": entry.seq, **moved}
 
@@ -1258,7 +1275,7 @@ class Service:
                 targets,
             )
             covered = self.catalog.held_ids(hold_id)
-            moved = self._update_retention(covered, "hold.set", entry.seq)
+            moved = self._update_retention(covered, "hold.set", entry.seq, actor)
         log.info("hold.set", hold=hold_id, case=case, recordings=len(covered), entry=entry.seq)
         return {"hold": hold_id, "recordings": covered, "log_entry": entry.seq, **moved}
 
@@ -1286,7 +1303,7 @@ class Service:
                 },
             )
             covered = self.catalog.held_ids(hold_id)
-            moved = self._update_retention(covered, "hold.released", entry.seq)
+            moved = self._update_retention(covered, "hold.released", entry.seq, actor)
         log.info("hold.released", hold=hold_id, entry=entry.seq)
         return {"hold": hold_id, "recordings": covered, "log_entry": entry.seq, **moved}
 
@@ -1345,11 +1362,11 @@ class Service:
             reason = "retention policy " + (
                 f"changed from {logged['version']}" if logged else "first applied"
             )
-            moved = self._update_retention(None, reason, entry.seq if entry else None)
+            moved = self._update_retention(None, reason, entry.seq if entry else None, "config")
         log.info("retention.policy", version=policy.version, **moved)
 
     def _update_retention(
-        self, ids: list[int] | None, reason: str, trigger: int | None
+        self, ids: list[int] | None, reason: str, trigger: int | None, actor: str | None
     ) -> dict[str, int]:
         """Recompute tier, expiry and protection; log what moved. Caller holds the transaction.
 
@@ -1396,6 +1413,7 @@ class Service:
                     "policy_version": policy.version,
                     "tiers": chunk,
                     "kept": kept[start : start + RETENTION_ENTRY_IDS],
+                    "by": actor,
                 },
                 now,
             )
@@ -1486,13 +1504,21 @@ class Service:
         deletions = list(the_plan.delete)
         for start in range(0, len(deletions), batch):
             group = deletions[start : start + batch]
-            done: list[Deletion] = []
+            done: list[tuple[int, str, bool]] = []
             with self.catalog.transaction():
                 fresh = self._still_deletable([d.candidate.id for d in group], as_of)
                 for d in group:
                     row = fresh.get(d.candidate.id)
                     if row is None or row["retention_state"] != "pending_deletion":
                         continue
+                    self.catalog.update_retention(
+                        d.candidate.id,
+                        {"retention_state": "deleted", "deleted_at": isoformat_utc(now)},
+                    )
+                    # Counted now, with this row a tombstone: a hold that came in
+                    # since the plan may keep a sharer (and so the bytes) alive.
+                    sha = d.candidate.sha256
+                    last = self.catalog.live_references([sha]).get(sha, 0) == 0
                     self._log(
                         "retention.deleted",
                         {
@@ -1504,21 +1530,15 @@ class Service:
                             "pending_since": row["pending_since"],
                             "reason": d.reason,
                             "policy_version": policy.version,
-                            "object_removed": d.remove_object,
+                            "object_removed": last,
                             "by": actor,
                         },
                         now,
                     )
-                    self.catalog.update_retention(
-                        d.candidate.id,
-                        {"retention_state": "deleted", "deleted_at": isoformat_utc(now)},
-                    )
-                    done.append(d)
-            deleted += [d.candidate.id for d in done]
+                    done.append((d.candidate.id, sha, last))
+            deleted += [i for i, _, _ in done]
             # Only now, with the tombstones committed: the bytes (FORMAT.md).
-            shas = sorted({d.candidate.sha256 for d in done if d.remove_object})
-            refs = self.catalog.live_references(shas)
-            removed += self.store.remove_objects([s for s in shas if refs.get(s, 0) == 0])
+            removed += self.store.remove_objects(sorted({sha for _, sha, last in done if last}))
         for i in deleted:
             log.info("retention.deleted", recording=i)
         log.info(
@@ -1575,7 +1595,7 @@ class Service:
             self.catalog.update_retention(
                 rec.id, {"retention_state": "live", "pending_since": None, "keep_until": keep_until}
             )
-            moved = self._update_retention([rec.id], "retention.restored", entry.seq)
+            moved = self._update_retention([rec.id], "retention.restored", entry.seq, actor)
         log.info("retention.restored", recording=rec.id, keep_until=keep_until, entry=entry.seq)
         return {"recording": rec.id, "keep_until": keep_until, "log_entry": entry.seq, **moved}
 

@@ -125,12 +125,24 @@ def floor_second(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+# Local calendars run from UTC-12 to UTC+14: the calendar date of an instant
+# is the UTC date, the day before or the day after. Counting months from
+# each and keeping the latest is "never shorter" wherever the dock stands,
+# without making expiry depend on a configurable zone (which `dockd verify`
+# would then need to know). One hour more covers a summer-time shift.
+_CALENDAR_OFFSETS = (timedelta(hours=-12), timedelta(0), timedelta(hours=14))
+_SUMMER_TIME = timedelta(hours=1)
+
+
 def expiry(
     tier: Tier, recorded_end: datetime, keep_until: datetime | None = None
 ) -> datetime | None:
+    """End + the tier's calendar months, on the calendar that makes it latest; None: never."""
     if tier == "permanent":
         return None
-    end = add_months(recorded_end.astimezone(UTC), TIER_MONTHS[tier])
+    months = TIER_MONTHS[tier]
+    start = recorded_end.astimezone(UTC)
+    end = max(add_months(start + off, months) - off for off in _CALENDAR_OFFSETS) + _SUMMER_TIME
     if keep_until is not None:
         end = max(end, keep_until)
     return ceil_second(end)

@@ -521,9 +521,10 @@ def test_pre_schema_5_ingest_gets_its_tier_from_the_first_retention_update() -> 
         ("recording.ingested", {"recording": 2, "recorded_end": END}),
         ("retention.updated", {"tiers": {"6m": [1]}, "kept": []}),
     )
-    # 31 August + 6 months is 1 March (never shorter), rounded up to the second.
+    # 31 August 10:00 UTC is 30 August on the UTC-12 calendar: + 6 months is "30 February",
+    # which rolls to 1 March there (2 March 10:00 UTC), + 1 h summer time, rounded up.
     expected = isoformat_utc(expiry("6m", parse_utc(END)) or NOW)
-    assert expected == "2027-03-01T10:00:01Z"
+    assert expected == "2027-03-02T11:00:01Z"
     honest = [
         _recording(1, 1, END, tier="6m", expires_at=expected),
         _recording(2, 2, END),
