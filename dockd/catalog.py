@@ -297,6 +297,52 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """Archival disc exports: which disc (label, image hash) holds which recording."""
+    db.executescript(
+        """
+        CREATE TABLE exports (
+            id          INTEGER PRIMARY KEY,
+            created_at  TEXT NOT NULL,
+            medium      TEXT NOT NULL,
+            capacity    INTEGER NOT NULL,
+            copies      INTEGER NOT NULL,
+            selection   TEXT NOT NULL,
+            approved_by TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            by          TEXT,
+            log_seq     INTEGER NOT NULL REFERENCES log(seq)
+        );
+        CREATE TRIGGER exports_no_delete BEFORE DELETE ON exports
+        BEGIN SELECT RAISE(ABORT, 'exports are history'); END;
+        CREATE TABLE discs (
+            label         TEXT PRIMARY KEY,
+            export_id     INTEGER NOT NULL REFERENCES exports(id),
+            number        INTEGER NOT NULL,
+            copy          INTEGER NOT NULL,
+            image_sha256  TEXT,
+            image_size    INTEGER,
+            built_at      TEXT,
+            build_log_seq INTEGER REFERENCES log(seq),
+            burned_at     TEXT,
+            drive         TEXT,
+            burn_log_seq  INTEGER REFERENCES log(seq)
+        );
+        CREATE TRIGGER discs_no_delete BEFORE DELETE ON discs
+        BEGIN SELECT RAISE(ABORT, 'discs are history'); END;
+        CREATE TABLE disc_items (
+            label        TEXT NOT NULL REFERENCES discs(label),
+            recording_id INTEGER NOT NULL REFERENCES recordings(id),
+            bag_path     TEXT,
+            PRIMARY KEY (label, recording_id)
+        );
+        CREATE INDEX disc_items_recording ON disc_items(recording_id);
+        CREATE TRIGGER disc_items_no_delete BEFORE DELETE ON disc_items
+        BEGIN SELECT RAISE(ABORT, 'discs are history'); END;
+        """
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_1,
@@ -304,6 +350,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
