@@ -533,6 +533,7 @@ def demo(ctx: click.Context, clips: int) -> None:
     sys.exit(0 if as_expected else 1)
 
 
+from dockd.cli_archive import export, verify_disc_command  # noqa: E402
 from dockd.cli_daemon import doctor, run, status  # noqa: E402
 from dockd.cli_devices import device  # noqa: E402
 from dockd.cli_labels import case, hold, tag  # noqa: E402
@@ -541,6 +542,7 @@ from dockd.cli_retention import restore, retention, sweep  # noqa: E402
 
 for _command in (
     run, status, doctor, device, tag, case, hold, retention, sweep, restore, report, gap,
+    export, verify_disc_command,
 ):  # fmt: skip
     cli.add_command(_command)
 

@@ -12,6 +12,7 @@ same discs (sizes, then ids, break every tie).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -170,9 +171,19 @@ def pack(items: Iterable[Item], medium: Medium, copies: int = 1) -> DiscPlan:
     return DiscPlan(medium, copies, discs)
 
 
-def disc_label(export_id: int, number: int, copy: int) -> str:
-    """The ISO volume id: at most 32 d-characters (A-Z, 0-9, _)."""
-    return f"DOCKD_E{export_id:05d}_D{number:03d}_C{copy}"
+def disc_label(site: str, export_id: int, number: int, copy: int) -> str:
+    """The ISO volume id: at most 32 d-characters (A-Z, 0-9, _).
+
+    Windows shows only the first 16 characters (the Joliet volume id), so
+    those tell the discs of a dock apart: export, disc, copy. `site` tells
+    docks apart (export 1 of two docks must not share labels): six hex
+    digits of the SHA-256 of the log's origin (site_code).
+    """
+    return f"E{export_id:05d}D{number:03d}C{copy}_{site}"
+
+
+def site_code(origin: str) -> str:
+    return hashlib.sha256(origin.encode()).hexdigest()[:6].upper()
 
 
 def items_of(rows: Sequence[tuple[int, int, str | None]]) -> list[Item]:

@@ -16,6 +16,7 @@ from dockd.archive.plan import (
     disc_label,
     pack,
     parse_medium,
+    site_code,
 )
 from dockd.errors import UsageError
 
@@ -116,6 +117,8 @@ def test_parse_medium_refuses_nonsense(text: str) -> None:
 
 
 def test_disc_labels_are_iso_volume_ids() -> None:
-    label = disc_label(12345, 999, 2)
-    assert label == "DOCKD_E12345_D999_C2"
+    label = disc_label(site_code("dockd/3d1219c7c4c5"), 12345, 999, 2)
+    assert label == f"E12345D999C2_{site_code('dockd/3d1219c7c4c5')}"
+    assert len(label[:16]) == 16 and label[:16] != disc_label("ABCDEF", 12345, 999, 1)[:16]
+    assert site_code("dockd/a") != site_code("dockd/b") and len(site_code("x")) == 6
     assert len(label) <= 32 and set(label) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
