@@ -121,7 +121,24 @@ Exit codes:
 
 
 @export.command("build", epilog=BUILD_EXIT)
-@_selected
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A plan saved by `export plan --json` (instead of the selection options).",
+)
+@click.option("--media", default=None, help="dvd, bd25, bd50, bd100, or a size (700M, 4.7G).")
+@click.option(
+    "--tier",
+    type=click.Choice([*TIERS, "any"]),
+    default="permanent",
+    show_default=True,
+    help="Which recordings (R5: the long-term ones).",
+)
+@click.option("--case", "cases", multiple=True, help="Only recordings of this case.")
+@click.option("--not-exported", is_flag=True, help="Only recordings on no disc yet.")
+@click.option("--copies", type=int, default=1, show_default=True, help="Identical disc sets.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--approved-by", required=True, help="The supervisor who approved this copy (R6).")
 @click.option("--reason", required=True, help="Why the discs are made.")
@@ -129,7 +146,8 @@ Exit codes:
 @click.pass_context
 def export_build(
     ctx: click.Context,
-    media: str,
+    plan_file: Path | None,
+    media: str | None,
     tier: str,
     cases: tuple[str, ...],
     not_exported: bool,
@@ -139,10 +157,32 @@ def export_build(
     reason: str,
     as_json: bool,
 ) -> None:
-    """Record an approved export and build one ISO image per disc in OUT."""
-    selection = _selection(tier, cases, not_exported, media, copies)
+    """Record an approved export and build one ISO image per disc in OUT.
+
+    The discs are those of a saved plan (--plan), or of the selection
+    options. A saved plan must still be what its selection gives now: if
+    the catalog changed since, plan again.
+    """
+    saved: dict[str, Any] | None = None
+    if plan_file is not None:
+        try:
+            saved = json.loads(plan_file.read_text(encoding="utf-8"))
+            selection = dict(saved["selection"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(
+                f"{plan_file}: not a plan from `dockd export plan --json`: {exc}"
+            ) from None
+    elif media is None:
+        raise UsageError("give --media (and the selection), or --plan FILE")
+    else:
+        selection = _selection(tier, cases, not_exported, media, copies)
     with service_for(ctx.find_root(), write=True) as service:
         plan = _plan(service, selection)
+        if saved is not None and saved.get("discs") != plan.as_json()["discs"]:
+            raise UsageError(
+                f"{plan_file}: the catalog changed since this plan was made "
+                "(recordings added, deleted or exported); run `dockd export plan` again"
+            )
         created = service.create_export(
             plan, selection, approved_by=approved_by, reason=reason, actor=local_actor()
         )

@@ -60,6 +60,7 @@ from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain, n
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
 from dockd.integrity.crosscheck import (
     check_assignments_against_log,
+    check_exports_against_log,
     check_labels_against_log,
     check_rows_against_log,
     check_sessions_against_log,
@@ -2219,6 +2220,11 @@ class Service:
         problems += check_sessions_against_log(self.catalog.sessions(), parsed)
         problems += check_assignments_against_log(self.catalog.assignments(), parsed)
         problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
+        problems += check_exports_against_log(
+            [dict(r) for r in self.catalog.db["exports"].rows_where(order_by="id")],
+            self.discs(),
+            parsed,
+        )
         problems += check_labels_and_retention(
             recordings,
             self.catalog.cases(),

@@ -198,3 +198,44 @@ def test_empty_selection_and_missing_approval_are_usage_errors(
     again = run(env, "export", "build", "--media", "dvd", "--not-exported",
                 "--out", str(env["out"]), *APPROVAL)  # fmt: skip
     assert again.exit_code == 2 and "nothing to export" in again.output
+
+
+def test_build_from_a_saved_plan_refuses_a_stale_one(
+    env: dict[str, Path], evidence: list[int], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(run(env, "export", "plan", "--media", "dvd", "--json").output)
+    ok(env, "tag", str(evidence[4]), "--category", "incident")  # the selection grows
+    stale = run(env, "export", "build", "--plan", str(plan_file), "--out", str(env["out"]),
+                *APPROVAL)  # fmt: skip
+    assert stale.exit_code == 2 and "the catalog changed since this plan" in stale.output
+    plan_file.write_text(run(env, "export", "plan", "--media", "dvd", "--json").output)
+    built = ok(env, "export", "build", "--plan", str(plan_file), "--out", str(env["out"]),
+               *APPROVAL)  # fmt: skip
+    [planned] = log_entries(env, "export.planned")
+    assert planned["discs"][0]["recordings"] == evidence and len(built["discs"]) == 1
+    assert run(env, "export", "build", "--out", str(env["out"]), *APPROVAL).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("UPDATE exports SET approved_by = 'nobody'", "export_changed"),
+        ("UPDATE disc_items SET recording_id = 5 WHERE recording_id = 4", "disc_contents_changed"),
+        ("UPDATE discs SET image_sha256 = 'ab' || substr(image_sha256, 3)", "disc_image_changed"),
+        ("UPDATE discs SET burned_at = '2030-01-01T00:00:00Z', burn_log_seq = 1",
+         "disc_burn_unlogged"),
+    ],
+)  # fmt: skip
+def test_verify_finds_a_rewritten_record_of_copies(
+    env: dict[str, Path], evidence: list[int], sql: str, kind: str
+) -> None:
+    import sqlite3
+
+    ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *APPROVAL)
+    assert ok(env, "verify")["ok"]
+    with sqlite3.connect(env["state"] / "catalog.sqlite") as db:
+        db.execute(sql)
+    result = run(env, "verify", "--json")
+    assert result.exit_code == 1
+    assert [p["kind"] for p in json.loads(result.output)["problems"]] == [kind]

@@ -258,3 +258,73 @@ def check_labels_against_log(
                 )
             )
     return problems
+
+
+def check_exports_against_log(
+    exports: list[dict[str, Any]], discs: list[dict[str, Any]], parsed: dict[int, LogEntry]
+) -> list[Problem]:
+    """Export and disc rows against `export.*` entries: who approved, which disc holds what.
+
+    `discs` rows carry `recordings` (their disc_items). A disc claimed to
+    hold other recordings, an image hash or a burn that no entry records,
+    or an approval rewritten, is tampering with the record of copies (R6).
+    """
+    problems: list[Problem] = []
+    planned: dict[int, dict[str, Any]] = {}
+    built: dict[str, dict[str, Any]] = {}
+    burned: dict[str, tuple[int, dict[str, Any]]] = {}
+    for seq, entry in sorted(parsed.items()):
+        if entry.kind == "export.planned":
+            planned[int(entry.data.get("export", 0))] = {**entry.data, "_seq": seq}
+        elif entry.kind == "export.disc_built":
+            built[str(entry.data.get("label"))] = {**entry.data, "_seq": seq}
+        elif entry.kind == "export.disc_burned" and entry.data.get("ok"):
+            burned[str(entry.data.get("label"))] = (seq, entry.data)
+    labels: dict[str, list[int]] = {}
+    for row in exports:
+        where = f"export {row['id']}"
+        logged = planned.get(int(row["id"]))
+        if logged is None:
+            problems.append(Problem("export_unlogged", where, "no export.planned entry"))
+            continue
+        for d in logged.get("discs") or []:
+            labels[str(d.get("label"))] = sorted(d.get("recordings") or [])
+        changed = [
+            k
+            for k in ("approved_by", "reason", "medium", "copies", "capacity")
+            if logged.get(k) != row.get(k)
+        ]
+        if changed or row.get("log_seq") != logged["_seq"]:
+            problems.append(
+                Problem("export_changed", where, f"differs from its entry in {', '.join(changed)}")
+            )
+    for disc in discs:
+        where = f"disc {disc['label']}"
+        if disc["label"] not in labels:
+            problems.append(Problem("disc_unlogged", where, "no export.planned entry names it"))
+            continue
+        if sorted(disc["recordings"]) != labels[disc["label"]]:
+            problems.append(
+                Problem(
+                    "disc_contents_changed",
+                    where,
+                    f"the catalog says it holds {sorted(disc['recordings'])}, "
+                    f"the log {labels[disc['label']]}",
+                )
+            )
+        made = built.get(disc["label"])
+        if (disc.get("image_sha256") or None) != (made or {}).get("image_sha256"):
+            problems.append(
+                Problem(
+                    "disc_image_changed",
+                    where,
+                    f"image SHA-256 {disc.get('image_sha256')} in the catalog, "
+                    f"{(made or {}).get('image_sha256')} in the log",
+                )
+            )
+        burn = burned.get(disc["label"])
+        if (disc.get("burn_log_seq") or None) != (burn[0] if burn else None):
+            problems.append(
+                Problem("disc_burn_unlogged", where, "the burn record differs from the log")
+            )
+    return problems
