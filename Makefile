@@ -58,6 +58,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/dock.py
+	$(BIN)/python bench/retention.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info .vm-cache

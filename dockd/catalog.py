@@ -337,6 +337,8 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (label, recording_id)
         );
         CREATE INDEX disc_items_recording ON disc_items(recording_id);
+        -- The last entry of a kind (retention.policy at every start) without a scan.
+        CREATE INDEX log_kind ON log(kind, seq);
         CREATE TRIGGER disc_items_no_delete BEFORE DELETE ON disc_items
         BEGIN SELECT RAISE(ABORT, 'discs are history'); END;
         """
@@ -353,6 +355,9 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+RETENTION_COLUMNS = frozenset(
+    {"tier", "expires_at", "keep_until", "retention_state", "pending_since", "deleted_at"}
+)
 
 
 @dataclass(frozen=True)
@@ -670,7 +675,24 @@ class Catalog:
 
     def update_retention(self, recording_id: int, values: dict[str, Any]) -> None:
         """tier / expires_at / keep_until / retention_state / pending_since / deleted_at."""
-        self.db.table("recordings").update(recording_id, values)
+        self.update_retention_many([(recording_id, values)])
+
+    def update_retention_many(self, changes: list[tuple[int, dict[str, Any]]]) -> None:
+        """Many rows' retention columns: one prepared UPDATE per set of columns.
+
+        (sqlite-utils' table.update re-reads the schema and selects the row
+        first: ~400 µs a row against ~20 µs here, which is most of a sweep.)
+        """
+        groups: dict[tuple[str, ...], list[list[Any]]] = {}
+        for recording_id, values in changes:
+            unknown = set(values) - RETENTION_COLUMNS
+            if unknown:
+                raise CatalogError(f"not retention columns: {sorted(unknown)}")
+            columns = tuple(sorted(values))
+            groups.setdefault(columns, []).append([values[c] for c in columns] + [recording_id])
+        for columns, rows in groups.items():
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            self.db.conn.executemany(f"UPDATE recordings SET {assignments} WHERE id = ?", rows)
 
     def recordings_by_id(self, ids: list[int]) -> list[Recording]:
         found: list[Recording] = []

@@ -97,6 +97,8 @@ log = structlog.get_logger("dockd.service")
 # At most this many recording ids in one retention entry (a policy change
 # over a large catalog writes several).
 RETENTION_ENTRY_IDS = 10_000
+# Tombstoned objects unlinked together (one fsync per store directory each time).
+UNLINK_GROUP = 10_000
 
 # Flags a recording can carry; each marks something a supervisor must see.
 FLAG_EMPTY = "empty"
@@ -355,9 +357,11 @@ class Service:
         for path in self.store.recover():
             log.warning("recovery.temp_removed", path=str(path))
         # A sweep stopped between its tombstones' commit and the unlinks.
-        leftover = [sha for sha in self.catalog.tombstoned_objects() if self.store.has(sha)]
-        for sha in self.store.remove_objects(leftover):
-            log.warning("recovery.object_removed", sha256=sha, reason="tombstoned")
+        if self.store.sweep_marked():
+            leftover = [sha for sha in self.catalog.tombstoned_objects() if self.store.has(sha)]
+            for sha in self.store.remove_objects(leftover):
+                log.warning("recovery.object_removed", sha256=sha, reason="tombstoned")
+            self.store.mark_sweep(False)
         for row in self.catalog.sessions_in_state("running"):
             with self.catalog.transaction():
                 now = self.clock.now()
@@ -1367,7 +1371,8 @@ class Service:
         if logged is not None:
             logged = {k: v for k, v in logged.items() if k != "by"}
         untiered = self.catalog.db.execute(
-            "SELECT COUNT(*) FROM recordings WHERE tier IS NULL AND retention_state != 'deleted'"
+            "SELECT EXISTS (SELECT 1 FROM recordings "
+            "WHERE tier IS NULL AND retention_state != 'deleted')"
         ).fetchone()[0]
         if logged == current and not untiered:
             return
@@ -1393,6 +1398,7 @@ class Service:
         now = self.clock.now()
         tiers: dict[str, list[int]] = {}
         kept: list[int] = []
+        changes: list[tuple[int, dict[str, Any]]] = []
         for row in self.catalog.retention_facts(ids):
             categories = set(json.loads(row["categories"]))
             for text in json.loads(row["case_categories"] or "[]"):
@@ -1415,7 +1421,8 @@ class Service:
                 values |= {"retention_state": "live", "pending_since": None}
                 kept.append(int(row["id"]))
             if values:
-                self.catalog.update_retention(int(row["id"]), values)
+                changes.append((int(row["id"]), values))
+        self.catalog.update_retention_many(changes)
         ids_moved = [(tier, i) for tier, group in sorted(tiers.items()) for i in group]
         for start in range(0, max(len(ids_moved), len(kept)), RETENTION_ENTRY_IDS):
             chunk: dict[str, list[int]] = {}
@@ -1453,9 +1460,9 @@ class Service:
         until = isoformat_utc(ceil_second(as_of + timedelta(days=days)))
         protected = self.catalog.protected_ids()
         rows = self.catalog.db.execute(
-            "SELECT id FROM recordings WHERE retention_state IN ('live', 'pending_deletion') "
-            "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, id",
-            [until],
+            "SELECT id FROM recordings WHERE retention_state = 'live' "
+            "AND expires_at > ? AND expires_at <= ? ORDER BY expires_at, id",
+            [isoformat_utc(floor_second(as_of)), until],
         )
         ids = [int(r[0]) for r in rows if int(r[0]) not in protected]
         return [r.as_json() for r in self.catalog.recordings_by_id(ids)]
@@ -1506,35 +1513,42 @@ class Service:
                     },
                     now,
                 )
-                for i in chunk:
-                    self.catalog.update_retention(
-                        i,
-                        {
-                            "retention_state": "pending_deletion",
-                            "pending_since": isoformat_utc(now),
-                        },
-                    )
+                pending_values = {
+                    "retention_state": "pending_deletion",
+                    "pending_since": isoformat_utc(now),
+                }
+                self.catalog.update_retention_many([(i, pending_values) for i in chunk])
                 marked += chunk
         deleted: list[int] = []
         removed: list[str] = []
+        unlink: list[str] = []
         deletions = list(the_plan.delete)
+        if deletions:
+            # Until the sweep ends, a crash may leave tombstoned objects on
+            # disk; the marker tells the next start-up to look (recover()).
+            self.store.mark_sweep(True)
         for start in range(0, len(deletions), batch):
             group = deletions[start : start + batch]
             done: list[tuple[int, str, bool]] = []
             with self.catalog.transaction():
                 fresh = self._still_deletable([d.candidate.id for d in group], as_of)
-                for d in group:
-                    row = fresh.get(d.candidate.id)
-                    if row is None or row["retention_state"] != "pending_deletion":
-                        continue
-                    self.catalog.update_retention(
-                        d.candidate.id,
-                        {"retention_state": "deleted", "deleted_at": isoformat_utc(now)},
-                    )
-                    # Counted now, with this row a tombstone: a hold that came in
-                    # since the plan may keep a sharer (and so the bytes) alive.
+                going = [
+                    d
+                    for d in group
+                    if d.candidate.id in fresh
+                    and fresh[d.candidate.id]["retention_state"] == "pending_deletion"
+                ]
+                tombstone = {"retention_state": "deleted", "deleted_at": isoformat_utc(now)}
+                self.catalog.update_retention_many([(d.candidate.id, tombstone) for d in going])
+                # Counted now, with this batch's rows tombstones: a hold that came
+                # in since the plan may keep a sharer (and so the bytes) alive.
+                alive = self.catalog.live_references([d.candidate.sha256 for d in going])
+                # The object goes with the last of this batch's recordings using it.
+                final = {d.candidate.sha256: d.candidate.id for d in going}
+                for d in going:
+                    row = fresh[d.candidate.id]
                     sha = d.candidate.sha256
-                    last = self.catalog.live_references([sha]).get(sha, 0) == 0
+                    last = alive.get(sha, 0) == 0 and final[sha] == d.candidate.id
                     self._log(
                         "retention.deleted",
                         {
@@ -1553,8 +1567,20 @@ class Service:
                     )
                     done.append((d.candidate.id, sha, last))
             deleted += [i for i, _, _ in done]
-            # Only now, with the tombstones committed: the bytes (FORMAT.md).
-            removed += self.store.remove_objects(sorted({sha for _, sha, last in done if last}))
+            # Only now, with the tombstones committed: the bytes (FORMAT.md),
+            # gathered so that each store directory is fsynced once per group.
+            unlink += [sha for _, sha, last in done if last]
+            if len(unlink) >= UNLINK_GROUP or start + batch >= len(deletions):
+                removed += self.store.remove_objects(sorted(set(unlink)))
+                unlink = []
+        if deletions:
+            self.store.mark_sweep(False)
+        # Objects only tombstones refer to but still on disk (an unlink the file
+        # system lost, a store restored from a backup): gone with each sweep.
+        stray = [sha for sha in self.catalog.tombstoned_objects() if self.store.has(sha)]
+        for sha in self.store.remove_objects(stray):
+            log.warning("retention.stray_object_removed", sha256=sha)
+            removed.append(sha)
         for i in deleted:
             log.info("retention.deleted", recording=i)
         log.info(

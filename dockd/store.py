@@ -163,6 +163,25 @@ class Store:
             fsync_dir(folder)
         return removed
 
+    @property
+    def _sweep_marker(self) -> Path:
+        return self.root / "sweep-in-progress"
+
+    def mark_sweep(self, running: bool) -> None:
+        """A durable marker: set before a sweep's first deletion, cleared after its last unlink."""
+        if running:
+            fd = os.open(self._sweep_marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            self._sweep_marker.unlink(missing_ok=True)
+        fsync_dir(self.root)
+
+    def sweep_marked(self) -> bool:
+        return self._sweep_marker.exists()
+
     def discard_temp(self, temp: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
