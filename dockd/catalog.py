@@ -548,6 +548,14 @@ class Catalog:
                 int(seq), raw.encode() if isinstance(raw, str) else bytes(raw), str(digest)
             )
 
+    def entries_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[tuple[int, str, bytes]]:
+        """(seq, kind, entry) of every entry of these kinds, in log order."""
+        marks = ",".join("?" * len(kinds))
+        for seq, kind, raw in self.db.execute(
+            f"SELECT seq, kind, entry FROM log WHERE kind IN ({marks}) ORDER BY seq", list(kinds)
+        ):
+            yield int(seq), str(kind), raw.encode() if isinstance(raw, str) else bytes(raw)
+
     def log_entry(self, seq: int) -> bytes | None:
         row = self.db.execute("SELECT entry FROM log WHERE seq = ?", [seq]).fetchone()
         if row is None:

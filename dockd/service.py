@@ -2040,17 +2040,16 @@ class Service:
         """
         ids = {r.id for r in recordings}
         seqs = {r.log_seq for r in recordings}
-        for row in self.catalog.log_rows():
-            if row.seq in seqs:
-                continue
-            entry = json.loads(row.raw)
-            named = {
-                "recording.tagged": "recordings",
-                "case.linked": "recordings",
-                "device.assigned": "reattributed",
-            }.get(entry["kind"])
-            if named and ids & set(entry["data"].get(named) or []):
-                seqs.add(row.seq)
+        # Only the kinds that name recordings (the log(kind) index), not the whole log.
+        naming = {
+            "recording.tagged": "recordings",
+            "case.linked": "recordings",
+            "device.assigned": "reattributed",
+        }
+        for seq, kind, raw in self.catalog.entries_of_kinds(tuple(naming)):
+            data = json.loads(raw)["data"]
+            if ids & set(data.get(naming[kind]) or []):
+                seqs.add(seq)
         checkpoint = self._covering_checkpoint(max(seqs))
         tree_size = int(checkpoint["size"])
         zone = ZoneInfo(self.config.profiles.camera_timezone)

@@ -156,12 +156,13 @@ def test_a_changed_burn_is_seen_on_read_back(disc_iso: Path, tmp_path: Path) -> 
     assert sha256_of_drive(drive, disc_iso.stat().st_size) != _sha256(disc_iso)
 
 
-def test_drive_addresses_and_burners(disc_iso: Path) -> None:
+def test_drive_addresses_and_burners(disc_iso: Path, tmp_path: Path) -> None:
     for bad in ("drive.img", "stdio:relative.img", "/dev/sr0 --gracetime=0"):
         with pytest.raises(ArchiveError, match="drive"):
             burn(disc_iso, bad)
     with pytest.raises(ArchiveError, match="no such image"):
-        burn(disc_iso.with_name("missing.iso"), "stdio:/tmp/never-written.img")
+        burn(disc_iso.with_name("missing.iso"), f"stdio:{tmp_path / 'never-written.img'}")
+    assert not (tmp_path / "never-written.img").exists()
     burners = find_burners()
     assert all(d.startswith("/dev/") for d in burners)
     if not glob.glob("/dev/sr*"):
