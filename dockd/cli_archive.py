@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from dockd.archive.check import DiscReport, verify_disc
+from dockd.archive.check import verify_disc
 from dockd.archive.iso import burn, find_burners, sha256_of_drive
 from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.cli_common import err, local_actor, out, service_for
@@ -306,32 +306,21 @@ Exit codes:
 @click.pass_context
 def verify_disc_command(ctx: click.Context, path: Path, no_catalog: bool, as_json: bool) -> None:
     """Check a disc image (read with xorriso, no mount) or a mounted disc or folder."""
-    keys: list[str] | None = None
     catalog: list[dict[str, str]] = []
-    if not no_catalog:
-        try:
-            with service_for(ctx.find_root(), write=False) as service:
-                keys = [k.to_text() for k in service.trusted_keys()] or None
-                report = verify_disc(path, keys)
-                catalog = service.check_disc_against_catalog(report, path)
-        except UsageError:
-            raise
-    else:
+    if no_catalog:
         report = verify_disc(path, None)
-    problems = [p.as_json() if hasattr(p, "as_json") else vars(p) for p in report.problems]
-    problems += catalog
+    else:
+        # Beside its catalog: this dock's keys, not the disc's own keys.txt, are trusted.
+        with service_for(ctx.find_root(), write=False) as service:
+            report = verify_disc(path, [k.to_text() for k in service.trusted_keys()] or None)
+            catalog = service.check_disc_against_catalog(report, path)
+    problems = [p.as_json() for p in report.problems] + catalog
     ok = not problems
     if as_json:
-        click.echo(
-            json.dumps({**_report_json(report), "problems": problems, "ok": ok}, sort_keys=True)
-        )
+        click.echo(json.dumps({**report.as_json(), "problems": problems, "ok": ok}, sort_keys=True))
     else:
         out.print(f"disc {report.label}: {len(report.recordings)} recording(s)", markup=False)
         for p in problems:
             out.print(f"  {p['kind']}: {p['where']}: {p['detail']}", markup=False)
         out.print("verify-disc: OK" if ok else f"verify-disc: {len(problems)} problem(s)")
     sys.exit(0 if ok else 1)
-
-
-def _report_json(report: DiscReport) -> dict[str, Any]:
-    return report.as_json()
