@@ -906,7 +906,7 @@ def compliance(report: Any, svc: Service, label_after_days: float) -> str:
     rows = svc.catalog.compliance_rows(None, None)
     gaps = svc.interruptions()
     if report is None:
-        return json.dumps([len(rows), len(gaps), len(svc.devices())])
+        return json.dumps([sum(1 for _ in rows), len(gaps), len(svc.devices())])
     explanations = svc.gap_explanations()
     devices = device_facts(report, svc)
     sessions = report.last_sessions(svc.catalog.sessions())

@@ -891,8 +891,12 @@ class Catalog:
             )
         )
 
-    def compliance_rows(self, start: str | None, end: str | None) -> list[dict[str, Any]]:
-        """Per recording (recorded in [start, end)): what the compliance report counts."""
+    def compliance_rows(self, start: str | None, end: str | None) -> Iterator[dict[str, Any]]:
+        """Per recording (recorded in [start, end)): what the compliance report counts.
+
+        Streamed from the cursor (a report over a million recordings must
+        not hold them all); consume it while the catalog is open.
+        """
         clauses, args = [], []
         if start:
             clauses.append("julianday(r.recorded_start) >= julianday(?)")
@@ -913,7 +917,8 @@ class Catalog:
             f"r.retention_state FROM recordings r {where} ORDER BY r.id",
             args,
         )
-        return [dict(zip(columns, row, strict=True)) for row in rows]
+        for row in rows:
+            yield dict(zip(columns, row, strict=True))
 
     def search(self, f: RecordingFilter) -> list[Recording]:
         """Recordings matching every given filter (seed 004 Art. 11: by agency, device,

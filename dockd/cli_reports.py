@@ -109,22 +109,21 @@ def report_compliance(
     clock: Clock = FixedClock(parse_utc(moment)) if moment else SystemClock()
     with Service(config, clock, write=False) as service:
         now = service.clock.now()
-        rows = service.catalog.compliance_rows(first, last)
         gaps = service.interruptions()
         explanations = service.gap_explanations()
         devices = [_facts(d) for d in service.devices()]
         sessions = last_sessions(service.catalog.sessions())
-    result = compliance_report(
-        rows,
-        gaps,
-        explanations,
-        now,
-        config.retention.label_after_days,
-        by,
-        start=parse_utc(first) if first else None,
-        end=parse_utc(last) if last else None,
-        overdue=overdue_devices(devices, sessions, now),
-    )
+        result = compliance_report(
+            service.catalog.compliance_rows(first, last),  # streamed: read while open
+            gaps,
+            explanations,
+            now,
+            config.retention.label_after_days,
+            by,
+            start=parse_utc(first) if first else None,
+            end=parse_utc(last) if last else None,
+            overdue=overdue_devices(devices, sessions, now),
+        )
     if as_json or fmt == "json":
         click.echo(to_json(result))
     elif fmt == "csv":
