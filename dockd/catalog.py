@@ -798,7 +798,7 @@ class Catalog:
         """
         select = """
             SELECT r.id, r.recorded_end, r.categories, r.keep_until, r.tier, r.expires_at,
-                   r.retention_state,
+                   r.retention_state, r.pending_since,
                    (SELECT json_group_array(c.categories) FROM case_links l
                       JOIN cases c ON c.no = l.case_no WHERE l.recording_id = r.id)
                      AS case_categories,
@@ -812,7 +812,7 @@ class Catalog:
         """
         columns = (
             "id", "recorded_end", "categories", "keep_until", "tier", "expires_at",
-            "retention_state", "case_categories", "open_case", "held",
+            "retention_state", "pending_since", "case_categories", "open_case", "held",
         )  # fmt: skip
         if ids is None:
             for row in self.db.execute(select + " ORDER BY r.id"):

@@ -1602,10 +1602,7 @@ class Service:
             expires = row["expires_at"]
             if expires is None or expires > cutoff or row["held"] or row["open_case"]:
                 continue
-            pending = self.catalog.db.execute(
-                "SELECT pending_since FROM recordings WHERE id = ?", [row["id"]]
-            ).fetchone()[0]
-            result[int(row["id"])] = {**row, "pending_since": pending}
+            result[int(row["id"])] = row
         return result
 
     def restore(
