@@ -29,6 +29,7 @@ from dockd.devices.registry import Assignment
 from dockd.errors import CatalogError
 from dockd.integrity.chain import GENESIS, LogEntry, StoredEntry, entry_hash
 from dockd.integrity.merkle import CompactRange, build_nodes, leaf_hash
+from dockd.labels import CaseLabels
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -654,9 +655,14 @@ class Catalog:
         ]
 
     def audit_queue(self, limit: int) -> list[tuple[str, str | None]]:
-        """Store objects, never-checked first, then the longest unchecked: (sha256, last check)."""
+        """Store objects, never-checked first, then the longest unchecked: (sha256, last check).
+
+        Only objects that a recording not deleted by retention refers to: a
+        tombstone's object is gone on purpose (an audit must not call it damaged).
+        """
         rows = self.db.execute(
-            "SELECT r.sha256, f.last_checked_at FROM (SELECT DISTINCT sha256 FROM recordings) r "
+            "SELECT r.sha256, f.last_checked_at FROM (SELECT DISTINCT sha256 FROM recordings "
+            "WHERE retention_state != 'deleted') r "
             "LEFT JOIN fixity f ON f.sha256 = r.sha256 "
             "ORDER BY f.last_checked_at IS NOT NULL, f.last_checked_at, r.sha256 LIMIT ?",
             [limit],
@@ -669,7 +675,13 @@ class Catalog:
         )
 
     def referenced_objects(self) -> set[str]:
-        return {str(r[0]) for r in self.db.execute("SELECT DISTINCT sha256 FROM recordings")}
+        """The objects the store must hold: those of recordings not deleted by retention."""
+        return {
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT DISTINCT sha256 FROM recordings WHERE retention_state != 'deleted'"
+            )
+        }
 
     # -- labels, cases, holds (schema 5) -------------------------------------------
 
@@ -744,6 +756,28 @@ class Catalog:
     def case_links(self, case_no: str | None = None) -> list[dict[str, Any]]:
         where, args = ("case_no = ?", [case_no]) if case_no is not None else (None, [])
         return list(self.db["case_links"].rows_where(where, args, order_by="case_no, recording_id"))
+
+    def case_labels_of(self, recording_ids: list[int]) -> dict[int, list[CaseLabels]]:
+        """recording id -> the labels of every case it is linked to (by case number)."""
+        found: dict[int, list[CaseLabels]] = {i: [] for i in recording_ids}
+        for start in range(0, len(recording_ids), 500):
+            chunk = recording_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                "SELECT l.recording_id, c.no, c.cause, c.parties, c.categories "
+                "FROM case_links l JOIN cases c ON c.no = l.case_no "
+                f"WHERE l.recording_id IN ({marks}) ORDER BY l.recording_id, c.no",
+                chunk,
+            ):
+                found[int(row[0])].append(
+                    CaseLabels(
+                        str(row[1]),
+                        str(row[2]),
+                        tuple(json.loads(row[3])),
+                        tuple(json.loads(row[4])),
+                    )
+                )
+        return found
 
     def cases_of(self, recording_id: int) -> list[str]:
         return [

@@ -12,7 +12,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 
 # Below this many buffers' worth of data a thread costs more than it saves.
@@ -67,8 +67,13 @@ def read_chunks(
         reader.join()
 
 
-def hash_fd(fd: int, buffer_size: int) -> tuple[str, int]:
-    """SHA-256 (hex) and length of what `fd` yields from its offset to EOF."""
+def hash_fd(
+    fd: int, buffer_size: int, progress: Callable[[int], None] | None = None
+) -> tuple[str, int]:
+    """SHA-256 (hex) and length of what `fd` yields from its offset to EOF.
+
+    `progress` is called with each chunk's length once it is hashed.
+    """
     digest = hashlib.sha256()
     size = 0
     # closing(): the read-ahead thread must stop before the caller closes `fd`.
@@ -76,6 +81,8 @@ def hash_fd(fd: int, buffer_size: int) -> tuple[str, int]:
         for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
     return digest.hexdigest(), size
 
 

@@ -6,34 +6,34 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
+from rich.text import Text
 
 from dockd import logs
 from dockd.catalog import Recording, RecordingFilter
-from dockd.cli_common import change, checkpoint_json, daemon_running, err, out, utc_text
+from dockd.cli_common import (
+    change,
+    checkpoint_json,
+    daemon_running,
+    out,
+    progress_bar,
+    utc_text,
+    wants_bar,
+)
 from dockd.cli_common import service_for as _service
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
 from dockd.devices.identity import check_serial
 from dockd.devices.profiles import PROFILES, make_profile
 from dockd.errors import ConfigError, DockdError
-from dockd.ingest.scanner import FoundFile
 from dockd.ingest.session import SessionReport, run_session
+from dockd.labels import EffectiveLabels, effective_labels, shown
+from dockd.progress import NULL_METER
 from dockd.retention.policy import CATEGORIES, TIERS
 from dockd.service import REGISTRY_FLAGS, Service, StateBusyError, VerifyReport
 
@@ -86,38 +86,6 @@ def cli(
         config.log.format,
     )
     ctx.obj = config
-
-
-class RichProgress:
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = progress.add_task("ingest", total=0)
-
-    def start(self, files: int, total_bytes: int) -> None:
-        self.progress.update(self.task, total=total_bytes, description=f"ingest {files} files")
-
-    def file_done(self, found: FoundFile) -> None:
-        self.progress.advance(self.task, found.identity.size)
-
-    def phase(self, name: str) -> None:
-        if name == "wiping":
-            self.progress.update(self.task, description="clearing the camera")
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[RichProgress | None]:
-    if not enabled:
-        yield None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as progress:
-        yield RichProgress(progress)
 
 
 def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
@@ -196,7 +164,7 @@ def ingest(
         )
     with (
         _service(ctx, write=True) as service,
-        _progress(not as_json and err.is_terminal) as progress,
+        progress_bar(wants_bar(as_json)) as progress,
     ):
         report = run_session(
             service, source, serial, chosen, wipe=wipe, officer=officer, progress=progress
@@ -258,31 +226,42 @@ def list_(
     )  # fmt: skip
     with _service(ctx, write=False) as service:
         rows = service.catalog.search(chosen)
-        cases = {r.id: service.catalog.cases_of(r.id) for r in rows} if not as_json else {}
+        labels = _labels_of(service, rows)
     if as_json:
-        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, sort_keys=True))
+        click.echo(
+            json.dumps(
+                [{**r.as_json(), "labels": labels[r.id].as_json()} for r in rows],
+                ensure_ascii=False,
+                sort_keys=True,
+            )
+        )
         return
     table = Table()
     for column in (
-        "id", "recorded (UTC)", "device", "officer", "unit", "cause / case", "parties",
+        "id", "recorded (UTC)", "serial", "no.", "officer", "unit", "case", "cause", "parties",
         "categories", "tier", "expires", "state", "flags",
     ):  # fmt: skip
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(
+        mine = labels[r.id]
+        cells = (
             str(r.id),
             r.recorded_start.replace("T", " ").removesuffix("Z"),
-            r.device_number or r.device_serial,
+            r.device_serial,
+            r.device_number or "-",
             r.officer or "-",
             r.unit or "-",
-            " / ".join(x for x in (r.cause or "", ", ".join(cases.get(r.id, []))) if x) or "-",
-            ", ".join(r.parties) or "-",
-            ", ".join(r.categories) or "-",
+            ", ".join(mine.cases) or "-",
+            shown(mine.causes),
+            shown(mine.parties),
+            shown(mine.categories),
             r.tier or "-",
             (r.expires_at or "never")[:10],
             r.retention_state,
             ",".join(r.flags) or "-",
         )
+        # Labels are people's free text: never rich markup.
+        table.add_row(*(Text(cell) for cell in cells))
     out.print(table)
     out.print(f"{len(rows)} recording(s)")
 
@@ -298,11 +277,12 @@ def show(ctx: click.Context, recording_id: int, as_json: bool) -> None:
         if recording is None:
             raise ConfigError(f"no recording {recording_id}")
         raw = service.log_entry(recording.log_seq)
+        mine = _labels_of(service, [recording])[recording.id]
     entry = json.loads(raw) if raw else None
     if as_json:
         click.echo(
             json.dumps(
-                {"recording": recording.as_json(), "log_entry": entry},
+                {"recording": recording.as_json(), "labels": mine.as_json(), "log_entry": entry},
                 ensure_ascii=False,
                 sort_keys=True,
             )
@@ -311,12 +291,30 @@ def show(ctx: click.Context, recording_id: int, as_json: bool) -> None:
     table = Table(show_header=False)
     for key, value in recording.as_json().items():
         table.add_row(
-            key,
-            json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value),
+            f"{key} (own)" if key in ("cause", "parties", "categories") else key,
+            Text(
+                json.dumps(value, ensure_ascii=False)
+                if isinstance(value, dict | list)
+                else str(value)
+            ),
         )
+    # The recording's own labels are the rows above; these are what counts (own + cases).
+    table.add_row("cases", Text(", ".join(mine.cases) or "-"))
+    for key, value in (
+        ("effective causes", mine.causes),
+        ("effective parties", mine.parties),
+        ("effective categories", mine.categories),
+    ):
+        table.add_row(key, Text(shown(value)))
     out.print(table)
     out.print(f"log entry {recording.log_seq}:")
     out.print_json(data=entry)
+
+
+def _labels_of(service: Service, rows: list[Recording]) -> dict[int, EffectiveLabels]:
+    """Each recording's own labels joined with those of its cases (dockd/labels.py)."""
+    cases = service.catalog.case_labels_of([r.id for r in rows])
+    return {r.id: effective_labels(r.cause, r.parties, r.categories, cases[r.id]) for r in rows}
 
 
 def _print_verify(report: VerifyReport) -> None:
@@ -342,8 +340,11 @@ def _print_verify(report: VerifyReport) -> None:
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Re-walk the hash chain and re-hash every store file."""
-    with _service(ctx, write=False) as service:
-        report = service.verify()
+    with (
+        _service(ctx, write=False) as service,
+        progress_bar(wants_bar(as_json)) as progress,
+    ):
+        report = service.verify(progress or NULL_METER)
     if as_json:
         click.echo(
             json.dumps(
@@ -387,6 +388,7 @@ def proof() -> None:
 @click.pass_context
 def proof_inclusion(ctx: click.Context, recording_id: int, as_json: bool) -> None:
     """Prove that RECORDING_ID's log entry is in the signed log."""
+    _sign_if_grown(ctx.find_root())
     with _service(ctx.find_root(), write=False) as service:
         data = service.inclusion(recording_id)
     _print_proof(data, as_json)
@@ -404,6 +406,19 @@ def proof_consistency(
     with _service(ctx.find_root(), write=False) as service:
         data = service.consistency(old_size, new_size)
     _print_proof(data, as_json)
+
+
+def _sign_if_grown(ctx: click.Context) -> None:
+    """Have the log's newest entries signed before proving them.
+
+    Writers sign when they finish, but the daemon's changes between two of
+    its periodic checkpoints are not signed yet: ask it (or, with no daemon,
+    sign here) rather than refuse an export or a proof of them.
+    """
+    with _service(ctx, write=False) as service:
+        grown = service.log_grew()
+    if grown:
+        change(ctx, "checkpoint", {}, checkpoint_json)
 
 
 def _print_proof(data: dict[str, Any], as_json: bool) -> None:
@@ -433,9 +448,15 @@ def _print_proof(data: dict[str, Any], as_json: bool) -> None:
 @click.pass_context
 def audit(ctx: click.Context, fraction: float | None, as_json: bool) -> None:
     """Fixity audit: re-hash the longest-unchecked slice of the store (a logged event)."""
-    report = change(
-        ctx, "audit", {"fraction": fraction}, lambda service: service.audit(fraction).as_json()
-    )
+
+    def local(service: Service) -> dict[str, Any]:
+        # Only an audit run here can show a bar; the daemon's runs out of sight.
+        with progress_bar(wants_bar(as_json)) as progress:
+            return service.audit(fraction, progress or NULL_METER).as_json()
+
+    # The daemon answers when the slice is re-hashed: at disk speed, hours for a
+    # big store and --fraction 1, not the 30 s a quick request gets.
+    report = change(ctx, "audit", {"fraction": fraction}, local, timeout=24 * 3600.0)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
     else:
@@ -463,12 +484,14 @@ def log_group() -> None:
 @click.pass_context
 def log_export(ctx: click.Context, out: Path, first: int, last: int | None) -> None:
     """Write entries, proofs, checkpoint and keys to OUT for offline checking."""
+    _sign_if_grown(ctx.find_root())
     with _service(ctx.find_root(), write=False) as service:
         result = service.export_log(out, first, last)
     click.echo(
         f"exported entries {result['from']}..{result['to']} (tree size "
-        f"{result['tree_size']}) to {result['out']}; check with: "
-        f"python -m dockd.integrity.offline {result['out']}"
+        f"{result['tree_size']}) to {result['out']}; anyone can check it there with "
+        "`python3 verify.py --key KEY` (Python 3.8+ and the cryptography package; "
+        "KEY from a copy of this dock's public key kept elsewhere)"
     )
 
 
@@ -492,7 +515,7 @@ def key_rotate(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, clips: int) -> None:
     """Dock a synthetic camera into a temporary state directory and show the result."""
-    from dockd.demo import build_camera
+    from dockd.demo import DEMO_SERIAL, build_camera
 
     config: Config = ctx.obj
     state_dir = (
@@ -505,20 +528,24 @@ def demo(ctx: click.Context, clips: int) -> None:
     clock = SystemClock()
     try:
         out.print(f"building a synthetic camera in {camera} ({clips} clips + 1 corrupt clip) …")
-        build_camera(camera, clock.now(), config.profiles.camera_timezone, clips=clips)
+        build_camera(
+            camera, clock.now(), config.profiles.camera_timezone, clips=clips, device=DEMO_SERIAL
+        )
         profile = make_profile("gat947", config.profiles)
         with Service(config, clock) as service:
             # Handed out the day before, as a dock's registry would have it (R2).
+            # The serial is the one the camera writes into its file names (GA/T 947),
+            # so that the report, `dockd list` and the names all say DSJ0001.
             service.assign_device(
-                "DEMO-CAM-0001",
+                DEMO_SERIAL,
                 officer="012345",
                 unit="一中队",
-                device_number="DSJ0001",
+                device_number="07",
                 valid_from=clock.now() - timedelta(days=1),
                 reason="demo",
                 actor="demo",
             )
-            report = run_session(service, camera, "DEMO-CAM-0001", profile, wipe=True)
+            report = run_session(service, camera, DEMO_SERIAL, profile, wipe=True)
             _print_report(report)
             result = service.verify()
             note = service.checkpoint()

@@ -21,8 +21,9 @@ from rich.table import Table
 from dockd.archive.check import verify_disc
 from dockd.archive.iso import burn, find_burners, sha256_of_drive
 from dockd.archive.plan import DiscPlan, pack, parse_medium
-from dockd.cli_common import err, local_actor, out, service_for
+from dockd.cli_common import err, local_actor, out, progress_bar, service_for, wants_bar
 from dockd.errors import UsageError
+from dockd.progress import NULL_METER
 from dockd.retention.policy import TIERS
 from dockd.service import Service
 
@@ -307,13 +308,16 @@ Exit codes:
 def verify_disc_command(ctx: click.Context, path: Path, no_catalog: bool, as_json: bool) -> None:
     """Check a disc image (read with xorriso, no mount) or a mounted disc or folder."""
     catalog: list[dict[str, str]] = []
-    if no_catalog:
-        report = verify_disc(path, None)
-    else:
-        # Beside its catalog: this dock's keys, not the disc's own keys.txt, are trusted.
-        with service_for(ctx.find_root(), write=False) as service:
-            report = verify_disc(path, [k.to_text() for k in service.trusted_keys()] or None)
-            catalog = service.check_disc_against_catalog(report, path)
+    with progress_bar(wants_bar(as_json)) as bar:
+        progress = bar or NULL_METER
+        if no_catalog:
+            report = verify_disc(path, None, progress=progress)
+        else:
+            # Beside its catalog: this dock's keys, not the disc's own keys.txt, are trusted.
+            with service_for(ctx.find_root(), write=False) as service:
+                keys = [k.to_text() for k in service.trusted_keys()] or None
+                report = verify_disc(path, keys, progress=progress)
+                catalog = service.check_disc_against_catalog(report, path, progress)
     problems = [p.as_json() for p in report.problems] + catalog
     ok = not problems
     if as_json:

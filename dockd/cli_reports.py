@@ -9,17 +9,18 @@ the actor, or, when none runs, by opening the state directory itself.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
 from dockd.catalog import RecordingFilter
-from dockd.cli_common import change, local_actor, out, service_for
+from dockd.cli_common import change, err, local_actor, out, service_for
 from dockd.cli_common import utc_text as _utc
 from dockd.clock import Clock, FixedClock, SystemClock, parse_utc
 from dockd.config import Config
-from dockd.errors import ConfigError
+from dockd.errors import ConfigError, UsageError
 from dockd.operations import perform
 from dockd.retention.report import (
     GROUP_KEYS,
@@ -28,6 +29,7 @@ from dockd.retention.report import (
     gap_listing,
     last_sessions,
     overdue_devices,
+    overdue_to_csv,
     render_overdue,
     render_table,
     to_csv,
@@ -75,9 +77,8 @@ def report() -> None:
     "--format",
     "fmt",
     type=click.Choice(("table", "json", "csv")),
-    default="table",
-    show_default=True,
-    help="table for people, json or csv for machines.",
+    default=None,
+    help="table for people (the default; csv with --out), json or csv for machines.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
@@ -85,15 +86,23 @@ def report() -> None:
     default=None,
     help="Judge 'unlabelled' and overdue devices at this instant (default now).",
 )
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the CSV: the counts to FILE, the overdue devices to FILE-overdue.csv.",
+)
 @click.pass_context
 def report_compliance(
     ctx: click.Context,
     start: str | None,
     end: str | None,
     by: str,
-    fmt: str,
+    fmt: str | None,
     as_json: bool,
     as_of: str | None,
+    out_file: Path | None,
 ) -> None:
     """Per unit, officer or device: recordings, hours, on time / late (24 h rule),
     interruptions explained or not, unassigned and unlabelled recordings; and the
@@ -101,8 +110,18 @@ def report_compliance(
 
     The period selects recordings by their recording start: --from 2026-11-01
     --to 2026-12-01 is November (UTC). Times without an offset are UTC. An
-    interruption counts for the group of the recording after it. Always exits 0.
+    interruption counts for the group of the recording after it. Exits 0 (2 on
+    a usage error).
+
+    CSV (UTF-8 with a byte-order mark, for Excel) is two tables: the counts,
+    each row ending with the period, as_of and label_after_days, and the
+    overdue devices. --out FILE writes both (FILE, FILE-overdue.csv); without
+    it the counts go to stdout.
     """
+    if fmt is None:
+        fmt = "json" if as_json else "csv" if out_file is not None else "table"
+    if out_file is not None and (as_json or fmt != "csv"):
+        raise UsageError("--out writes the CSV tables, not --format json or table")
     first, last = _period(start, end)
     moment = _utc(as_of, "--as-of")
     config: Config = ctx.obj
@@ -126,14 +145,39 @@ def report_compliance(
         )
     if as_json or fmt == "json":
         click.echo(to_json(result))
+    elif fmt == "csv" and out_file is not None:
+        overdue_file = _overdue_path(out_file)
+        for path, data in ((out_file, to_csv(result)), (overdue_file, overdue_to_csv(result))):
+            try:
+                path.write_bytes(data)
+            except OSError as e:
+                raise UsageError(f"--out: cannot write {path}: {e.strerror}") from None
+        out.print(
+            f"wrote {out_file} ({len(result.groups)} group(s) and TOTAL) and {overdue_file} "
+            f"({len(result.overdue)} overdue device(s))",
+            markup=False,
+        )
     elif fmt == "csv":
-        click.echo(to_csv(result), nl=False)
+        click.echo(to_csv(result), nl=False)  # bytes: UTF-8 whatever the locale
+        if result.overdue:
+            # stdout holds one table; say where the other one is rather than drop it.
+            err.print(
+                f"{len(result.overdue)} device(s) overdue for docking are not in this CSV: "
+                "--out FILE writes them to FILE-overdue.csv",
+                markup=False,
+                soft_wrap=True,
+            )
     else:
         out.print(render_table(result))
         if result.overdue:
             out.print(render_overdue(result))
         else:
             out.print("no device is overdue for docking")
+
+
+def _overdue_path(counts: Path) -> Path:
+    """report.csv -> report-overdue.csv, next to it."""
+    return counts.with_name(f"{counts.stem}-overdue{counts.suffix or '.csv'}")
 
 
 @report.command("spot-check")
@@ -204,36 +248,66 @@ def report_spot_check(
 
 @click.group()
 def gap() -> None:
-    """Interruptions in a camera's footage (time gaps, sequence holes) and their
-    written explanations (002 Art. 13)."""
+    """Interruptions in a camera's footage (sequence holes, recordings cut off and
+    resumed) and their written explanations (002 Art. 13)."""
+
+
+_RULES = {
+    "sequence_hole": "sequence hole",
+    "split_recording": "split recording",
+    "case_pause": "case pause",
+    "pause": "pause (not counted)",
+}
+
+
+def _rule(g: dict[str, Any]) -> str:
+    text = _RULES.get(str(g.get("reason")), str(g.get("reason") or g["kind"]))
+    if g.get("segment_seconds"):
+        text += f" ({g['segment_seconds']:.0f} s segments)"
+    if g.get("cases"):
+        text += f" ({', '.join(g['cases'])})"
+    return text
 
 
 @gap.command("list")
 @click.option("--device", "serial", default=None, help="Only this device serial.")
 @click.option("--unexplained", is_flag=True, help="Only those without a written explanation.")
+@click.option(
+    "--all", "include_pauses", is_flag=True, help="Also the ordinary pauses (not counted)."
+)
 @_JSON
 @click.pass_context
-def gap_list(ctx: click.Context, serial: str | None, unexplained: bool, as_json: bool) -> None:
-    """Every interruption, with its explanations.
+def gap_list(
+    ctx: click.Context, serial: str | None, unexplained: bool, include_pauses: bool, as_json: bool
+) -> None:
+    """The interruptions to explain (003 Art. 12, 002 Art. 13), with their explanations.
 
-    t<a>-<b>: a pause longer than retention.gap_threshold_seconds between
-    recordings a and b of one docking; s<a>-<b>: sequence numbers skipped
-    between recordings a and b of one camera.
+    s<a>-<b>: sequence numbers skipped between recordings a and b of one
+    camera: files are missing (always counts). t<a>-<b>: a pause longer than
+    retention.gap_threshold_seconds from the end of recording a to the start
+    of the next one, b. It counts when a and b are segments of one recording
+    (b is a's next file and a ran the length at which this camera splits
+    recordings: "split recording") or both are linked to one case and the
+    pause is at most retention.gap_max_seconds ("case pause"). Other pauses
+    within a docking are breaks between incidents: --all lists them too.
     """
     with service_for(ctx, write=False) as service:
         rows = gap_listing(
             service.interruptions(serial),
             service.gap_explanations(),
             unexplained_only=unexplained,
+            include_pauses=include_pauses,
         )
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, sort_keys=True))
         return
     if not rows:
-        out.print("no unexplained interruptions" if unexplained else "no interruptions")
+        what = "unexplained interruptions" if unexplained else "interruptions"
+        out.print(f"no {what}{' or pauses' if include_pauses else ''}")
         return
     table = Table()
-    for column in ("gap", "device", "from (UTC)", "to (UTC)", "length", "missing", "explanation"):
+    columns = ("gap", "device", "rule", "from (UTC)", "to (UTC)", "length", "missing")
+    for column in (*columns, "explanation"):
         table.add_column(column, overflow="fold")
     for g in rows:
         missing = g["missing_sequence"]
@@ -241,15 +315,20 @@ def gap_list(ctx: click.Context, serial: str | None, unexplained: bool, as_json:
         table.add_row(
             g["gap"],
             g["device_serial"],
+            _rule(g),
             g["from"].replace("T", " ").removesuffix("Z"),
             g["to"].replace("T", " ").removesuffix("Z"),
             f"{g['seconds']:.0f} s",
             f"{missing[0]}-{missing[1]}" if missing else "-",
-            notes or "UNEXPLAINED",
+            notes or ("UNEXPLAINED" if g["counts"] else "-"),
         )
     out.print(table)
-    left = sum(1 for g in rows if not g["explained"])
-    out.print(f"{len(rows)} interruption(s), {left} unexplained", markup=False)
+    counted = [g for g in rows if g["counts"]]
+    left = sum(1 for g in counted if not g["explained"])
+    summary = f"{len(counted)} interruption(s), {left} unexplained"
+    if include_pauses:
+        summary += f"; {len(rows) - len(counted)} ordinary pause(s), not counted"
+    out.print(summary, markup=False)
 
 
 @gap.command("explain")

@@ -7,6 +7,7 @@ A missing file means "all defaults"; an unreadable or invalid one raises
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -161,10 +162,12 @@ class RetentionConfig:
     # false: the daemon's daily sweep only logs its plan; nothing is deleted.
     auto_delete: bool = True
     sweep_interval_hours: float = 24.0
-    # Continuity (R3, R7): a pause between two recordings of one docking
-    # longer than this is an interruption to explain; 0 max: no upper bound.
+    # Continuity (R3, R7; retention/continuity.py): a pause longer than the
+    # threshold is an interruption to explain when it splits one recording, or
+    # when it lies between two clips of one case and is at most gap_max_seconds
+    # (15 min; 0: no bound); other pauses are breaks between incidents.
     gap_threshold_seconds: float = 60.0
-    gap_max_seconds: float = 0.0
+    gap_max_seconds: float = 900.0
     # A recording with neither cause nor case this long after ingest is unlabelled.
     label_after_days: float = 7.0
 
@@ -182,6 +185,109 @@ class Config:
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
+
+
+def _number(value: float) -> str:
+    """A bound as an operator wrote it: 4096, not 4096.0; 0.5 stays 0.5."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of one numeric key: finite, from `low` up to `high`."""
+
+    low: float
+    high: float
+    low_inclusive: bool = True
+
+    def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        return f"{low} to {high}" if self.low_inclusive else f"more than {low}, at most {high}"
+
+    def check(self, key: str, value: float) -> None:
+        """Raise ConfigError naming `key` unless `value` is in range.
+
+        Called on the value as parsed, before float(): tomllib's integers
+        are unbounded, and float(10**400) raises OverflowError.
+        """
+        valid = f"valid: {self.describe()}"
+        # Only floats can be nan or inf; math.isnan(huge int) would overflow.
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"{key}: not a number (nan); {valid}")
+        if isinstance(value, float) and math.isinf(value):
+            raise ConfigError(f"{key}: must be finite, got {value}; {valid}")
+        if value > self.high:
+            # Not the value itself: a typo of 400 digits helps nobody.
+            shown = _number(value) if value <= 1e18 else "a larger number"
+            raise ConfigError(f"{key}: must be at most {_number(self.high)}, got {shown}")
+        if value < 0 <= self.low:
+            raise ConfigError(f"{key}: must not be negative, got {value}; {valid}")
+        if value < self.low or (value == self.low and not self.low_inclusive):
+            bound = "at least" if self.low_inclusive else "more than"
+            raise ConfigError(f"{key}: must be {bound} {_number(self.low)}, got {value}")
+
+
+_HOUR_S = 3600
+_DAY_MIN = 24 * 60
+_YEAR_H = 365 * 24
+# Day counts are added to "now" (timedelta, then datetime): a century stays
+# far inside datetime's year 9999, and no retention rule needs more.
+_CENTURY_DAYS = 100 * 365
+
+# Every numeric key and its valid values, in one table. tests/test_config.py
+# walks the dataclasses and fails if a numeric key is missing here. Upper
+# bounds keep each value where the code that uses it cannot overflow
+# (time.sleep, threading timeouts, timedelta, APScheduler intervals) and
+# rule out what can only be a typo (an extra digit or three).
+NUMERIC_RANGES: dict[str, Range] = {
+    # Below 4096 the copy makes a syscall per few bytes; each worker holds
+    # buffers of this size in memory, so more than 1 GiB is a typo.
+    "ingest.buffer_size": Range(4096, 1 << 30),
+    # 0: store a changing file at first sight (flagged changed_during_copy).
+    "ingest.change_retries": Range(0, 100),
+    # 0: re-copy at once. The camera's slot waits change_retries times this.
+    "ingest.change_retry_delay": Range(0, 10 * 60),
+    # The scanner recurses (two frames and one open fd per level): 255 stays
+    # far below Python's recursion limit and the fd limit.
+    "ingest.max_depth": Range(1, 255),
+    # 0: no reserve beyond the file itself. More than 1 PiB is no disk.
+    "ingest.min_free_bytes": Range(0, 1 << 50),
+    # 0 would kill every ffprobe before it starts.
+    "ingest.ffprobe_timeout": Range(0, _HOUR_S, low_inclusive=False),
+    # 0: probe inline. Each is a thread and an ffprobe, and after a crash up
+    # to this many objects wait for the next docking to be adopted.
+    "ingest.probe_ahead": Range(0, 64),
+    # A daily audit re-hashes 1/this of the store: 0 would divide by zero.
+    "integrity.audit_period_days": Range(1, _CENTURY_DAYS),
+    # 0 would make every assigned camera overdue the moment it docks; R1 is
+    # a 24 h rule, a year is already no rule.
+    "devices.overdue_hours": Range(0, _YEAR_H, low_inclusive=False),
+    "daemon.workers": Range(1, 128),
+    # 0 would give up on every mount at once.
+    "daemon.mount_timeout": Range(0, _HOUR_S, low_inclusive=False),
+    # 0 would hand out a batch while the card reader is still copying into it.
+    "daemon.drop_settle_seconds": Range(0, _HOUR_S, low_inclusive=False),
+    # Scheduler intervals: 0 would run the job without pause. DESIGN §4
+    # wants checkpoints at least hourly; the audit runs daily or more often,
+    # so that the store is re-hashed every integrity.audit_period_days;
+    # overdue cameras (a 24 h rule) are looked for at least daily.
+    "daemon.checkpoint_interval_minutes": Range(0, 60, low_inclusive=False),
+    "daemon.audit_interval_minutes": Range(0, _DAY_MIN, low_inclusive=False),
+    "daemon.overdue_check_interval_minutes": Range(0, _DAY_MIN, low_inclusive=False),
+    # 0: `dockd status` shows only sessions still running.
+    "daemon.recent_sessions": Range(0, 10_000),
+    # 0: an expired recording is deleted by the next sweep, with no restore.
+    "retention.grace_days": Range(0, _CENTURY_DAYS),
+    # 0 would let the next sweep expire a recording just restored.
+    "retention.restore_days": Range(1, _CENTURY_DAYS),
+    "retention.sweep_interval_hours": Range(0, _YEAR_H, low_inclusive=False),
+    # 0: any pause at all inside one recording is an interruption.
+    "retention.gap_threshold_seconds": Range(0, 24 * _HOUR_S),
+    # 0: no upper bound (see also the check against gap_threshold_seconds).
+    "retention.gap_max_seconds": Range(0, 7 * 24 * _HOUR_S),
+    # 0: unlabelled as soon as ingested.
+    "retention.label_after_days": Range(0, _CENTURY_DAYS),
+}
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -203,14 +309,13 @@ def _coerce(key: str, value: Any, wanted: Any) -> Any:
     if wanted is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
+        NUMERIC_RANGES[key].check(key, value)
         return value
     if wanted is float:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
+        # Before float(): a huge TOML integer would overflow it.
+        NUMERIC_RANGES[key].check(key, value)
         return float(value)
     if wanted is str:
         if not isinstance(value, str):
@@ -255,11 +360,7 @@ def _resolved_types(cls: type[Any]) -> dict[str, Any]:
 
 
 def _validate(config: Config) -> Config:
-    ingest = config.ingest
-    if ingest.buffer_size < 4096:
-        raise ConfigError("ingest.buffer_size: must be at least 4096")
-    if ingest.max_depth < 1:
-        raise ConfigError("ingest.max_depth: must be at least 1")
+    """Checks across keys and against other modules; one key's range is in NUMERIC_RANGES."""
     profiles = config.profiles
     try:
         ZoneInfo(profiles.camera_timezone)
@@ -285,8 +386,6 @@ def _validate(config: Config) -> Config:
                 f"profiles.name_patterns[{i}]: needs at least one of the groups "
                 "device, officer, time"
             )
-    if config.integrity.audit_period_days < 1:
-        raise ConfigError("integrity.audit_period_days: must be at least 1")
     origin = config.integrity.origin
     if origin and any(c.isspace() or c == "+" for c in origin):
         raise ConfigError("integrity.origin: must not contain spaces or '+'")
@@ -320,17 +419,8 @@ def _validate(config: Config) -> Config:
                     f"devices.rules[{i}]: a usb_command needs exact vendor_id and model_id"
                 )
     daemon = config.daemon
-    if daemon.workers < 1:
-        raise ConfigError("daemon.workers: must be at least 1")
     if daemon.mount_backend not in ("kernel", "fuse"):
         raise ConfigError("daemon.mount_backend: must be kernel or fuse")
-    for name in (
-        "checkpoint_interval_minutes",
-        "audit_interval_minutes",
-        "overdue_check_interval_minutes",
-    ):
-        if getattr(daemon, name) <= 0:
-            raise ConfigError(f"daemon.{name}: must be more than 0")
     from dockd.retention.policy import PRESETS
 
     retention = config.retention
@@ -338,8 +428,6 @@ def _validate(config: Config) -> Config:
         raise ConfigError(
             f"retention.preset: must be one of {', '.join(PRESETS)}, got {retention.preset!r}"
         )
-    if retention.sweep_interval_hours <= 0:
-        raise ConfigError("retention.sweep_interval_hours: must be more than 0")
     if retention.gap_max_seconds and retention.gap_max_seconds <= retention.gap_threshold_seconds:
         raise ConfigError(
             "retention.gap_max_seconds: must be 0 (no bound) or more than gap_threshold_seconds"
@@ -355,7 +443,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     """Parse TOML text into a validated Config."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:
+        # TOMLDecodeError is a ValueError; so is what tomllib lets through
+        # from int() for an integer of more than 4300 digits.
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     kwargs: dict[str, Any] = {}
     for key, value in data.items():

@@ -109,11 +109,23 @@ class _Job:
 
 
 class _SlotProgress:
-    """Feeds a session's progress into its SlotState (session.Progress)."""
+    """Feeds a session's progress into its SlotState (session.ByteProgress): the
+    dock's status moves by bytes within a file, not 0 then 100 % per clip."""
 
     def __init__(self, daemon: Daemon, job: _Job) -> None:
         self.daemon = daemon
         self.job = job
+
+    def advance(self, n: int) -> None:
+        # Called per chunk: only the slot's counters, under the lock; the
+        # status line (sd_notify) changes per file, in file_done.
+        with self.daemon._lock:
+            slot = self.daemon._slot_of(self.job)
+            if slot is None:
+                return
+            slot.bytes_done = max(0, slot.bytes_done + n)
+            elapsed = time.monotonic() - slot._started
+            slot.rate_bps = slot.bytes_done / elapsed if elapsed > 0 else 0.0
 
     def start(self, files: int, total_bytes: int) -> None:
         self.daemon._update(
@@ -125,10 +137,7 @@ class _SlotProgress:
             slot = self.daemon._slot_of(self.job)
             if slot is None:
                 return
-            slot.files_done += 1
-            slot.bytes_done += found.identity.size
-            elapsed = time.monotonic() - slot._started
-            slot.rate_bps = slot.bytes_done / elapsed if elapsed > 0 else 0.0
+            slot.files_done += 1  # its bytes came through advance()
         self.daemon._status_changed()
 
     def phase(self, name: str) -> None:

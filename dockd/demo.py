@@ -16,6 +16,9 @@ import ffmpeg
 
 from dockd.clock import isoformat_utc
 
+# The demo camera's serial, which its file names carry as the device field.
+DEMO_SERIAL = "DSJ0001"
+
 
 def make_clip(path: Path, created: datetime, seconds: float = 2.0, size: str = "320x240") -> None:
     """Write a real H.264/AAC MP4 of `seconds` with `creation_time` = `created`."""

@@ -56,14 +56,19 @@ from dockd.ingest.probe import MediaInfo, probe
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.timing import resolve_times
 from dockd.ingest.volume import FileIdentity, Volume
+from dockd.integrity import standalone_verify
 from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain, next_entry
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
 from dockd.integrity.crosscheck import (
     check_assignments_against_log,
+    check_devices_against_log,
     check_exports_against_log,
+    check_fixity_against_log,
+    check_keys_against_log,
     check_labels_against_log,
     check_rows_against_log,
     check_sessions_against_log,
+    json_value,
     logged_keys,
     parse_entries,
     source_path_b64,
@@ -79,6 +84,7 @@ from dockd.integrity.merkle import (
 )
 from dockd.integrity.note import NoteError, VerifierKey, open_note, sign
 from dockd.integrity.replay import check_labels_and_retention
+from dockd.progress import NULL_METER, Meter
 from dockd.retention.compliance import is_late, offload_deadline
 from dockd.retention.continuity import Clip, Interruption, interruptions, parse_gap_id
 from dockd.retention.plan import Candidate, Plan, plan
@@ -126,13 +132,24 @@ entries.jsonl   the log entries, one canonical JSON object per line
 checkpoint.txt  the signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)
 keys.txt        the public keys that sign checkpoints (name+id+key)
 proofs.json     one RFC 9162 inclusion proof per entry, against the checkpoint
+verify.py       the checker (it does not need dockd)
 
-To check it on any machine with Python 3.11 and the `cryptography` package:
+To check it on any machine with Python 3.8 or newer and the `cryptography`
+package (pip install cryptography), open a terminal in this folder and run:
 
-    python -m dockd.integrity.offline THIS_FOLDER --key <key from an independent copy>
+    python3 verify.py --key "<key from an independent copy>"
+    py verify.py --key "<key from an independent copy>"        (on Windows)
 
-A recording's entry names its SHA-256: `sha256sum` of the evidence file must
-print the same value.
+Take the key (name+id+key) from a copy this folder did not travel with: a
+court file, an earlier disc, the agency's published key. keys.txt came with
+the entries, so whoever changed them could have changed it too; without
+--key, verify.py trusts keys.txt. It prints OK and exits 0 if every entry is
+in the signed log and chained to the one before; otherwise it prints each
+problem and exits 1.
+
+A recording's entry names its SHA-256: `sha256sum FILE` (on Windows
+`certutil -hashfile FILE SHA256`) of the evidence file must print the same
+value.
 """
 
 
@@ -323,7 +340,24 @@ class Service:
                     ) from None
                 time.sleep(0.2)
 
+    def log_grew(self) -> bool:
+        """True when the log has entries that no checkpoint signs yet."""
+        size, _ = self.catalog.head()
+        last = self.catalog.last_checkpoint()
+        return size > (int(last["size"]) if last else 0)
+
     def close(self) -> None:
+        # A writer signs what it added before it lets go, so that an export, a
+        # proof or an outsider's check right after a tag or an ingest finds a
+        # checkpoint covering it (the daemon's sessions do this at their end).
+        if self._signer is not None and self.log_grew():
+            try:
+                self.checkpoint()
+            except DockdError as exc:
+                # Refusing to sign an inconsistent tree is the point of checking:
+                # say so, and still release the catalog and the lock.
+                log.error("checkpoint.failed", reason=str(exc))
+        self._signer = None  # closed: a second close() signs nothing
         self.catalog.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
@@ -529,8 +563,14 @@ class Service:
         }
 
     def export_log(self, out: Path, first: int = 1, last: int | None = None) -> dict[str, Any]:
-        """Write entries first..last, their inclusion proofs, the covering checkpoint
-        and the public keys to `out` (see integrity/offline.py for the checks)."""
+        """Write entries first..last, their inclusion proofs, the covering checkpoint,
+        the public keys and the checker verify.py to `out`.
+
+        This is the layout verify.py (dockd/integrity/standalone_verify.py, the
+        disc's checker too) recognises and checks: entries.jsonl, proofs.json
+        {"from", "to", "tree_size", "prev_of_first", "inclusion": one list of
+        base64 hashes per line}, checkpoint.txt, keys.txt, README.txt.
+        """
         size, _ = self.catalog.head()
         last = size if last is None else last
         if not 1 <= first <= last <= size:
@@ -556,6 +596,9 @@ class Service:
             "inclusion": paths,
         }
         (out / "proofs.json").write_text(json.dumps(proofs, indent=1), "utf-8")
+        # The checker travels with the entries, so that whoever receives them needs
+        # Python and `cryptography`, not dockd.
+        (out / "verify.py").write_bytes(standalone_verify.source())
         (out / "README.txt").write_text(
             EXPORT_README.format(first=first, last=last, size=tree_size), "utf-8"
         )
@@ -816,19 +859,28 @@ class Service:
         volume: Volume,
         found: FoundFile,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> FileOutcome | Staged:
-        """Step 1: a duplicate's outcome, or the proven object renamed into the store."""
+        """Step 1: a duplicate's outcome, or the proven object renamed into the store.
+
+        `progress` hears of the source's bytes as they are read (negative: a
+        read starts over), for a bar that moves within a large file.
+        """
         cfg = self.config.ingest
         known = self.catalog.find_same_file(
             session.serial, found.rel_path, found.identity.size, found.identity.mtime_ns
         )
         if known is not None and self.store.has(known.sha256):
-            sha, size, before, after = hash_source(volume, found.rel_parts, cfg.buffer_size)
+            sha, size, before, after = hash_source(
+                volume, found.rel_parts, cfg.buffer_size, progress
+            )
             if sha == known.sha256 and before == after and size == before.size:
                 return self._duplicate(session, found, known, after, changed=False)
+            if progress is not None:
+                progress(-size)  # not the same file after all: it is copied from the start
 
         flags: list[str] = []
-        copy = self._copy_until_stable(volume, found, flags, should_stop)
+        copy = self._copy_until_stable(volume, found, flags, should_stop, progress)
         try:
             existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
             if existing is not None and existing.deleted:
@@ -878,11 +930,14 @@ class Service:
         found: FoundFile,
         flags: list[str],
         should_stop: Callable[[], bool] | None,
+        progress: Callable[[int], None] | None = None,
     ) -> Copy:
         cfg = self.config.ingest
         attempts = cfg.change_retries + 1
         for attempt in range(1, attempts + 1):
-            copy = copy_verified(volume, found.rel_parts, self.store, cfg.buffer_size, should_stop)
+            copy = copy_verified(
+                volume, found.rel_parts, self.store, cfg.buffer_size, should_stop, progress
+            )
             if not copy.source_changed:
                 return copy
             if attempt == attempts:
@@ -891,6 +946,8 @@ class Service:
                 log.warning("ingest.file.changing", path=found.display, attempts=attempts)
                 return copy
             self.store.discard_temp(copy.temp)
+            if progress is not None:
+                progress(-copy.size)  # the retry reads the file again from its start
             log.info("ingest.file.retry", path=found.display, attempt=attempt)
             time.sleep(cfg.change_retry_delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -987,6 +1044,7 @@ class Service:
                     "assignment": who.assignment,
                     "name_officer": name_officer,
                     "name_device": name.device,
+                    "sequence": name.seq,
                     "profile": profile.name,
                     "recorded_start": isoformat_utc(times.start),
                     "recorded_end": isoformat_utc(times.end),
@@ -1641,9 +1699,14 @@ class Service:
     # -- continuity and supervision (R3, R7, R8) --------------------------------------
 
     def interruptions(self, serial: str | None = None) -> list[Interruption]:
+        """Every sequence hole and time gap of the device(s), the ordinary pauses
+        included (`Interruption.counts` is False for them): continuity.py."""
         cfg = self.config.retention
+        cases: dict[int, set[str]] = {}
+        for link in self.catalog.case_links():
+            cases.setdefault(int(link["recording_id"]), set()).add(str(link["case_no"]))
         clips = [
-            Clip(int(i), str(d), s, q, parse_utc(a), parse_utc(b))
+            Clip(int(i), str(d), s, q, parse_utc(a), parse_utc(b), frozenset(cases.get(i, ())))
             for i, d, s, q, a, b in self.catalog.clips(serial)
         ]
         return interruptions(clips, cfg.gap_threshold_seconds, cfg.gap_max_seconds)
@@ -1656,7 +1719,11 @@ class Service:
         return found
 
     def explain_gap(self, gap_id: str, text: str, *, actor: str | None = None) -> dict[str, Any]:
-        """Record an officer's written explanation of an interruption (002 Art. 13)."""
+        """Record an officer's written explanation of an interruption (002 Art. 13).
+
+        An ordinary pause (`gap list --all`) may be explained too: whether a gap
+        counts can change (case links, a segment length learnt later), its id not.
+        """
         before, _ = parse_gap_id(gap_id)
         text = _clean(text, "--text")
         rec = self.catalog.recording(before)
@@ -1973,8 +2040,13 @@ class Service:
         return {"label": label, "drive": drive, "ok": ok, "read_back_sha256": found,
                 "image_sha256": digest, "log_entry": entry.seq}  # fmt: skip
 
-    def check_disc_against_catalog(self, report: Any, path: Path) -> list[dict[str, str]]:
-        """Does the disc hold what the catalog says this label holds, byte for byte?"""
+    def check_disc_against_catalog(
+        self, report: Any, path: Path, progress: Meter = NULL_METER
+    ) -> list[dict[str, str]]:
+        """Does the disc hold what the catalog says this label holds, byte for byte?
+
+        `progress` hears of the image's bytes as they are hashed.
+        """
         where = f"disc {report.label}"
         matching = [d for d in self.discs() if d["label"] == report.label]
         if not matching:
@@ -1999,7 +2071,8 @@ class Service:
                 )  # fmt: skip
         if path.is_file() and disc["image_sha256"]:
             # A disc read back into a file may run on past the image (padding).
-            digest = _sha256_prefix(path, int(disc["image_size"]))
+            progress.stage("hashing the image against the catalog", int(disc["image_size"]))
+            digest = _sha256_prefix(path, int(disc["image_size"]), progress=progress)
             if digest != disc["image_sha256"]:
                 problems.append(
                     {"kind": "catalog_image_changed", "where": str(path),
@@ -2101,10 +2174,11 @@ class Service:
 
     # -- fixity audits --------------------------------------------------------------
 
-    def audit(self, fraction: float | None = None) -> AuditReport:
+    def audit(self, fraction: float | None = None, progress: Meter = NULL_METER) -> AuditReport:
         """Re-hash a slice of the store, longest-unchecked first; one log entry per audit.
 
         A mismatch is logged loudly and reported; nothing is "repaired".
+        `progress` hears of the bytes re-hashed, out of the slice's size.
         """
         if fraction is None:
             fraction = 1 / self.config.integrity.audit_period_days
@@ -2112,12 +2186,16 @@ class Service:
             raise DockdError(f"--fraction must be in (0, 1], got {fraction}")
         total = len(self.catalog.referenced_objects())
         queue = self.catalog.audit_queue(max(1, math.ceil(total * fraction)) if total else 0)
+        progress.stage(
+            f"auditing {len(queue):,} store object{'' if len(queue) == 1 else 's'}",
+            sum(_size_or_zero(self.store.object_path(sha)) for sha, _ in queue),
+        )
         results: list[tuple[str, bool, str]] = []
         hashed = 0
         for sha, _ in queue:
             path = self.store.object_path(sha)
             try:
-                actual, size = hash_file(path, self.config.ingest.buffer_size)
+                actual, size = hash_file(path, self.config.ingest.buffer_size, progress.advance)
             except OSError as exc:
                 results.append((sha, False, f"unreadable: {exc.strerror}"))
                 continue
@@ -2183,15 +2261,6 @@ class Service:
                 )
         size = len(rows)
         logged = logged_keys(parsed)
-        for key_row in self.catalog.signing_keys():
-            if logged.get(key_row["key_id"]) != key_row["vkey"]:
-                problems.append(
-                    Problem(
-                        "signing_key_unlogged",
-                        f"signing key {key_row['key_id']}",
-                        "no log entry introduced this key",
-                    )
-                )
         pinned = self.config.integrity.trusted_keys
         trusted: list[VerifierKey] = []
         for text in pinned or tuple(logged.values()):
@@ -2202,7 +2271,8 @@ class Service:
         for cp in self.catalog.checkpoints():
             where = f"checkpoint {cp['id']}"
             try:
-                body = Checkpoint.from_text(open_note(str(cp["note"]), trusted).text)
+                opened = open_note(str(cp["note"]), trusted)
+                body = Checkpoint.from_text(opened.text)
             except (NoteError, CheckpointError) as exc:
                 problems.append(Problem("checkpoint_untrusted", where, str(exc)))
                 continue
@@ -2223,40 +2293,86 @@ class Service:
                         f"the first {body.size} entries no longer hash to its root",
                     )
                 )
-            if body.origin != self.origin or (int(cp["size"]), bytes(cp["root"])) != (
-                body.size,
-                body.root,
+            signers = {f"{k.key_id:08x}" for k in opened.verified_by}
+            if (
+                body.origin != self.origin
+                or (int(cp["size"]), bytes(cp["root"])) != (body.size, body.root)
+                or cp["key_id"] not in signers
             ):
                 problems.append(
                     Problem("checkpoint_row_changed", where, "the row differs from its signed note")
                 )
         return problems
 
-    def verify(self, on_bytes: Callable[[int], None] | None = None) -> VerifyReport:
-        """Re-walk the hash chain, cross-check rows with entries, re-hash the store."""
-        rows = list(self.catalog.log_rows())
-        problems = check_chain(rows)
-        parsed = parse_entries(rows)
-        recordings = self.catalog.recordings()
-        problems += check_rows_against_log(recordings, {row.seq for row in rows}, parsed)
-        problems += check_sessions_against_log(self.catalog.sessions(), parsed)
-        problems += check_assignments_against_log(self.catalog.assignments(), parsed)
-        problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
-        problems += check_exports_against_log(
-            [dict(r) for r in self.catalog.db["exports"].rows_where(order_by="id")],
-            self.discs(),
-            parsed,
-        )
-        problems += check_labels_and_retention(
-            recordings,
-            self.catalog.cases(),
-            self.catalog.case_links(),
-            self.catalog.holds(),
-            self.catalog.hold_items(),
-            self.catalog.gap_explanations(),
-            parsed,
-        )
-        problems += self._check_tree(rows, parsed)
+    def _check_catalog(self) -> tuple[list[StoredEntry], list[Recording], list[Problem]]:
+        """The log, the recordings, and every problem of the log and the catalog.
+
+        Every catalog fact the log records is compared with the log; which
+        column with which entry field, and which columns the log does not
+        record, is listed in integrity/crosscheck.py (LOGGED, NOT_LOGGED).
+        The catalog is read in one read transaction: a writer committing
+        meanwhile (the daemon docking a camera) must not make a row and its
+        entry look out of step.
+        """
+        db = self.catalog.db
+        with self.catalog.transaction():
+            rows = list(self.catalog.log_rows())
+            problems = check_chain(rows)
+            parsed = parse_entries(rows)
+            recordings: list[Recording] = []
+            for row in db["recordings"].rows_where(order_by="id"):
+                # A value no writer could have stored (flags that are not JSON) is
+                # reported; it must not stop the rest of the check.
+                try:
+                    recordings.append(Recording.from_row(row))
+                except (ValueError, TypeError) as exc:
+                    where = f"recording {row.get('id')}"
+                    problems.append(Problem("catalog_row_malformed", where, str(exc)))
+            problems += check_rows_against_log(
+                recordings, {row.seq for row in rows}, parsed, late_flag=FLAG_LATE
+            )
+            problems += check_sessions_against_log(self.catalog.sessions(), parsed)
+            problems += check_devices_against_log(self.catalog.devices(), parsed)
+            # Rows as stored: a tampered time must be reported, not fail Assignment's parse.
+            problems += check_assignments_against_log(
+                list(db["assignments"].rows_where(order_by="id")), parsed
+            )
+            problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
+            problems += check_keys_against_log(self.catalog.signing_keys(), parsed)
+            problems += check_fixity_against_log(
+                list(db["fixity"].rows_where(order_by="sha256")), parsed
+            )
+            problems += check_exports_against_log(
+                [dict(r) for r in db["exports"].rows_where(order_by="id")],
+                self.discs(),
+                list(db["disc_items"].rows_where()),
+                parsed,
+            )
+            # As Catalog.cases() gives them, but a value that is not JSON is reported.
+            cases = [
+                {**row, **{k: json_value(row[k]) for k in ("parties", "categories")}}
+                for row in db["cases"].rows_where(order_by="created_at, no")
+            ]
+            problems += check_labels_and_retention(
+                recordings,
+                cases,
+                self.catalog.case_links(),
+                self.catalog.holds(),
+                self.catalog.hold_items(),
+                self.catalog.gap_explanations(),
+                parsed,
+            )
+            problems += self._check_tree(rows, parsed)
+        return rows, recordings, problems
+
+    def verify(self, progress: Meter = NULL_METER) -> VerifyReport:
+        """Re-walk the hash chain, cross-check rows with entries, re-hash the store.
+
+        `progress` hears of two stages: the log (its entries, counted once
+        checked) and the store (bytes re-hashed, out of every object's size).
+        """
+        progress.stage("checking the log", None, "entries")
+        rows, recordings, problems = self._check_catalog()
         # A tombstone's object is correctly absent; any other missing object is tampering.
         referenced = {r.sha256 for r in recordings if not r.deleted}
         tombstoned = {r.sha256 for r in recordings if r.deleted} - referenced
@@ -2264,7 +2380,13 @@ class Service:
         hashed = 0
         objects = 0
         orphans: list[str] = []
-        for name, path in self.store.iter_objects():
+        progress.advance(len(rows))
+        store_files = list(self.store.iter_objects())
+        progress.stage(
+            f"re-hashing {len(store_files):,} store file{'' if len(store_files) == 1 else 's'}",
+            sum(_size_or_zero(path) for _, path in store_files),
+        )
+        for name, path in store_files:
             where = f"store file {path.relative_to(self.store.root)}"
             expected = (
                 self.store.root / self.store.relative_path(name) if is_sha256_hex(name) else None
@@ -2276,7 +2398,7 @@ class Service:
                 objects += 1
                 seen.add(name)
             try:
-                actual, size = hash_file(path, self.config.ingest.buffer_size)
+                actual, size = hash_file(path, self.config.ingest.buffer_size, progress.advance)
             except OSError as exc:
                 problems.append(Problem("store_file_unreadable", where, exc.strerror or str(exc)))
                 continue
@@ -2297,8 +2419,6 @@ class Service:
                     )
                 continue
             hashed += size
-            if on_bytes:
-                on_bytes(size)
             if actual != name:
                 problems.append(Problem("store_file_changed", where, f"content hashes to {actual}"))
             if not is_read_only(path):
@@ -2317,7 +2437,9 @@ class Service:
         )
 
 
-def _sha256_prefix(path: Path, size: int, block: int = 1 << 20) -> str:
+def _sha256_prefix(
+    path: Path, size: int, block: int = 1 << 20, progress: Meter = NULL_METER
+) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         left = size
@@ -2327,7 +2449,16 @@ def _sha256_prefix(path: Path, size: int, block: int = 1 << 20) -> str:
                 break
             digest.update(chunk)
             left -= len(chunk)
+            progress.advance(len(chunk))
     return digest.hexdigest()
+
+
+def _size_or_zero(path: Path) -> int:
+    """A file's size for a progress total; a file that cannot be statted is reported later."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _clean(text: str, what: str) -> str:

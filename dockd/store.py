@@ -17,7 +17,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dockd.chunks import hash_fd
@@ -39,12 +39,17 @@ def is_sha256_hex(text: str) -> bool:
     return len(text) == 64 and set(text) <= _HEX
 
 
-def hash_file(path: Path, buffer_size: int = 1 << 20) -> tuple[str, int]:
-    """SHA-256 and size of a file, read from disk (cached pages dropped first)."""
+def hash_file(
+    path: Path, buffer_size: int = 1 << 20, progress: Callable[[int], None] | None = None
+) -> tuple[str, int]:
+    """SHA-256 and size of a file, read from disk (cached pages dropped first).
+
+    `progress` is called with the length of each chunk hashed.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        return hash_fd(fd, buffer_size)
+        return hash_fd(fd, buffer_size, progress)
     finally:
         os.close(fd)
 

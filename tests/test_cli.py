@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from dockd.cli import cli
-from tests.conftest import put
+from tests.conftest import camera_name, put, recent
 
 
 @pytest.fixture
@@ -32,8 +33,10 @@ def ingest(env: dict[str, Path], *extra: str) -> tuple[int, dict]:  # type: igno
     return result.exit_code, json.loads(result.output)
 
 
-def test_ingest_json_shape_and_exit_codes(env: dict[str, Path], clip_bank: list[Path]) -> None:
-    put(env["cam"], "DCIM/012345_DSJ0001_20261125080000_0001.MP4", clip_bank[0])
+def test_ingest_json_shape_and_exit_codes(
+    env: dict[str, Path], recent_clips: list[Path], now_utc: datetime
+) -> None:
+    put(env["cam"], f"DCIM/{camera_name('012345', 'DSJ0001', recent(now_utc), 1)}", recent_clips[0])
     put(env["cam"], "DCIM/notes.txt", b"not footage")
     code, data = ingest(env)
     assert code == 0
@@ -57,8 +60,8 @@ def test_ingest_json_shape_and_exit_codes(env: dict[str, Path], clip_bank: list[
     assert code == 3 and data["recordings"][0]["flags"] == ["unassigned_device", "unreadable_media"]
 
 
-def test_keep_source_and_list_show(env: dict[str, Path], clip_bank: list[Path]) -> None:
-    put(env["cam"], "DCIM/a.mp4", clip_bank[1])
+def test_keep_source_and_list_show(env: dict[str, Path], recent_clips: list[Path]) -> None:
+    put(env["cam"], "DCIM/a.mp4", recent_clips[1])
     code, data = ingest(env, "--keep-source")
     assert code == 0 and data["counts"]["wiped"] == 0
     assert (env["cam"] / "DCIM" / "a.mp4").exists()
@@ -105,9 +108,9 @@ def test_bad_serial_is_a_usage_error(env: dict[str, Path]) -> None:
     assert result.exit_code == 2 and "--serial" in result.output
 
 
-def _tamper_setup(env: dict[str, Path], clip_bank: list[Path]) -> dict:  # type: ignore[type-arg]
-    put(env["cam"], "DCIM/a.mp4", clip_bank[0])
-    put(env["cam"], "DCIM/b.mp4", clip_bank[1])
+def _tamper_setup(env: dict[str, Path], recent_clips: list[Path]) -> dict:  # type: ignore[type-arg]
+    put(env["cam"], "DCIM/a.mp4", recent_clips[0])
+    put(env["cam"], "DCIM/b.mp4", recent_clips[1])
     code, data = ingest(env)
     assert code == 0
     clean = run(env, "verify", "--json")
@@ -123,9 +126,11 @@ def _verify_problems(env: dict[str, Path]) -> list[dict[str, str]]:
     return report["problems"]  # type: ignore[no-any-return]
 
 
-def test_flipped_byte_in_store_file_is_named(env: dict[str, Path], clip_bank: list[Path]) -> None:
+def test_flipped_byte_in_store_file_is_named(
+    env: dict[str, Path], recent_clips: list[Path]
+) -> None:
     """Invariant 2/3: a changed store file fails verify and is named."""
-    data = _tamper_setup(env, clip_bank)
+    data = _tamper_setup(env, recent_clips)
     path = env["state"] / "store" / data["recordings"][1]["store_path"]
     os.chmod(path, 0o600)
     raw = bytearray(path.read_bytes())
@@ -144,9 +149,9 @@ def test_flipped_byte_in_store_file_is_named(env: dict[str, Path], clip_bank: li
 
 
 def test_missing_and_extra_store_files_are_named(
-    env: dict[str, Path], clip_bank: list[Path]
+    env: dict[str, Path], recent_clips: list[Path]
 ) -> None:
-    data = _tamper_setup(env, clip_bank)
+    data = _tamper_setup(env, recent_clips)
     victim = env["state"] / "store" / data["recordings"][0]["store_path"]
     victim.unlink()
     (env["state"] / "store" / "sha256" / "zz").mkdir()
@@ -164,9 +169,9 @@ def _rewrite_log(env: dict[str, Path], sql: str, *params: object) -> None:
     conn.close()
 
 
-def test_flipped_byte_in_log_entry_is_named(env: dict[str, Path], clip_bank: list[Path]) -> None:
+def test_flipped_byte_in_log_entry_is_named(env: dict[str, Path], recent_clips: list[Path]) -> None:
     """Invariant 3: a changed log entry fails verify and is named by position."""
-    _tamper_setup(env, clip_bank)
+    _tamper_setup(env, recent_clips)
     conn = sqlite3.connect(env["state"] / "catalog.sqlite")
     seq, raw = conn.execute(
         "SELECT seq, entry FROM log WHERE kind = 'recording.ingested' LIMIT 1"
@@ -182,23 +187,23 @@ def test_flipped_byte_in_log_entry_is_named(env: dict[str, Path], clip_bank: lis
 
 
 def test_deleted_and_reordered_log_entries_are_found(
-    env: dict[str, Path], clip_bank: list[Path]
+    env: dict[str, Path], recent_clips: list[Path]
 ) -> None:
-    _tamper_setup(env, clip_bank)
+    _tamper_setup(env, recent_clips)
     _rewrite_log(env, "DELETE FROM log WHERE seq = 2")
     kinds = {p["kind"] for p in _verify_problems(env)}
     assert {"log_entry_missing", "log_chain_broken"} <= kinds
 
 
-def test_truncated_log_tail_is_found(env: dict[str, Path], clip_bank: list[Path]) -> None:
-    _tamper_setup(env, clip_bank)
+def test_truncated_log_tail_is_found(env: dict[str, Path], recent_clips: list[Path]) -> None:
+    _tamper_setup(env, recent_clips)
     _rewrite_log(env, "DELETE FROM log WHERE seq = (SELECT MAX(seq) FROM log)")
     problems = _verify_problems(env)
     assert any(p["kind"] == "catalog_row_unlogged" and p["where"] == "session 1" for p in problems)
 
 
-def test_changed_catalog_row_is_found(env: dict[str, Path], clip_bank: list[Path]) -> None:
-    data = _tamper_setup(env, clip_bank)
+def test_changed_catalog_row_is_found(env: dict[str, Path], recent_clips: list[Path]) -> None:
+    data = _tamper_setup(env, recent_clips)
     conn = sqlite3.connect(env["state"] / "catalog.sqlite")
     conn.executescript("DROP TRIGGER recordings_immutable;")
     conn.execute(
@@ -217,7 +222,9 @@ def test_changed_catalog_row_is_found(env: dict[str, Path], clip_bank: list[Path
     )
 
 
-def test_forged_second_ingest_entry_is_found(env: dict[str, Path], clip_bank: list[Path]) -> None:
+def test_forged_second_ingest_entry_is_found(
+    env: dict[str, Path], recent_clips: list[Path]
+) -> None:
     """Invariant 3: a well-chained extra entry (with its Merkle nodes) claiming another
     ingest of an existing recording is reported, although nothing was rewritten."""
     from datetime import UTC, datetime
@@ -225,7 +232,7 @@ def test_forged_second_ingest_entry_is_found(env: dict[str, Path], clip_bank: li
     from dockd.catalog import Catalog
     from dockd.integrity.chain import next_entry
 
-    _tamper_setup(env, clip_bank)
+    _tamper_setup(env, recent_clips)
     cat = Catalog(env["state"] / "catalog.sqlite")
     seq, digest = cat.head()
     forged = next_entry(
@@ -256,3 +263,38 @@ def test_demo_succeeds_and_attributes_the_camera(tmp_path: Path) -> None:
     assert {r["officer"] for r in rows} == {"012345"} and {r["unit"] for r in rows} == {"一中队"}
     assert all("unassigned_device" not in r["flags"] for r in rows)
     assert sum("unreadable_media" in r["flags"] for r in rows) == 1
+    # One name for the camera: the serial its file names carry, in the report and the list.
+    assert {(r["device_serial"], r["device_number"]) for r in rows} == {("DSJ0001", "07")}
+    assert "DSJ0001" in result.output and "DEMO-CAM" not in result.output
+    table = CliRunner().invoke(cli, ["--state-dir", str(state), "list"]).output
+    [header] = [line for line in table.splitlines() if "serial" in line]
+    assert "no." in header
+
+
+def test_log_export_right_after_an_ingest_and_a_tag(
+    env: dict[str, Path], recent_clips: list[Path], tmp_path: Path
+) -> None:
+    """A writer signs what it added when it finishes, so an export or a proof of the
+    newest entries never waits for the hourly checkpoint (`dockd checkpoint`)."""
+    import subprocess
+    import sys
+
+    put(env["cam"], "DCIM/a.mp4", recent_clips[0])
+    code, data = ingest(env)
+    assert code == 0
+    rec = data["recordings"][0]["id"]
+    assert run(env, "tag", str(rec), "--cause", "占道经营").exit_code == 0
+    out = tmp_path / "export"
+    result = run(env, "log", "export", str(out))
+    assert result.exit_code == 0, result.output
+    assert "python3 verify.py" in result.output
+    proofs = json.loads((out / "proofs.json").read_text())
+    entries = (out / "entries.jsonl").read_bytes().splitlines()
+    assert proofs["tree_size"] == len(entries)  # the tag, the last entry, is signed
+    assert json.loads(entries[-1])["kind"] == "recording.tagged"
+    checked = subprocess.run(
+        [sys.executable, "verify.py"], cwd=out, capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    proof = run(env, "proof", "inclusion", str(rec), "--json")
+    assert proof.exit_code == 0, proof.output

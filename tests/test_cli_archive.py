@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dockd.cli import cli
-from dockd.demo import gat947_name
-from tests.conftest import NOW, put
+from dockd.clock import isoformat_utc
+from tests.conftest import camera_name, put, recent
 
 pytestmark = pytest.mark.skipif(shutil.which("xorriso") is None, reason="needs xorriso")
-ZONE = "Asia/Shanghai"
 APPROVAL = ("--approved-by", "Supervisor Li", "--reason", "court copy, case C-1")
 
 
@@ -49,10 +49,10 @@ def log_entries(env: dict[str, Path], kind: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def evidence(env: dict[str, Path]) -> list[int]:
-    """Five recordings of ~300 KB, three of them evidence of case C-1."""
+def evidence(env: dict[str, Path], now_utc: datetime) -> list[int]:
+    """Five recordings of ~300 KB made three hours ago, three of them evidence of case C-1."""
     for i in range(5):
-        name = gat947_name("012345", "DSJ0001", NOW.replace(hour=1, minute=i), i + 1, ZONE)
+        name = camera_name("012345", "DSJ0001", recent(now_utc, i), i + 1)
         put(env["cam"], f"DCIM/100MEDIA/{name}", bytes([i]) * (300_000 + i))
     result = run(env, "ingest", str(env["cam"]), "--serial", "DSJ0001", "--json")
     assert result.exit_code in (0, 3), result.output
@@ -80,11 +80,13 @@ def test_plan_is_stable_and_keeps_the_case_together(
     assert too_small.exit_code == 2 and "use a larger medium: dvd" in too_small.output
 
 
-def test_build_verify_burn_and_the_log(env: dict[str, Path], evidence: list[int]) -> None:
+def test_build_verify_burn_and_the_log(
+    env: dict[str, Path], evidence: list[int], now_utc: datetime
+) -> None:
     # Assigned after ingest: the recordings are re-attributed by a device.assigned
     # entry, which the disc must carry for verify.py to agree with its catalog.
     assigned = run(env, "device", "assign", "DSJ0001", "--officer", "054321", "--unit", "二中队",
-                   "--from", "2026-11-24T00:00:00Z")  # fmt: skip
+                   "--from", isoformat_utc(now_utc - timedelta(days=1)))  # fmt: skip
     assert assigned.exit_code == 0, assigned.output
     built = ok(env, "export", "build", "--media", "dvd", "--copies", "2",
                "--out", str(env["out"]), *APPROVAL)  # fmt: skip
@@ -121,7 +123,7 @@ def test_build_verify_burn_and_the_log(env: dict[str, Path], evidence: list[int]
 
 
 def test_verify_disc_checks_the_disc_against_the_catalog(
-    env: dict[str, Path], evidence: list[int], tmp_path: Path
+    env: dict[str, Path], evidence: list[int], tmp_path: Path, now_utc: datetime
 ) -> None:
     built = ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *APPROVAL)
     image = Path(built["discs"][0]["image"])
@@ -142,7 +144,7 @@ def test_verify_disc_checks_the_disc_against_the_catalog(
     other = {**env, "cfg": other_cfg, "state": tmp_path / "other-state",
              "out": tmp_path / "other-discs"}  # fmt: skip
     for i in range(2):
-        name = gat947_name("054321", "DSJ0002", NOW.replace(hour=2, minute=i), i + 1, ZONE)
+        name = camera_name("054321", "DSJ0002", recent(now_utc, 60 + i), i + 1)
         put(tmp_path / "cam2", f"DCIM/100MEDIA/{name}", bytes([9, i]) * 1000)
     assert run(other, "ingest", str(tmp_path / "cam2"), "--serial", "DSJ0002").exit_code in (0, 3)
     built2 = ok(other, "export", "build", "--media", "dvd", "--tier", "any",

@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,14 @@ from click.testing import CliRunner, Result
 
 from dockd.cli import cli
 from dockd.cli_devices import _utc
+from dockd.clock import isoformat_utc
 from dockd.config import load_config
 from dockd.errors import ConfigError
 from dockd.service import Service
-from tests.conftest import put
+from tests.conftest import camera_name, put, recent
 from tests.volumes import run_dockd
 
 SERIAL = "CAM0001"
-# clip_bank[0] is recorded at 2026-11-25 01:00 UTC = 09:00 in the camera's zone.
-CLIP0_NAME = "012345_CAM0001_20261125090000_0001.MP4"
 
 
 @dataclass
@@ -331,35 +331,39 @@ def test_show_open_period_and_a_gap(env: Env) -> None:
 
 
 def test_assign_and_unassign_reattribute_ingested_recordings(
-    env: Env, clip_bank: list[Path]
+    env: Env, recent_clips: list[Path], now_utc: datetime
 ) -> None:
+    start = recent(now_utc)  # the clip's recording time, from its name
     camera = env.tmp / "camera"
-    put(camera, f"DCIM/100MEDIA/{CLIP0_NAME}", clip_bank[0])
+    put(camera, f"DCIM/100MEDIA/{camera_name('012345', SERIAL, start, 1)}", recent_clips[0])
     ingested = env.run("ingest", str(camera), "--serial", SERIAL, "--json")
     assert ingested.exit_code == 0, ingested.output
     [rec] = env.json("list")
     assert rec["flags"] == ["unassigned_device"]
+    assert rec["recorded_start"] == isoformat_utc(start)
     [device] = env.json("device", "list")
     assert device["recordings"] == 1 and device["last_docked"] is not None
     shown = env.json("device", "show", SERIAL)
     assert shown["history"] == [] and shown["timeline"] == []
 
+    def at(hours: float) -> str:
+        return isoformat_utc(start + timedelta(hours=hours))
+
     # An assignment that does not cover the recording time changes nothing.
-    later = env.assign(SERIAL, "--officer", "054321", "--unit", "Traffic", "--from", "2026-11-26")
+    later = env.assign(SERIAL, "--officer", "054321", "--unit", "Traffic", "--from", at(1))
     assert later["reattributed"] == []
     covering = env.assign(SERIAL, "--officer", "012345", "--unit", "Patrol 3", "--number",
-                          "BWC-01", "--from", "2026-11-25", "--to", "2026-11-26")  # fmt: skip
+                          "BWC-01", "--from", at(-24), "--to", at(1))  # fmt: skip
     assert covering["reattributed"] == [rec["id"]]
     [rec] = env.json("list")
     assert (rec["officer"], rec["unit"], rec["device_number"]) == ("012345", "Patrol 3", "BWC-01")
     assert rec["flags"] == []
     text = env.ok("device", "assign", SERIAL, "--officer", "012345", "--unit", "Patrol 4",
-                  "--from", "2026-11-25 00:30", "--to", "2026-11-25 02:00").stdout  # fmt: skip
+                  "--from", at(-0.5), "--to", at(1)).stdout  # fmt: skip
     assert "1 recording(s) re-attributed" in text
     [rec] = env.json("list")
     assert rec["unit"] == "Patrol 4"
-    gone = env.json("device", "unassign", SERIAL, "--from", "2026-11-25 00:59", "--to",
-                    "2026-11-25 01:01")  # fmt: skip
+    gone = env.json("device", "unassign", SERIAL, "--from", at(-1 / 60), "--to", at(1 / 60))
     assert gone["reattributed"] == [rec["id"]]
     [rec] = env.json("list")
     assert rec["unit"] is None and "unassigned_device" in rec["flags"]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
 
 from dockd.cli import cli
-from dockd.demo import gat947_name
-from tests.conftest import NOW, put
-
-ZONE = "Asia/Shanghai"
+from dockd.clock import isoformat_utc
+from tests.conftest import ZONE, camera_name, put, recent
 
 
 @pytest.fixture
@@ -36,12 +36,12 @@ def ok(env: dict[str, Path], *args: str) -> Any:
 
 
 @pytest.fixture
-def docked(env: dict[str, Path]) -> list[int]:
-    """Four recordings: two officers' cameras, recorded early on 25 November."""
+def docked(env: dict[str, Path], now_utc: datetime) -> list[int]:
+    """Four recordings: two officers' cameras, recorded a minute apart three hours ago."""
     for i, (officer, device) in enumerate(
         [("012345", "DSJ0001"), ("012345", "DSJ0001"), ("054321", "DSJ0002"), ("054321", "DSJ0002")]
     ):
-        name = gat947_name(officer, device, NOW.replace(hour=1, minute=i), i + 1, ZONE)
+        name = camera_name(officer, device, recent(now_utc, i), i + 1)
         put(env["cam"] / device, f"DCIM/100MEDIA/{name}", f"clip {i}".encode())
     for device in ("DSJ0001", "DSJ0002"):
         result = run(env, "ingest", str(env["cam"] / device), "--serial", device, "--json")
@@ -49,7 +49,9 @@ def docked(env: dict[str, Path]) -> list[int]:
     return [r["id"] for r in ok(env, "list")]
 
 
-def test_tag_case_hold_and_list_filters(env: dict[str, Path], docked: list[int]) -> None:
+def test_tag_case_hold_and_list_filters(
+    env: dict[str, Path], docked: list[int], now_utc: datetime
+) -> None:
     a, b, c, d = docked
     tagged = ok(env, "tag", str(a), str(b), "--cause", "占道经营", "--party", "张三",
                 "--category", "evidence", "--note", "first look")  # fmt: skip
@@ -72,8 +74,13 @@ def test_tag_case_hold_and_list_filters(env: dict[str, Path], docked: list[int])
     assert ids("--tier", "permanent") == [a, b, c] and ids("--tier", "2y") == [d]
     assert ids("--device", "DSJ0002") == [c, d] and ids("--officer", "012345") == [a, b]
     assert ids("--unlabelled") == [d]
-    assert ids("--from", "2026-11-25T01:02:00+08:00", "--to", "2026-11-25") == []
-    assert ids("--from", "2026-11-25T09:02:00+08:00") == [c, d]
+    # Times with an offset are read with it: c's start in camera time finds c and d,
+    # the same digits taken as UTC+8 (8 h earlier) find nothing before d's hour.
+    third = recent(now_utc, 2)
+    local = third.astimezone(ZoneInfo(ZONE))
+    wrong = f"{third:%Y-%m-%dT%H:%M:%S}+08:00"
+    assert ids("--from", wrong, "--to", isoformat_utc(third - timedelta(hours=1))) == []
+    assert ids("--from", local.isoformat()) == [c, d]
     assert ids("--state", "deleted") == []
 
     shown = ok(env, "case", "show", "C-2026-001")
@@ -91,6 +98,56 @@ def test_tag_case_hold_and_list_filters(env: dict[str, Path], docked: list[int])
     assert (
         human.exit_code == 0 and "C-2026-001" in human.output and "1 recording(s)" in human.output
     )
+
+
+def test_list_and_show_give_a_case_s_labels_and_say_where_they_came_from(
+    env: dict[str, Path], docked: list[int]
+) -> None:
+    """R2: the case's cause and parties are the recording's labels too (what `--party`
+    finds), so list and show print them, marked as the case's."""
+    _, _, c, d = docked
+    ok(env, "tag", str(c), "--party", "王五", "--cause", "现场检查")
+    ok(env, "case", "create", "C-7", "--cause", "无照经营", "--party", "李四", "--party", "王五",
+       "--category", "review")  # fmt: skip
+    ok(env, "case", "link", "C-7", str(c))
+    [row] = ok(env, "list", "--party", "李四")
+    assert row["id"] == c and row["parties"] == ["王五"]  # the row's own labels, as stored
+    assert row["labels"] == {
+        "cases": ["C-7"],
+        "causes": [
+            {"text": "现场检查", "source": "own"},
+            {"text": "无照经营", "source": "case C-7"},
+        ],
+        # 王五 is the recording's own as well: unlinking the case would not remove it.
+        "parties": [{"text": "王五", "source": "own"}, {"text": "李四", "source": "case C-7"}],
+        "categories": [{"text": "review", "source": "case C-7"}],
+    }
+    shown = ok(env, "show", str(c))
+    assert shown["labels"] == row["labels"]
+    assert ok(env, "show", str(d))["labels"] == {
+        "cases": [], "causes": [], "parties": [], "categories": [],
+    }  # fmt: skip
+
+    table = run(env, "list", "--party", "李四")
+    assert table.exit_code == 0
+
+    def folded(bar: str) -> list[str]:
+        """A table's header (┃) or its one row (│), each column's lines joined again."""
+        lines = [
+            [c.strip() for c in line.split(bar)[1:-1]]
+            for line in table.output.splitlines()
+            if bar in line
+        ]
+        return [" ".join(part for part in column if part) for column in zip(*lines, strict=True)]
+
+    columns = dict(zip(folded("┃"), folded("│"), strict=True))
+    assert columns["serial"] == "DSJ0002" and columns["case"] == "C-7"
+    assert columns["parties"] == "王五, 李四 (case C-7)"
+    assert columns["cause"] == "现场检查, 无照经营 (case C-7)"
+    human = run(env, "show", str(c))
+    assert human.exit_code == 0
+    [parties] = [line for line in human.output.splitlines() if "effective parties" in line]
+    assert "王五" in parties and "李四 (case C-7)" in parties
 
 
 @pytest.mark.parametrize(
@@ -117,13 +174,17 @@ def test_bad_requests_exit_2_with_a_clear_message(
     assert message in result.output
 
 
-def test_retention_plan_sweep_and_restore(env: dict[str, Path], docked: list[int]) -> None:
+def test_retention_plan_sweep_and_restore(
+    env: dict[str, Path], docked: list[int], now_utc: datetime
+) -> None:
     a, b, c, d = docked
+    # Three years on, the 2-year footage has expired (the preset: daily enforcement).
+    later = (now_utc + timedelta(days=3 * 365)).date().isoformat()
     ok(env, "tag", str(a), "--category", "obstruction")
-    plan = ok(env, "retention", "plan", "--as-of", "2030-01-01")
+    plan = ok(env, "retention", "plan", "--as-of", later)
     assert [p["recording"] for p in plan["mark_pending"]] == [b, c, d]
     assert plan["delete"] == [] and plan["policy_version"] == "r1/daily_enforcement"
-    dry = ok(env, "sweep", "--dry-run", "--as-of", "2030-01-01")
+    dry = ok(env, "sweep", "--dry-run", "--as-of", later)
     assert dry["dry_run"] and [p["recording"] for p in dry["plan"]["mark_pending"]] == [b, c, d]
     # Nothing is due yet (recorded today): a real sweep does nothing.
     swept = ok(env, "sweep")
@@ -131,5 +192,5 @@ def test_retention_plan_sweep_and_restore(env: dict[str, Path], docked: list[int
     assert ok(env, "retention", "upcoming", "--days", "30") == []
     soon = ok(env, "retention", "upcoming", "--days", str(2 * 366))
     assert [r["id"] for r in soon] == [b, c, d]
-    human = run(env, "retention", "plan", "--as-of", "2030-01-01")
+    human = run(env, "retention", "plan", "--as-of", later)
     assert human.exit_code == 0 and "mark pending 3" in human.output

@@ -10,6 +10,8 @@ No daemon listens on the configured runtime directory, so changes are direct.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 import shutil
@@ -151,7 +153,9 @@ def template(tmp_path_factory: pytest.TempPathFactory, clip_bank: list[Path]) ->
         clock.current = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
         service.tag([ids["DSJ0002", 1]], cause="traffic stop", actor="sgt")
         service.create_case("2026-001", cause="theft", actor="sgt")
-        service.link_case("2026-001", [ids["DSJ0001", 1]], actor="sgt")
+        # Both sides of the ~5 min pause are the case's footage: an interruption
+        # to explain (a pause within one case, under retention.gap_max_seconds).
+        service.link_case("2026-001", [ids["DSJ0001", 1], ids["DSJ0001", 2]], actor="sgt")
         t_gap = f"t{ids['DSJ0001', 1]}-{ids['DSJ0001', 2]}"
         assert {g.id for g in service.interruptions()} == {
             t_gap, f"s{ids['DSJ0001', 2]}-{ids['DSJ0001', 5]}",
@@ -180,24 +184,38 @@ def _cells(text: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("│┃ ").split("│")] for line in text.splitlines()]
 
 
+def _csv(text: str) -> list[list[str]]:
+    """A compliance CSV as Excel gets it: UTF-8 after a byte-order mark."""
+    assert text.startswith("\ufeff"), "Excel needs the BOM to read UTF-8"
+    return list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+
+
+def _without_seconds(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in g.items() if k != "seconds"} for g in groups]
+
+
 # -- report compliance -----------------------------------------------------------------------
 
 
 def test_compliance_json_by_unit(env: Env) -> None:
     data = env.json("report", "compliance", "--as-of", AS_OF, "--format", "json")
+    # Whole seconds beside the hours, rounded so that the groups add up to TOTAL.
+    assert sum(g["seconds"] for g in data["groups"]) == data["total"]["seconds"] > 0
+    data["groups"] = _without_seconds(data["groups"])
+    [data["total"]] = _without_seconds([data["total"]])
     assert (data["by"], data["from"], data["to"], data["as_of"]) == ("unit", None, None, AS_OF)
     assert data["label_after_days"] == 7.0
     patrol = float(env.hours(lambda k: k[0] == "DSJ0001"))
     nobody = float(env.hours(lambda k: k[0] != "DSJ0001"))
     assert data["groups"] == [
         _counts(group="Patrol 3", recordings=3, hours=patrol, late=3,
-                interruptions_explained=1, interruptions_unexplained=1, unlabelled=2),
+                interruptions_explained=1, interruptions_unexplained=1, unlabelled=1),
         _counts(group="(none)", recordings=3, hours=nobody, on_time=3, unassigned=3,
                 unlabelled=2),
     ]  # fmt: skip
     assert data["total"] == _counts(
         group="TOTAL", recordings=6, hours=float(env.hours(lambda k: True)), on_time=3, late=3,
-        interruptions_explained=1, interruptions_unexplained=1, unassigned=3, unlabelled=4,
+        interruptions_explained=1, interruptions_unexplained=1, unassigned=3, unlabelled=3,
     )  # fmt: skip
     assert data["overdue_devices"] == [
         {
@@ -217,32 +235,41 @@ def test_compliance_json_by_unit(env: Env) -> None:
             },
         },
     ]  # fmt: skip
-    assert env.json("report", "compliance", "--as-of", AS_OF, "--json") == data
+    again = env.json("report", "compliance", "--as-of", AS_OF, "--json")
+    again["groups"] = _without_seconds(again["groups"])
+    [again["total"]] = _without_seconds([again["total"]])
+    assert again == data
 
 
 def test_compliance_by_officer_and_device_csv(env: Env) -> None:
-    header = (
-        "recordings,hours,on_time,late,interruptions_explained,interruptions_unexplained,"
-        "unassigned,unlabelled"
-    )
+    header = [
+        "recordings", "hours", "seconds", "on_time", "late", "interruptions_explained",
+        "interruptions_unexplained", "unassigned", "unlabelled", "period_from", "period_to",
+        "as_of", "label_after_days",
+    ]  # fmt: skip
     h1 = env.hours(lambda k: k[0] == "DSJ0001")
     h2 = env.hours(lambda k: k[0] == "DSJ0002")
     h3 = env.hours(lambda k: k[0] == "DSJ0003")
     total = env.hours(lambda k: True)
+    # Every row says which period and instant it counts (empty: unbounded).
+    when = ["", "", AS_OF, "7"]
     text = env.ok("report", "compliance", "--as-of", AS_OF, "--by", "officer", "--format", "csv")
-    assert text.stdout == (
-        f"officer,{header}\n"
-        f"012345,3,{h1},0,3,1,1,0,2\n"
-        f"054321,2,{h2},2,0,0,0,2,1\n"
-        f"(none),1,{h3},1,0,0,0,1,1\n"
-        f"TOTAL,6,{total},3,3,1,1,3,4\n"
-    )
+    rows = _csv(text.stdout)
+    assert rows[0] == ["officer", *header]
+    seconds = [int(r[3]) for r in rows[1:]]
+    assert sum(seconds[:-1]) == seconds[-1]  # a spreadsheet's SUM is the TOTAL row
+    assert [r[:3] + r[4:] for r in rows[1:]] == [
+        ["012345", "3", h1, "0", "3", "1", "1", "0", "1", *when],
+        ["054321", "2", h2, "2", "0", "0", "0", "2", "1", *when],
+        ["(none)", "1", h3, "1", "0", "0", "0", "1", "1", *when],
+        ["TOTAL", "6", total, "3", "3", "1", "1", "3", "3", *when],
+    ]
     text = env.ok("report", "compliance", "--as-of", AS_OF, "--by", "device", "--format", "csv")
-    assert text.stdout.splitlines()[1:] == [
-        f"DSJ0001,3,{h1},0,3,1,1,0,2",
-        f"DSJ0002,2,{h2},2,0,0,0,2,1",
-        f"DSJ0003,1,{h3},1,0,0,0,1,1",
-        f"TOTAL,6,{total},3,3,1,1,3,4",
+    assert [r[:3] + r[4:10] for r in _csv(text.stdout)[1:]] == [
+        ["DSJ0001", "3", h1, "0", "3", "1", "1", "0", "1"],
+        ["DSJ0002", "2", h2, "2", "0", "0", "0", "2", "1"],
+        ["DSJ0003", "1", h3, "1", "0", "0", "0", "1", "1"],
+        ["TOTAL", "6", total, "3", "3", "1", "1", "3", "3"],
     ]
 
 
@@ -251,9 +278,9 @@ def test_compliance_table(env: Env) -> None:
     cells = _cells(text)
     h1, rest = env.hours(lambda k: k[0] == "DSJ0001"), env.hours(lambda k: k[0] != "DSJ0001")
     total = env.hours(lambda k: True)
-    assert ["Patrol 3", "3", h1, "0", "3", "1", "1", "0", "2"] in cells
+    assert ["Patrol 3", "3", h1, "0", "3", "1", "1", "0", "1"] in cells
     assert ["(none)", "3", rest, "3", "0", "0", "0", "3", "2"] in cells
-    assert ["TOTAL", "6", total, "3", "3", "1", "1", "3", "4"] in cells
+    assert ["TOTAL", "6", total, "3", "3", "1", "1", "3", "3"] in cells
     assert "compliance by unit" in text and "as of 2026-12-10T12:00:00Z" in text
     # The overdue section: why each device is listed.
     assert "devices overdue for docking" in text
@@ -380,9 +407,11 @@ def test_spot_check_usage(env: Env) -> None:
 def test_gap_list(env: Env) -> None:
     a, b, c = (env.ids["DSJ0001", s] for s in (1, 2, 5))
     rows = env.json("gap", "list", "--json")
-    assert [(g["gap"], g["kind"], g["explained"]) for g in rows] == [
-        (f"t{a}-{b}", "time_gap", True), (f"s{b}-{c}", "sequence_hole", False),
+    assert [(g["gap"], g["kind"], g["reason"], g["explained"]) for g in rows] == [
+        (f"t{a}-{b}", "time_gap", "case_pause", True),
+        (f"s{b}-{c}", "sequence_hole", "sequence_hole", False),
     ]  # fmt: skip
+    assert [g["counts"] for g in rows] == [True, True]
     t_gap, s_gap = rows
     with env.service() as service:
         first = service.recording(a)
@@ -400,7 +429,7 @@ def test_gap_list(env: Env) -> None:
     text = env.ok("gap", "list").stdout
     cells = _cells(text)
     assert any(r[0] == f"t{a}-{b}" and r[-1].startswith("battery swap (012345") for r in cells)
-    assert any(r[0] == f"s{b}-{c}" and r[5] == "3-4" and r[-1] == "UNEXPLAINED" for r in cells)
+    assert any(r[0] == f"s{b}-{c}" and r[6] == "3-4" and r[-1] == "UNEXPLAINED" for r in cells)
     assert text.splitlines()[-1] == "2 interruption(s), 1 unexplained"
     assert env.ok("gap", "list", "--device", "DSJ0003").stdout.strip() == "no interruptions"
 

@@ -37,13 +37,13 @@ from dockd import logs
 from dockd.api import DaemonUnavailable, request
 from dockd.clock import FixedClock, isoformat_utc
 from dockd.config import Config, DaemonConfig, IntegrityConfig, ProfileConfig, load_config
-from dockd.daemon import Daemon, Notifier, SlotState, _Job, estimate_deadline
+from dockd.daemon import Daemon, Notifier, SlotState, _Job, _SlotProgress, estimate_deadline
 from dockd.demo import gat947_name
 from dockd.devices.profiles import make_profile
 from dockd.errors import ConfigError, DockdError
 from dockd.ingest.session import run_session
 from dockd.service import Service, StateBusyError
-from tests.conftest import NOW, put
+from tests.conftest import NOW, put, recent
 from tests.volumes import REPO
 
 SERIAL = "CAM0007"
@@ -52,9 +52,13 @@ ZONE = "Asia/Shanghai"
 _FOREIGN_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "DOCKD_STATE_DIR", "LISTEN_FDS")
 
 
-def clip_name(minute: int, seq: int, serial: str = SERIAL) -> str:
-    """A GA/T 947 name for clip_bank[minute] (made at 2026-11-25 01:<minute> UTC)."""
-    return gat947_name("012345", serial, datetime(2026, 11, 25, 1, minute, tzinfo=UTC), seq, ZONE)
+def clip_name(
+    minute: int, seq: int, serial: str = SERIAL, first: datetime = NOW - timedelta(hours=8)
+) -> str:
+    """A GA/T 947 name for a clip recorded `minute` minutes after `first`: by default
+    clip_bank's times (for the in-process daemon's FixedClock); tests of the real
+    daemon pass `recent(now_utc)`, as recent_clips are recorded."""
+    return gat947_name("012345", serial, first + timedelta(minutes=minute), seq, ZONE)
 
 
 def wait_for(
@@ -436,7 +440,7 @@ def test_stale_socket_of_a_killed_daemon(dockd: Dockd) -> None:
 
 @pytest.mark.parametrize("when", ["while running", "before start"])
 def test_drop_folder_batch_is_ingested_by_the_daemon(
-    dockd: Dockd, clip_bank: list[Path], when: str
+    dockd: Dockd, recent_clips: list[Path], now_utc: datetime, when: str
 ) -> None:
     """A card copied into the drop folder is ingested, attributed to the sidecar's serial,
     and the emptied batch removed (DESIGN: drop-folder watcher for manual imports). A batch
@@ -444,7 +448,7 @@ def test_drop_folder_batch_is_ingested_by_the_daemon(
     if when == "while running":
         dockd.start()
     incoming = dockd.drop / ".incoming-batch1"  # hidden while it is copied
-    put(incoming, f"DCIM/{clip_name(0, 1)}", clip_bank[0])
+    put(incoming, f"DCIM/{clip_name(0, 1, first=recent(now_utc))}", recent_clips[0])
     (incoming / "dockd-import.json").write_text(json.dumps({"serial": SERIAL}), encoding="utf-8")
     batch = dockd.drop / "batch1"
     incoming.rename(batch)
@@ -467,8 +471,8 @@ def test_drop_folder_batch_is_ingested_by_the_daemon(
     assert status["recent"][0]["serial"] == SERIAL and status["recent"][0]["state"] == "done"
     [rec] = dockd.cli_json("list")
     assert rec["device_serial"] == SERIAL
-    assert rec["source_path"] == f"DCIM/{clip_name(0, 1)}"
-    assert rec["size"] == clip_bank[0].stat().st_size
+    assert rec["source_path"] == f"DCIM/{clip_name(0, 1, first=recent(now_utc))}"
+    assert rec["size"] == recent_clips[0].stat().st_size
     assert not batch.exists(), "an emptied batch is removed"
     assert list(dockd.drop.iterdir()) == []
     assert dockd.status()["daemon"]["waiting"] == 0
@@ -477,11 +481,35 @@ def test_drop_folder_batch_is_ingested_by_the_daemon(
 # -- changes through the socket -----------------------------------------------------------------
 
 
-def test_device_assign_goes_through_the_daemon(dockd: Dockd, clip_bank: list[Path]) -> None:
+def test_log_export_asks_the_daemon_to_sign_what_it_has_not_yet(
+    dockd: Dockd, recent_clips: list[Path], now_utc: datetime
+) -> None:
+    """A tag through the daemon grows the log between its periodic checkpoints; an export
+    right after it asks the daemon (which holds the key and the lock) to sign one."""
+    [rec_id] = ingest_directly(dockd, [(clip_name(0, 1, first=recent(now_utc)), recent_clips[0])])
+    dockd.start()
+    dockd.cli_json("tag", str(rec_id), "--cause", "占道经营")
+    with Service(dockd.load(), write=False) as service:
+        assert service.log_grew(), "the daemon signs on its own schedule, not per tag"
+    out = dockd.tmp / "export"
+    exported = dockd.cli("log", "export", str(out))
+    assert exported.returncode == 0, exported.stderr
+    entries = (out / "entries.jsonl").read_bytes().splitlines()
+    assert json.loads(entries[-1])["kind"] == "recording.tagged"
+    assert json.loads((out / "proofs.json").read_text())["tree_size"] == len(entries)
+    with Service(dockd.load(), write=False) as service:
+        assert not service.log_grew()
+    assert dockd.answers()
+
+
+def test_device_assign_goes_through_the_daemon(
+    dockd: Dockd, recent_clips: list[Path], now_utc: datetime
+) -> None:
     """While the daemon holds the state directory, `dockd device assign` asks it over the
     socket: the change is made by the daemon, with the socket peer as actor (SO_PEERCRED),
     and the recording already ingested is re-attributed (R2)."""
-    [rec_id] = ingest_directly(dockd, [(clip_name(0, 1), clip_bank[0])])
+    start = recent(now_utc)
+    [rec_id] = ingest_directly(dockd, [(clip_name(0, 1, first=start), recent_clips[0])])
     dockd.start()
     # The daemon holds the lock: a second writer could not open the state directory.
     with pytest.raises(StateBusyError) as busy:
@@ -489,17 +517,18 @@ def test_device_assign_goes_through_the_daemon(dockd: Dockd, clip_bank: list[Pat
     assert busy.value.exit_code == 4
 
     # local_actor() would record "root(0) via sudo by alice" for a direct change.
+    issued = isoformat_utc(start - timedelta(days=1))  # covers the recording
     began = time.monotonic()
     result = dockd.cli_json(
         "device", "assign", SERIAL, "--officer", "054321", "--unit", "Traffic 2",
-        "--number", "BWC-17", "--from", "2026-11-24", "--reason", "issued",
+        "--number", "BWC-17", "--from", issued, "--reason", "issued",
         env={"SUDO_USER": "alice"},
     )  # fmt: skip
     took = time.monotonic() - began
     assert took < 25, f"{took:.1f} s: waited for the lock instead of asking the daemon"
     assignment = result["assignment"]
     assert assignment["officer"] == "054321" and assignment["unit"] == "Traffic 2"
-    assert assignment["valid_from"] == "2026-11-24T00:00:00Z"
+    assert assignment["valid_from"] == issued
     assert result["reattributed"] == [rec_id]
     entry = log_entry(dockd, assignment["log_seq"])
     assert entry["kind"] == "device.assigned"
@@ -709,6 +738,36 @@ def _names(*names: str, folder: bytes = b"DCIM") -> list[tuple[bytes, ...]]:
 )
 def test_estimate_deadline(names: list[tuple[bytes, ...]], expected: str) -> None:
     assert isoformat_utc(estimate_deadline(GAT947, names, NOW)) == expected
+
+
+def test_slot_progress_moves_by_bytes_within_a_file(
+    daemon: Daemon, inproc_config: Config, clock: FixedClock, tmp_path: Path
+) -> None:
+    """The dock's status (what an officer watches) follows the bytes of a big clip as
+    they are copied, not 0 then 100 % when the file is done."""
+    job = _Job(NOW, next(daemon._seq), "slot-x")
+    daemon._slots["slot-x"] = SlotState("slot-x", SERIAL, "/dev/null", _owner=job.seq)
+    seen: list[int] = []
+    progress = _SlotProgress(daemon, job)
+    original = progress.advance
+
+    def watched(n: int) -> None:
+        original(n)
+        seen.append(daemon._slots["slot-x"].bytes_done)
+
+    progress.advance = watched  # type: ignore[method-assign]
+    camera = tmp_path / "camera"
+    size = 3 << 20
+    put(camera, f"DCIM/100MEDIA/{clip_name(0, 1)}", os.urandom(size))
+    small = dataclasses.replace(inproc_config.ingest, buffer_size=64 << 10)
+    own = dataclasses.replace(inproc_config, ingest=small, state_dir=tmp_path / "own-state")
+    with Service(own, clock) as service:
+        run_session(service, camera, SERIAL, GAT947, wipe=False, progress=progress)
+    slot = daemon._slots["slot-x"]
+    assert (slot.files_done, slot.files_total) == (1, 1)
+    assert slot.bytes_done == slot.bytes_total == size
+    inside = [b for b in seen if 0 < b < size]
+    assert len(inside) >= 40 and inside == sorted(inside), "bytes moved within the file"
 
 
 def test_edf_queue_orders_by_deadline_then_arrival(daemon: Daemon) -> None:

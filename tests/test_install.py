@@ -95,12 +95,16 @@ def in_namespace(script: str, timeout: float = 120) -> subprocess.CompletedProce
     under /run or /dev) vanishes with the namespace: the host stays as it was.
     """
     prologue = "set -eu\nmount --make-rprivate /\nmount -t tmpfs tmpfs /run\n"
+    # Under `make unit-any-day` libfaketime would look for its shared state in
+    # what the script mounts over; udev and systemd plumbing needs no date.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and "FAKETIME" not in k}
     return subprocess.run(
         ["unshare", "-m", "sh", "-c", prologue + script],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 

@@ -583,6 +583,22 @@ def test_verify_after_deletions_and_a_missing_live_object(
     ]
 
 
+def test_an_audit_after_a_sweep_checks_only_what_the_store_must_hold(
+    svc: Service, clock: FixedClock, tmp_path: Path
+) -> None:
+    """A deleted recording's object is gone on purpose: a fixity audit of the whole store
+    must not report it as damaged (it did, as `unreadable`, after every sweep)."""
+    gone, kept = one(svc, tmp_path, at(1)), one(svc, tmp_path, at(2))
+    svc.tag([kept.id], categories=("obstruction",))
+    sweep_through(svc, clock, AFTER_2Y)
+    assert not svc.store.has(gone.sha256)
+    report = svc.audit(1.0)
+    assert report.ok and report.failures == ()
+    assert (report.checked, report.store_objects) == (1, 1)
+    [done] = entries(svc, "audit.done")
+    assert done.data["failures"] == []
+
+
 def test_verify_finds_a_tombstone_the_log_never_recorded(
     svc: Service, cfg: Config, tmp_path: Path
 ) -> None:

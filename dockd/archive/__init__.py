@@ -16,12 +16,12 @@ Disc layout (the contract; the root of the ISO image is the bag):
     dockd/proofs.json       {"tree_size": N, "proofs": {"<seq>": [base64, ...]}}
     dockd/checkpoint.txt    the signed checkpoint (C2SP signed note)
     dockd/keys.txt          verifier keys, one per line
-    verify.py               standalone checker (disc_verify.py)
+    verify.py               standalone checker (dockd/integrity/standalone_verify.py)
     README.txt              Chinese and English instructions (UTF-8 with BOM)
 
-Modules: bag (names, staging, bagit validation), iso (xorriso), disc_verify
-(the standalone verify.py, importable), readme (README.txt), check
-(`verify_disc`).
+Modules: bag (names, staging, bagit validation), iso (xorriso), readme
+(README.txt), check (`verify_disc`). The standalone verify.py is
+dockd/integrity/standalone_verify.py: log exports carry it too.
 """
 
 from dockd.archive.bag import ArchiveError

@@ -28,8 +28,9 @@ from typing import Any
 
 import bagit  # type: ignore[import-untyped,unused-ignore]
 
-from dockd.archive import disc_verify
-from dockd.archive.disc_verify import (
+from dockd.errors import DockdError
+from dockd.integrity import standalone_verify
+from dockd.integrity.standalone_verify import (
     BAG_INFO,
     BAGIT_TEXT,
     BAGIT_TXT,
@@ -42,7 +43,6 @@ from dockd.archive.disc_verify import (
     PROOFS,
     TAGMANIFEST,
 )
-from dockd.errors import DockdError
 
 UNASSIGNED = "_unassigned"
 COMPONENT_CHARS = 100  # Joliet with -joliet-long allows 103 UCS-2 characters
@@ -194,8 +194,11 @@ def bag_info(
 
 
 def verify_py() -> bytes:
-    """The source of the standalone checker that goes on every disc as verify.py."""
-    return Path(disc_verify.__file__).read_bytes()
+    """The source of the standalone checker that goes on every disc as verify.py.
+
+    The same bytes go into every `dockd log export` folder (standalone_verify.source).
+    """
+    return standalone_verify.source()
 
 
 def disc_tag_files(
@@ -222,15 +225,15 @@ def disc_tag_files(
             raise ArchiveError(f"recording {record.get('id')} has no data/ bag_path")
     ordered = sorted(entries, key=lambda raw: int(json.loads(raw)["seq"]))
     for raw in ordered:
-        if b"\n" in raw or not disc_verify.is_canonical(raw):
+        if b"\n" in raw or not standalone_verify.is_canonical(raw):
             raise ArchiveError(f"log entry is not canonical JSON: {raw[:80]!r}")
     proofs_doc = {
         "tree_size": tree_size,
         "proofs": {str(seq): list(path) for seq, path in sorted(proofs.items())},
     }
     return {
-        CATALOG_JSON: disc_verify.catalog_json(records),
-        CATALOG_CSV: disc_verify.catalog_csv(records),
+        CATALOG_JSON: standalone_verify.catalog_json(records),
+        CATALOG_CSV: standalone_verify.catalog_csv(records),
         ENTRIES: b"".join(raw + b"\n" for raw in ordered),
         PROOFS: (json.dumps(proofs_doc, indent=1, sort_keys=True) + "\n").encode(),
         CHECKPOINT: checkpoint.encode("utf-8"),

@@ -5,7 +5,9 @@ For each attempt (DESIGN §4a step 1):
   to a temporary file in the store; fsync it; drop its cached pages; read
   it back from disk and compare the hash; take a second look at the source
   (size, mtime, inode, bytes read) to see whether it changed meanwhile.
-Memory use is one buffer, whatever the file size.
+Memory use is one buffer, whatever the file size. An optional `progress`
+callback hears of every chunk read from the source (the CLI's bar moves by
+bytes, not by whole files); it costs one call per chunk.
 """
 
 from __future__ import annotations
@@ -46,14 +48,17 @@ def _read_error(where: str, exc: OSError) -> SourceError:
 
 
 def hash_source(
-    volume: Volume, rel_parts: tuple[bytes, ...], buffer_size: int
+    volume: Volume,
+    rel_parts: tuple[bytes, ...],
+    buffer_size: int,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[str, int, FileIdentity, FileIdentity]:
     """Hash a source file without copying it: (sha256, bytes read, before, after)."""
     where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
     with volume.open_file(rel_parts) as src:
         before = FileIdentity.of(os.fstat(src))
         try:
-            sha256, size = hash_fd(src, buffer_size)
+            sha256, size = hash_fd(src, buffer_size, progress)
         except OSError as exc:
             raise _read_error(where, exc) from None
         after = FileIdentity.of(volume.lstat(rel_parts))
@@ -66,8 +71,12 @@ def copy_verified(
     store: Store,
     buffer_size: int,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Copy:
     """Copy one source file into a proven temporary file of `store`.
+
+    `progress` is called with the length of each chunk copied (the read-back
+    that follows is not reported: it re-reads the same bytes).
 
     Raises SourceError / VolumeGoneError for the source, StoreError /
     StoreFullError for the store, OSError for anything else; in every
@@ -82,7 +91,7 @@ def copy_verified(
             dst, temp = store.new_temp()
             try:
                 sha256, size = _copy_and_sync(
-                    src, dst, where, buffer_size, before.size, should_stop
+                    src, dst, where, buffer_size, before.size, should_stop, progress
                 )
             finally:
                 os.close(dst)
@@ -109,6 +118,7 @@ def _copy_and_sync(
     buffer_size: int,
     size_hint: int,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[str, int]:
     """Read `src` once, hashing and writing each chunk; fsync `dst` and drop its cache."""
     digest = hashlib.sha256()
@@ -127,6 +137,8 @@ def _copy_and_sync(
             digest.update(chunk)
             _write_all(dst, chunk)
             size += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
     try:
         os.fsync(dst)
         os.posix_fadvise(dst, 0, 0, os.POSIX_FADV_DONTNEED)

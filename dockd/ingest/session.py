@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -42,6 +42,22 @@ class Progress(Protocol):
 
     def phase(self, name: str) -> None:
         """The session moved on: "copying", "wiping"."""
+
+
+@runtime_checkable
+class ByteProgress(Progress, Protocol):
+    """A Progress that also follows the bytes within each file (the CLI's bar).
+
+    A Progress without `advance` hears of a file's bytes only in `file_done`.
+    """
+
+    def advance(self, n: int) -> None:
+        """`n` more bytes were read (n < 0: a file is read again from its start).
+
+        Per file the calls sum to its scanned size, and they are all made
+        before the session moves on to the next file; `file_done` may come
+        later (once the file's row is committed) and then counts the file only.
+        """
 
 
 # Opens the camera's volume read-write for the wipe step and yields its root
@@ -261,6 +277,8 @@ def _ingest_all(
         if progress:
             progress.file_done(item)
 
+    advance = progress.advance if isinstance(progress, ByteProgress) else None
+
     def settle(keep: int) -> None:
         """Commit the oldest pending files until at most `keep` remain."""
         while len(pending) > keep:
@@ -281,8 +299,9 @@ def _ingest_all(
                 state = "stopped"
                 log.warning("ingest.stopped", session=session.id, remaining=len(files) - index)
                 break
+            on_bytes, finish_bytes = _file_bytes(item.identity.size, advance)
             try:
-                staged = service.stage_file(session, volume, item, should_stop)
+                staged = service.stage_file(session, volume, item, should_stop, on_bytes)
             except StopRequested as exc:
                 settle(0)
                 state = "stopped"
@@ -295,9 +314,11 @@ def _ingest_all(
                 failed.extend(Failure(f.display, f"volume vanished: {exc}") for f in files[index:])
                 break
             except (DockdError, OSError, sqlite3.Error) as exc:
+                finish_bytes()
                 settle(0)
                 fail(item, exc)
                 continue
+            finish_bytes()
             if isinstance(staged, FileOutcome):
                 settle(0)
                 done(item, staged)
@@ -306,3 +327,34 @@ def _ingest_all(
             settle(ahead)
         settle(0)
     return state, outcomes, failed
+
+
+def _file_bytes(
+    size: int, advance: Callable[[int], None] | None
+) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """The byte callback for one file of `size` bytes, and what completes its share.
+
+    What reaches `advance` stays within [0, size] for the file: a re-read (a
+    duplicate's check, a retry after the file changed) never pushes the bar
+    past the file, and a file that shrank, grew or failed still adds exactly
+    `size` once finished, so the bar ends at the session's total.
+    """
+    if advance is None:
+        return None, _nothing
+    done = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done
+        moved = min(max(done + n, 0), size) - done
+        if moved:
+            done += moved
+            advance(moved)
+
+    def finish() -> None:
+        on_bytes(size - done)
+
+    return on_bytes, finish
+
+
+def _nothing() -> None:
+    pass

@@ -22,13 +22,13 @@ recording's logged end and its logged keep_until (policy.expiry).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, cast
 
 from dockd.catalog import Recording
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.integrity.chain import LogEntry, Problem
+from dockd.integrity.crosscheck import differences, show
 from dockd.retention.policy import TIER_MONTHS, Tier, expiry
 
 LIVE = "live"
@@ -386,7 +386,7 @@ def _check_cases(cases: list[dict[str, Any]], replay: _Replay) -> list[Problem]:
                 )
             )
             continue
-        changed = _differences(
+        changed = differences(
             {
                 "cause": (row.get("cause"), case.cause),
                 "parties": (row.get("parties"), case.parties),
@@ -498,7 +498,7 @@ def _check_holds(
                 "released_by": (row.get("released_by"), expected_release[2]),
                 "release_reason": (row.get("release_reason"), expected_release[3]),
             }
-        changed = _differences(fields)
+        changed = differences(fields)
         if changed:
             problems.append(Problem("hold_changed", where, changed))
     for hold_id, hold in sorted(logged.items()):
@@ -514,7 +514,7 @@ def _check_holds(
             Problem(
                 "hold_unlogged",
                 f"hold {hold_id}",
-                f"the catalog holds recordings {_show(items[hold_id])} under it, but no "
+                f"the catalog holds recordings {show(items[hold_id])} under it, but no "
                 "hold row or hold.set entry exists",
             )
         )
@@ -537,7 +537,7 @@ def _check_explanations(explanations: list[dict[str, Any]], replay: _Replay) -> 
                 )
             )
             continue
-        changed = _differences({k: (row.get(k), v) for k, v in found.items()})
+        changed = differences({k: (row.get(k), v) for k, v in found.items()})
         if changed:
             problems.append(Problem("gap_explanation_changed", where, changed))
     for seq, found in sorted(logged.items()):
@@ -571,19 +571,5 @@ def _strs(value: Any) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
-def _show(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _differences(fields: dict[str, tuple[Any, Any]]) -> str:
-    """'' when each (catalog, logged) pair agrees, else each field that differs and how."""
-    return "; ".join(
-        f"{name} is {_show(catalog)} in the catalog, the log gives {_show(logged)}"
-        for name, (catalog, logged) in fields.items()
-        if catalog != logged
-    )
-
-
 def _compare(names: tuple[str, ...], catalog: tuple[Any, ...], logged: tuple[Any, ...]) -> str:
-    return _differences(dict(zip(names, zip(catalog, logged, strict=True), strict=True)))
+    return differences(dict(zip(names, zip(catalog, logged, strict=True), strict=True)))

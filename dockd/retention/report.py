@@ -17,14 +17,20 @@ Per group (the recording's unit, officer or device serial, as attributed
 now; a missing value is the group "(none)") the report counts, over the
 recordings whose recording *start* lies in the period:
 
-- `recordings`, and `hours`: the sum of recorded_end - recorded_start
-  (summed exactly, shown rounded to 2 decimals);
+- `recordings`, and `hours` / `seconds`: the sum of recorded_end -
+  recorded_start, summed exactly (microseconds) and shown in hundredths of an
+  hour and in whole seconds. TOTAL shows its exact sum rounded half up; the
+  groups are rounded so that they add up to TOTAL exactly (`apportion`), so a
+  spreadsheet's SUM over the rows is the TOTAL row, and each group is within
+  one unit (0.01 h, 1 s) of its exact value;
 - `on_time` / `late`: the `late` fact fixed at ingest (ingested more than
   24 h after the recording ended), so on_time + late == recordings;
-- `interruptions_explained` / `interruptions_unexplained`: each time gap or
-  sequence hole counts once, for the group of its `after` recording, and
-  only when that recording is one of the period's; explained means at least
-  one written explanation (`dockd gap explain`) exists;
+- `interruptions_explained` / `interruptions_unexplained`: each interruption
+  that counts (`Interruption.counts`: a sequence hole, a split recording
+  resumed late, a pause within a case; not an ordinary pause between two
+  incidents, see continuity.py) counts once, for the group of its `after`
+  recording, and only when that recording is one of the period's; explained
+  means at least one written explanation (`dockd gap explain`) exists;
 - `unassigned`: recordings flagged `unassigned_device` (no assignment
   covered their recording time);
 - `unlabelled`: recordings with neither a cause nor a linked case that were
@@ -61,7 +67,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from rich.table import Table
@@ -75,10 +81,12 @@ NONE_LABEL = "(none)"
 TOTAL_LABEL = "TOTAL"
 FLAG_UNASSIGNED = "unassigned_device"
 
-# The counted columns, in the order every rendering shows them.
+# The counted columns, in the order the JSON and the CSV show them; the table (for
+# people) leaves out `seconds`, which is there for arithmetic that must be exact.
 COUNTS = (
     "recordings",
     "hours",
+    "seconds",
     "on_time",
     "late",
     "interruptions_explained",
@@ -87,7 +95,15 @@ COUNTS = (
     "unlabelled",
 )
 
-HOUR_US = Decimal(3_600_000_000)
+TABLE_COUNTS = tuple(c for c in COUNTS if c != "seconds")
+
+# The units durations are shown in: a hundredth of an hour (36 s) and a second.
+HUNDREDTH_HOUR = timedelta(seconds=36)
+SECOND = timedelta(seconds=1)
+
+# Excel reads a CSV without a byte-order mark in the local code page (一中队 comes
+# out garbled); with one it reads UTF-8. Python's "utf-8-sig" and pandas skip it.
+CSV_BOM = "\ufeff"
 
 REASON_NOT_DOCKED = "not_docked"
 REASON_INCOMPLETE = "incomplete_docking"
@@ -106,19 +122,21 @@ class GroupCounts:
     interruptions_unexplained: int = 0
     unassigned: int = 0
     unlabelled: int = 0
-
-    @property
-    def hours(self) -> float:
-        """The duration in hours, rounded half up to 2 decimals (0.125 -> 0.13)."""
-        micro = Decimal(self.duration // timedelta(microseconds=1))
-        return float((micro / HOUR_US).quantize(Decimal("0.01"), ROUND_HALF_UP))
+    # `duration` as shown: hours to 2 decimals and whole seconds, set by
+    # `compliance_report`, which rounds the groups together (`apportion`) so that
+    # they add up to TOTAL's. Decimal, so that 0.13 is 0.13 and never passes a float.
+    hours: Decimal = Decimal("0.00")
+    seconds: int = 0
 
     @property
     def interruptions(self) -> int:
         return self.interruptions_explained + self.interruptions_unexplained
 
     def value(self, column: str) -> int | float:
-        result: int | float = getattr(self, column)
+        """The column's value as JSON gives it (hours as a float)."""
+        if column == "hours":
+            return float(self.hours)
+        result: int = getattr(self, column)
         return result
 
     def as_json(self) -> dict[str, Any]:
@@ -307,25 +325,64 @@ def compliance_report(
         length = _moment(row["recorded_end"]) - _moment(row["recorded_start"])
         durations[group] = durations.get(group, timedelta(0)) + length
     for gap in gaps:
+        if not gap.counts:
+            continue  # an ordinary pause between incidents (003 Art. 12, 002 Art. 13)
         owner = group_by_id.get(gap.after)
         if owner is None:
             continue  # its `after` recording is outside the period
         explained = bool(explanations.get(gap.id))
         counts[owner]["interruptions_explained" if explained else "interruptions_unexplained"] += 1
+    ordered = sorted(counts, key=_sort_key)
+    exact = [durations.get(group, timedelta(0)) for group in ordered]
+    hours, total_hours = apportion(exact, HUNDREDTH_HOUR)
+    seconds, total_seconds = apportion(exact, SECOND)
     groups = tuple(
-        _counts(group, counts[group], durations.get(group, timedelta(0)))
-        for group in sorted(counts, key=_sort_key)
+        _counts(group, counts[group], exact[i], hours[i], seconds[i])
+        for i, group in enumerate(ordered)
     )
     total_counter: Counter[str] = Counter()
     for c in counts.values():
         total_counter.update(c)
-    total = _counts(TOTAL_LABEL, total_counter, sum(durations.values(), timedelta(0)))
+    total = _counts(
+        TOTAL_LABEL, total_counter, sum(exact, timedelta(0)), total_hours, total_seconds
+    )
     return ComplianceReport(by, start, end, now, label_after_days, groups, total, tuple(overdue))
 
 
-def _counts(group: str, c: Counter[str], duration: timedelta) -> GroupCounts:
-    names = {f.name for f in fields(GroupCounts)} - {"group", "duration"}
-    return GroupCounts(group=group, duration=duration, **{n: c[n] for n in names})
+def _counts(
+    group: str, c: Counter[str], duration: timedelta, hundredths: int, seconds: int
+) -> GroupCounts:
+    names = {f.name for f in fields(GroupCounts)} - {"group", "duration", "hours", "seconds"}
+    return GroupCounts(
+        group=group,
+        duration=duration,
+        hours=Decimal(hundredths).scaleb(-2),
+        seconds=seconds,
+        **{n: c[n] for n in names},
+    )
+
+
+def apportion(exact: Sequence[timedelta], unit: timedelta) -> tuple[list[int], int]:
+    """Round the parts of a sum, and the sum, to whole `unit`s, consistently.
+
+    The sum is its exact value rounded half up. Rounding each part on its own
+    would not add up to that (two groups of 0.125 h show 0.13 each, their total
+    0.25), so the parts are rounded together (largest remainder): each becomes
+    the floor or the ceiling of its exact value, the ceilings going to the parts
+    with the largest remainders (on a tie, the earlier part), as many as the
+    rounded sum needs. Where rounding each part half up already adds up, this
+    gives exactly that. Returns (the parts, the sum), in units.
+    """
+    size = unit // timedelta(microseconds=1)
+    micro = [d // timedelta(microseconds=1) for d in exact]
+    total = (2 * sum(micro) + size) // (2 * size)  # half up, in exact integers
+    parts = [m // size for m in micro]
+    # sum(micro) / size == sum(parts) + (the remainders) / size, so `short` is the
+    # remainders' sum rounded half up: never more than the parts that have one.
+    short = total - sum(parts)
+    for i in sorted(range(len(micro)), key=lambda i: -(micro[i] % size))[:short]:
+        parts[i] += 1
+    return parts, total
 
 
 # -- overdue devices ----------------------------------------------------------------------
@@ -416,10 +473,17 @@ def gap_listing(
     explanations: Mapping[str, Sequence[Mapping[str, Any]]],
     *,
     unexplained_only: bool = False,
+    include_pauses: bool = False,
 ) -> list[dict[str, Any]]:
-    """Each interruption (Interruption.as_json) with its written explanations, oldest first."""
+    """Each interruption (Interruption.as_json) with its written explanations, oldest first.
+
+    Only those that count, unless `include_pauses` (`gap list --all`): then the
+    ordinary pauses too, which need no explanation but may have one.
+    """
     listed: list[dict[str, Any]] = []
     for gap in gaps:
+        if not (gap.counts or include_pauses):
+            continue
         notes = [
             {"text": e.get("text"), "by": e.get("by"), "at": e.get("at"),
              "log_entry": e.get("log_seq")}
@@ -434,18 +498,106 @@ def gap_listing(
 # -- renderings ----------------------------------------------------------------------------
 
 
-def _cell(value: int | float, column: str) -> str:
-    return f"{value:.2f}" if column == "hours" else str(value)
+def _cell(g: GroupCounts, column: str) -> str:
+    # hours from the Decimal: exactly the 2 decimals the rounding chose.
+    return f"{g.hours:.2f}" if column == "hours" else str(g.value(column))
 
 
-def to_csv(report: ComplianceReport) -> str:
-    """A header row, one row per group and a TOTAL row; `\\n` line ends, UTF-8 text."""
+def _utc_cell(moment: datetime | None) -> str:
+    return isoformat_utc(moment) if moment else ""
+
+
+def _csv(rows: Iterable[Sequence[object]]) -> bytes:
+    """UTF-8 with a byte-order mark (as the disc's catalog.csv), `\\n` line ends."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([report.by, *COUNTS])
-    for g in (*report.groups, report.total):
-        writer.writerow([g.group, *(_cell(g.value(c), c) for c in COUNTS)])
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return (CSV_BOM + buffer.getvalue()).encode("utf-8")
+
+
+# After the counts, on every row: what the counts mean. Columns rather than a header
+# block, so that the file stays one table (Excel's filter, pandas.read_csv, csv
+# module) and the CSVs of several months can be stacked and still tell apart.
+REPORT_COLUMNS = ("period_from", "period_to", "as_of", "label_after_days")
+
+
+def to_csv(report: ComplianceReport) -> bytes:
+    """The counts: a header row, one row per group, the TOTAL row.
+
+    Each row ends with the period (recording start in [period_from, period_to);
+    empty: unbounded), the moment `unlabelled` was judged at (as_of) and
+    label_after_days. The overdue devices are a table of their own
+    (`overdue_to_csv`).
+    """
+    context = [
+        _utc_cell(report.start),
+        _utc_cell(report.end),
+        isoformat_utc(report.as_of),
+        f"{report.label_after_days:g}",
+    ]
+    return _csv(
+        [
+            [report.by, *COUNTS, *REPORT_COLUMNS],
+            *([g.group, *(_cell(g, c) for c in COUNTS), *context]
+              for g in (*report.groups, report.total)),
+        ]
+    )  # fmt: skip
+
+
+OVERDUE_COLUMNS = (
+    "serial",
+    "device_number",
+    "officer",
+    "unit",
+    "last_docked",
+    "since",
+    "hours_since",
+    "not_docked",
+    "incomplete_docking",
+    "session",
+    "session_state",
+    "session_ended_at",
+    "failed",
+    "wipe_failed",
+    "why",
+    "as_of",
+)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def overdue_to_csv(report: ComplianceReport) -> bytes:
+    """The devices overdue for docking at as_of: a header row, one row per device.
+
+    The reasons are two true/false columns (filterable); the session columns
+    describe the incomplete last docking and are empty for a device overdue only
+    for not docking. A header row alone when none is overdue.
+    """
+    rows: list[list[object]] = [list(OVERDUE_COLUMNS)]
+    for d in report.overdue:
+        s = d.session
+        rows.append(
+            [
+                d.serial,
+                d.device_number or "",
+                d.officer or "",
+                d.unit or "",
+                _utc_cell(d.last_docked),
+                _utc_cell(d.since),
+                "" if d.hours_since is None else f"{d.hours_since:.1f}",
+                _flag(REASON_NOT_DOCKED in d.reasons),
+                _flag(REASON_INCOMPLETE in d.reasons),
+                s.id if s else "",
+                s.state if s else "",
+                _utc_cell(s.ended_at) if s else "",
+                s.failed if s else "",
+                s.wipe_failed if s else "",
+                d.why(),
+                isoformat_utc(report.as_of),
+            ]
+        )
+    return _csv(rows)
 
 
 def to_json(report: ComplianceReport) -> str:
@@ -475,14 +627,12 @@ def render_table(report: ComplianceReport) -> Table:
         "interruptions_unexplained": "unexplained",
         "on_time": "on time",
     }
-    for column in COUNTS:
+    for column in TABLE_COUNTS:
         table.add_column(
-            headers.get(column, column),
-            footer=_cell(report.total.value(column), column),
-            justify="right",
+            headers.get(column, column), footer=_cell(report.total, column), justify="right"
         )
     for g in report.groups:
-        table.add_row(g.group, *(_cell(g.value(c), c) for c in COUNTS))
+        table.add_row(g.group, *(_cell(g, c) for c in TABLE_COUNTS))
     return table
 
 

@@ -34,7 +34,6 @@ from dockd.archive.bag import (
     disc_tag_files,
     write_bag,
 )
-from dockd.archive.disc_verify import BAG_INFO, MANIFEST, TAGMANIFEST
 from dockd.archive.iso import build_iso
 from dockd.archive.readme import readme_bytes
 from dockd.clock import FixedClock
@@ -42,6 +41,7 @@ from dockd.config import Config, IngestConfig, IntegrityConfig
 from dockd.devices.profiles import make_profile
 from dockd.ingest.session import run_session
 from dockd.integrity.merkle import inclusion_proof
+from dockd.integrity.standalone_verify import BAG_INFO, MANIFEST, TAGMANIFEST
 from dockd.service import Service
 from tests.conftest import put
 

@@ -20,8 +20,8 @@ from dockd.archive.bag import (
     safe_component,
     write_bag,
 )
-from dockd.archive.disc_verify import BAGIT_TEXT
 from dockd.archive.readme import POWERSHELL, readme_bytes, readme_text
+from dockd.integrity.standalone_verify import BAGIT_TEXT
 from tests.archive.discs import Dock, Staged, open_service
 
 LAYOUT = {

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dockd.archive.bag import ArchiveError
 from dockd.archive.check import DiscReport, verify_disc
-from dockd.archive.disc_verify import catalog_csv
 from dockd.archive.iso import build_iso, extract_iso
 from dockd.integrity.checkpoint import Checkpoint
 from dockd.integrity.note import VerifierKey, sign
+from dockd.integrity.standalone_verify import catalog_csv
 from tests.archive.discs import Dock, Staged, copy_bag, reseal, run_verify_py
 
 

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockd.archive import disc_verify as dv
 from dockd.errors import VerifyError
 from dockd.integrity import merkle
+from dockd.integrity import standalone_verify as dv
 from dockd.integrity.canonical import canonical_json, parse_canonical
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
 from dockd.integrity.note import NoteError, VerifierKey, open_note, sign

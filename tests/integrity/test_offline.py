@@ -1,4 +1,9 @@
-"""`dockd log export` + the offline verifier: an outsider's check of the log."""
+"""`dockd log export` + the offline verifier: an outsider's check of the log.
+
+`python -m dockd.integrity.offline` runs the export's own verify.py checks
+(dockd/integrity/standalone_verify.py); test_export_verify.py runs that copy
+standalone and compares the two.
+"""
 
 from __future__ import annotations
 
@@ -59,11 +64,13 @@ def test_offline_verifier_imports_only_stdlib_and_cryptography() -> None:
         "  and m.split('.')[0] not in ('cryptography', '_cffi_backend', '_openssl', '__main__',\n"
         "  '_distutils_hack') and not m.startswith('__editable__')\n"
         "  and m not in ('dockd', 'dockd.integrity', 'dockd.integrity.offline',\n"
-        "  'dockd.integrity.merkle', 'dockd.integrity.note', 'dockd.integrity.checkpoint',\n"
-        "  'dockd.errors'))\n"
+        "  'dockd.integrity.standalone_verify'))\n"
         "print(bad)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # -E: no PYTHONPATH, so no test harness module (tests/faketime) is counted.
+    proc = subprocess.run(
+        [sys.executable, "-E", "-c", code], capture_output=True, text=True, check=True
+    )
     assert proc.stdout.strip() == "[]"
 
 
@@ -73,19 +80,34 @@ def test_edited_entry_is_named(export: tuple[Path, str]) -> None:
     lines[3] = lines[3].replace(b"DCIM", b"DCIX")
     _write(folder, lines)
     problems = verify_export(folder, [key])
-    assert any("log entry 4" in p and "not included" in p for p in problems)
+    assert problems[0] == (
+        "entries.jsonl line 4 (log entry 4): is not included in the signed log "
+        "(changed, moved or forged) [proof_invalid]"
+    )
+    # The next entry's link to it is broken too: the chain says the same as the tree.
+    assert problems[1:] == [
+        "entries.jsonl line 5 (log entry 5): its prev is not the SHA-256 of line 4 "
+        "(log entry 4) [chain_broken]"
+    ]
 
 
 def test_deleted_inserted_and_reordered_entries_are_found(export: tuple[Path, str]) -> None:
     folder, key = export
     original = _lines(folder)
-    for lines in (
-        original[:2] + original[3:],
-        [*original[:2], original[1], *original[2:]],
-        [*original[:2], original[3], original[2], *original[4:]],
+    for lines, problem in (
+        (original[:2] + original[3:], "entries.jsonl: log entry 3 is missing [entry_missing]"),
+        (
+            [*original[:2], original[1], *original[2:]],
+            "entries.jsonl line 3 (log entry 2): appears a second time [proof_invalid]",
+        ),
+        (
+            [*original[:2], original[3], original[2], *original[4:]],
+            "entries.jsonl line 4 (log entry 3): comes after log entry 4 (line 3): out of order "
+            "[chain_broken]",
+        ),
     ):
         _write(folder, lines)
-        assert verify_export(folder, [key]), "must fail closed"
+        assert verify_export(folder, [key]) == [problem]
 
 
 def test_replaced_checkpoint_and_substituted_key_are_found(export: tuple[Path, str]) -> None:
@@ -94,7 +116,12 @@ def test_replaced_checkpoint_and_substituted_key_are_found(export: tuple[Path, s
     attacker = Ed25519PrivateKey.generate()
     forged = sign(Checkpoint(cp.origin, cp.size, bytes(32)).to_text(), cp.origin, attacker)
     (folder / "checkpoint.txt").write_text(forged)
-    assert verify_export(folder, [key]) == ["checkpoint.txt: note is not signed by any trusted key"]
+    untrusted = "checkpoint.txt: is not signed by any key of the --key keys [checkpoint_untrusted]"
+    problems = verify_export(folder, [key])
+    assert problems[0] == untrusted
+    # The proofs are still checked against it (as on a disc): none leads to the forged root.
+    assert len(problems) == 1 + len(_lines(folder))
+    assert all("is not included in the signed log" in p for p in problems[1:])
     # The attacker also swaps keys.txt: only a key from an independent copy exposes it.
     (folder / "keys.txt").write_text(VerifierKey.of(cp.origin, attacker).to_text() + "\n")
     assert verify_export(folder, [key])
@@ -116,4 +143,6 @@ def test_truncated_log_resigned_with_a_new_key_is_found(export: tuple[Path, str]
         sign(Checkpoint(origin, 3, bytes(32)).to_text(), origin, attacker)
     )
     problems = verify_export(folder, [key])
-    assert problems == ["checkpoint.txt: note is not signed by any trusted key"]
+    assert problems[0] == (
+        "checkpoint.txt: is not signed by any key of the --key keys [checkpoint_untrusted]"
+    )

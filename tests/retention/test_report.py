@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -13,24 +15,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from dockd.clock import isoformat_utc
+from dockd.clock import isoformat_utc, parse_utc
 from dockd.retention.continuity import Interruption
 from dockd.retention.report import (
     COUNTS,
     GROUP_KEYS,
+    HUNDREDTH_HOUR,
     NONE_LABEL,
+    OVERDUE_COLUMNS,
     REASON_INCOMPLETE,
     REASON_NOT_DOCKED,
+    REPORT_COLUMNS,
+    SECOND,
     ComplianceReport,
     DeviceFacts,
     GroupCounts,
     LastSession,
+    apportion,
     compliance_report,
     gap_listing,
     group_of,
     is_unlabelled,
     last_sessions,
     overdue_devices,
+    overdue_to_csv,
     render_overdue,
     render_table,
     to_csv,
@@ -123,25 +131,25 @@ def test_counts_per_unit_and_total() -> None:
     assert [g.group for g in report.groups] == ["Patrol 1", "Traffic", NONE_LABEL]
     patrol, traffic, none = report.groups
     assert counts(patrol) == {
-        "recordings": 2, "hours": 1.25, "on_time": 1, "late": 1,
+        "recordings": 2, "hours": 1.25, "seconds": 4500, "on_time": 1, "late": 1,
         "interruptions_explained": 1, "interruptions_unexplained": 1,
         "unassigned": 0, "unlabelled": 0,
     }  # fmt: skip
     assert counts(traffic) == {
-        "recordings": 1, "hours": 1.5, "on_time": 1, "late": 0,
+        "recordings": 1, "hours": 1.5, "seconds": 5400, "on_time": 1, "late": 0,
         "interruptions_explained": 0, "interruptions_unexplained": 0,
         "unassigned": 0, "unlabelled": 0,
     }  # fmt: skip
     # t3-4 belongs to recording 4's group (the one after the gap), not to Traffic;
     # g99-5 too (its `before` is outside the period); g5-100 is dropped (after outside).
     assert counts(none) == {
-        "recordings": 2, "hours": 0.13, "on_time": 0, "late": 2,
+        "recordings": 2, "hours": 0.13, "seconds": 450, "on_time": 0, "late": 2,
         "interruptions_explained": 0, "interruptions_unexplained": 2,
         "unassigned": 2, "unlabelled": 2,
     }  # fmt: skip
     assert report.total.group == "TOTAL"
     assert counts(report.total) == {
-        "recordings": 5, "hours": 2.88, "on_time": 2, "late": 3,
+        "recordings": 5, "hours": 2.88, "seconds": 10350, "on_time": 2, "late": 3,
         "interruptions_explained": 1, "interruptions_unexplained": 3,
         "unassigned": 2, "unlabelled": 2,
     }  # fmt: skip
@@ -149,14 +157,73 @@ def test_counts_per_unit_and_total() -> None:
     assert report.total.interruptions == 4
 
 
+def _alone(duration: timedelta) -> GroupCounts:
+    return compliance_report(
+        [row(1, minutes=duration / timedelta(minutes=1))], [], {}, NOW, 7
+    ).total
+
+
 def test_hours_round_half_up_from_the_exact_sum() -> None:
-    assert GroupCounts("x", duration=timedelta(minutes=7.5)).hours == 0.13
-    assert GroupCounts("x", duration=timedelta(minutes=172.5)).hours == 2.88
-    assert GroupCounts("x", duration=timedelta(seconds=17)).hours == 0.0
-    assert GroupCounts("x", duration=timedelta(seconds=18)).hours == 0.01
+    assert _alone(timedelta(minutes=7.5)).hours == Decimal("0.13")
+    assert _alone(timedelta(minutes=172.5)).hours == Decimal("2.88")
+    assert _alone(timedelta(seconds=17)).hours == Decimal("0.00")
+    assert _alone(timedelta(seconds=18)).hours == Decimal("0.01")
+    assert _alone(timedelta(seconds=1.5)).seconds == 2
+    assert _alone(timedelta(seconds=1.499999)).seconds == 1
     # Microseconds are summed exactly: no float drift over many short clips.
     many = compliance_report([row(i, minutes=0.1) for i in range(1, 601)], [], {}, NOW, 7.0).total
-    assert many.duration == timedelta(hours=1) and many.hours == 1.0
+    assert many.duration == timedelta(hours=1) and many.hours == 1 and many.seconds == 3600
+
+
+def test_groups_are_rounded_to_add_up_to_the_total() -> None:
+    # Two groups of 0.125 h: each alone would show 0.13, yet the total is 0.25 h.
+    rows = [row(1, unit="A", minutes=7.5), row(2, unit="B", minutes=7.5)]
+    report = compliance_report(rows, [], {}, NOW, 7.0)
+    assert [g.hours for g in report.groups] == [Decimal("0.13"), Decimal("0.12")]
+    assert report.total.hours == Decimal("0.25")
+    # Three thirds of an hour: 0.33 each would lose 0.01; the first one takes it.
+    rows = [row(i, unit=u, minutes=20) for i, u in enumerate("ABC", 1)]
+    report = compliance_report(rows, [], {}, NOW, 7.0)
+    assert [str(g.hours) for g in (*report.groups, report.total)] == [
+        "0.34", "0.33", "0.33", "1.00",
+    ]  # fmt: skip
+    assert [g.seconds for g in report.groups] == [1200, 1200, 1200]
+    # The largest remainder takes the unit, whatever the order.
+    assert apportion([timedelta(seconds=s) for s in (10, 25, 30)], HUNDREDTH_HOUR) == (
+        [0, 1, 1], 2,
+    )  # fmt: skip
+    assert apportion([], SECOND) == ([], 0)
+
+
+def _units(d: timedelta, unit: timedelta) -> Decimal:
+    return Decimal(d // timedelta(microseconds=1)) / Decimal(unit // timedelta(microseconds=1))
+
+
+def _half_up(value: Decimal) -> int:
+    return int(value.to_integral_value(ROUND_HALF_UP))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 10**12), max_size=30),
+    st.sampled_from([HUNDREDTH_HOUR, SECOND, timedelta(microseconds=7)]),
+)
+def test_apportion_adds_up_and_stays_within_one_unit(micro: list[int], unit: timedelta) -> None:
+    exact = [timedelta(microseconds=m) for m in micro]
+    parts, total = apportion(exact, unit)
+    assert sum(parts) == total
+    assert total == _half_up(_units(sum(exact, timedelta(0)), unit))
+    for d, shown in zip(exact, parts, strict=True):
+        assert abs(shown - _units(d, unit)) < 1, "the floor or the ceiling"
+    alone = [_half_up(_units(d, unit)) for d in exact]
+    if sum(alone) == total:
+        assert parts == alone, "rounding each alone already adds up: nothing moves"
+
+
+def test_apportion_of_negative_durations_still_adds_up() -> None:
+    # A recording whose end precedes its start (a camera clock set back mid-file).
+    parts, total = apportion([timedelta(seconds=-1.5), timedelta(seconds=3.2)], SECOND)
+    assert sum(parts) == total == 2
 
 
 def test_group_by_officer_and_device() -> None:
@@ -199,8 +266,8 @@ def test_deleted_recordings_still_count_otherwise() -> None:
     report = compliance_report(
         [row(1, late=True, state="deleted", cause=None, ingested=BASE)], [], {}, NOW, 7.0
     )
-    assert counts(report.total) | {"hours": 0} == {
-        "recordings": 1, "hours": 0, "on_time": 0, "late": 1,
+    assert counts(report.total) | {"hours": 0, "seconds": 0} == {
+        "recordings": 1, "hours": 0, "seconds": 0, "on_time": 0, "late": 1,
         "interruptions_explained": 0, "interruptions_unexplained": 0,
         "unassigned": 0, "unlabelled": 0,
     }  # fmt: skip
@@ -210,10 +277,12 @@ def test_empty_report() -> None:
     report = compliance_report([], [gap(1, 2)], {}, NOW, 7.0, "officer")
     assert report.groups == ()
     assert counts(report.total) == dict.fromkeys(COUNTS, 0)
-    assert to_csv(report) == (
-        "officer,recordings,hours,on_time,late,interruptions_explained,"
-        "interruptions_unexplained,unassigned,unlabelled\nTOTAL,0,0.00,0,0,0,0,0,0\n"
+    assert to_csv(report).decode("utf-8") == (
+        "\ufeffofficer,recordings,hours,seconds,on_time,late,interruptions_explained,"
+        "interruptions_unexplained,unassigned,unlabelled,period_from,period_to,as_of,"
+        "label_after_days\nTOTAL,0,0.00,0,0,0,0,0,0,0,,,2026-12-10T12:00:00Z,7\n"
     )
+    assert overdue_to_csv(report) == ("\ufeff" + ",".join(OVERDUE_COLUMNS) + "\n").encode()
 
 
 def test_flags_may_be_a_list() -> None:
@@ -254,6 +323,10 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[Interruption]
     return rows, gaps, explained
 
 
+def _exact(g: GroupCounts, column: str) -> int | float | Decimal:
+    return g.hours if column == "hours" else g.value(column)
+
+
 @settings(max_examples=150, deadline=None)
 @given(scenarios(), st.sampled_from(GROUP_KEYS), st.floats(0, 40))
 def test_totals_are_the_sum_of_the_groups(
@@ -264,8 +337,8 @@ def test_totals_are_the_sum_of_the_groups(
     rows, gaps, explained = scenario
     report = compliance_report(rows, gaps, explained, NOW, label_after_days, by)
     for column in COUNTS:
-        if column != "hours":
-            assert report.total.value(column) == sum(g.value(column) for g in report.groups)
+        # Every column, hours too (exactly, in Decimal): the groups add up to TOTAL.
+        assert _exact(report.total, column) == sum(_exact(g, column) for g in report.groups)
     assert report.total.duration == sum((g.duration for g in report.groups), timedelta(0))
     assert report.total.recordings == len(rows)
     for g in (*report.groups, report.total):
@@ -294,31 +367,83 @@ def test_grouping_by_any_key_conserves_counts(
     for g in report.groups:
         part = [r for r in rows if group_of(r, "officer") == g.group]
         alone = compliance_report(part, gaps, explained, NOW, label_after_days, "officer")
-        assert alone.groups == (g,)
+        # All but the shown durations, which are rounded with the other groups.
+        (own,) = alone.groups
+        assert replace(own, hours=g.hours, seconds=g.seconds) == g
+        assert abs(own.hours - g.hours) <= Decimal("0.01") and abs(own.seconds - g.seconds) <= 1
 
 
 # -- renderings ---------------------------------------------------------------------------------
 
 
+def _parse(data: bytes) -> list[dict[str, str]]:
+    """As an analyst's script reads it: the csv module, "utf-8-sig" (which drops the BOM)."""
+    assert data.startswith(b"\xef\xbb\xbf"), "Excel needs the BOM to read UTF-8"
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
 def test_csv_exact() -> None:
-    text = to_csv(by_unit())
-    assert text == (
-        "unit,recordings,hours,on_time,late,interruptions_explained,"
-        "interruptions_unexplained,unassigned,unlabelled\n"
-        "Patrol 1,2,1.25,1,1,1,1,0,0\n"
-        "Traffic,1,1.50,1,0,0,0,0,0\n"
-        "(none),2,0.13,0,2,0,2,2,2\n"
-        "TOTAL,5,2.88,2,3,1,3,2,2\n"
+    report = compliance_report(
+        ROWS, GAPS, EXPLAINED, NOW, 7.0, "unit", start=datetime(2026, 11, 1, tzinfo=UTC)
     )
-    parsed = list(csv.DictReader(io.StringIO(text)))
+    data = to_csv(report)
+    assert data.decode("utf-8") == (
+        "\ufeffunit,recordings,hours,seconds,on_time,late,interruptions_explained,"
+        "interruptions_unexplained,unassigned,unlabelled,period_from,period_to,as_of,"
+        "label_after_days\n"
+        "Patrol 1,2,1.25,4500,1,1,1,1,0,0,2026-11-01T00:00:00Z,,2026-12-10T12:00:00Z,7\n"
+        "Traffic,1,1.50,5400,1,0,0,0,0,0,2026-11-01T00:00:00Z,,2026-12-10T12:00:00Z,7\n"
+        "(none),2,0.13,450,0,2,0,2,2,2,2026-11-01T00:00:00Z,,2026-12-10T12:00:00Z,7\n"
+        "TOTAL,5,2.88,10350,2,3,1,3,2,2,2026-11-01T00:00:00Z,,2026-12-10T12:00:00Z,7\n"
+    )
+    parsed = _parse(data)
     assert [r["unit"] for r in parsed] == ["Patrol 1", "Traffic", "(none)", "TOTAL"]
+    assert list(parsed[0]) == ["unit", *COUNTS, *REPORT_COLUMNS]
 
 
-def test_csv_quotes_what_needs_quoting() -> None:
-    report = compliance_report([row(1, unit='Squad "A", east')], [], {}, NOW, 7.0)
-    line = to_csv(report).splitlines()[1]
-    assert line == '"Squad ""A"", east",1,0.50,1,0,0,0,0,0'
-    assert next(csv.reader([line]))[0] == 'Squad "A", east'
+def test_csv_quotes_what_needs_quoting_and_keeps_chinese() -> None:
+    report = compliance_report(
+        [row(1, unit='Squad "A", east'), row(2, unit="一中队")], [], {}, NOW, 7
+    )
+    lines = to_csv(report).decode("utf-8-sig").splitlines()
+    assert lines[1].startswith('"Squad ""A"", east",1,0.50,1800,1,0,')
+    assert next(csv.reader([lines[1]]))[0] == 'Squad "A", east'
+    assert lines[2].startswith("一中队,1,0.50,1800,")
+    assert "一中队".encode() in to_csv(report), "UTF-8, not the local code page"
+
+
+@st.composite
+def durations(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Recordings of random length to the microsecond, in a few groups."""
+    rows = []
+    for i in range(draw(st.integers(0, 40))):
+        r = row(i + 1, unit=draw(st.sampled_from(["A", "B", "C", "一中队", None])))
+        length = timedelta(microseconds=draw(st.integers(0, 8 * 3_600_000_000)))
+        rows.append(r | {"recorded_end": isoformat_utc(BASE + length)})
+    return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(durations())
+def test_csv_total_row_is_the_sum_of_the_rows(rows: list[dict[str, Any]]) -> None:
+    report = compliance_report(rows, [], {}, NOW, 7.0, "unit")
+    *groups, total = _parse(to_csv(report))
+    assert total["unit"] == "TOTAL" and len(groups) == len(report.groups)
+    for column in COUNTS:
+        # What a spreadsheet's SUM over the rows gives, in exact decimals ...
+        assert sum(Decimal(g[column]) for g in groups) == Decimal(total[column]), column
+        # ... and in floats as Excel or pandas add them: seconds are whole, so exact;
+        # hours to 2 decimals show the same.
+        summed = sum(float(g[column]) for g in groups)
+        assert round(summed, 2) == float(total[column]), column
+    # TOTAL is the exact sum, rounded half up once.
+    exact = sum((parse_utc(r["recorded_end"]) - BASE for r in rows), timedelta(0))
+    hours = Decimal(exact // timedelta(microseconds=1)) / Decimal(3_600_000_000)
+    assert Decimal(total["hours"]) == hours.quantize(Decimal("0.01"), ROUND_HALF_UP)
+    seconds = Decimal(exact // timedelta(microseconds=1)) / Decimal(1_000_000)
+    assert int(total["seconds"]) == int(seconds.quantize(Decimal(1), ROUND_HALF_UP))
+    for g in groups:
+        assert (g["period_from"], g["period_to"], g["as_of"]) == ("", "", "2026-12-10T12:00:00Z")
 
 
 def test_json_exact() -> None:
@@ -334,11 +459,13 @@ def test_json_exact() -> None:
         "as_of": "2026-12-10T12:00:00Z",
         "label_after_days": 7.0,
         "groups": [
-            {"group": "Patrol 1", "recordings": 2, "hours": 1.25, "on_time": 1, "late": 1,
+            {"group": "Patrol 1", "recordings": 2, "hours": 1.25, "seconds": 4500,
+             "on_time": 1, "late": 1,
              "interruptions_explained": 1, "interruptions_unexplained": 1, "unassigned": 0,
              "unlabelled": 0},
         ],
-        "total": {"group": "TOTAL", "recordings": 2, "hours": 1.25, "on_time": 1, "late": 1,
+        "total": {"group": "TOTAL", "recordings": 2, "hours": 1.25, "seconds": 4500,
+                  "on_time": 1, "late": 1,
                   "interruptions_explained": 1, "interruptions_unexplained": 1, "unassigned": 0,
                   "unlabelled": 0},
         "overdue_devices": [],
@@ -478,6 +605,38 @@ def test_overdue_devices() -> None:
     text = _text(render_overdue(report))
     assert "docking 2 ended volume_gone, 3 file(s) not taken" in text
     assert "never" in text
+
+
+def test_overdue_csv() -> None:
+    long_ago = NOW - timedelta(hours=30)
+    sessions = last_sessions([session_row(2, "B-GONE", "volume_gone", long_ago, {"failed": 3})])
+    found = overdue_devices(
+        [
+            device("A-NOT-DOCKED", not_docked=True, last_docked=long_ago, unit="一中队"),
+            device("B-GONE", last_docked=long_ago, officer=None, device_number=None),
+        ],
+        sessions,
+        NOW,
+    )
+    report = compliance_report([row(1)], [], {}, NOW, 7.0, overdue=found)
+    data = overdue_to_csv(report)
+    assert data.decode("utf-8") == (
+        "\ufeffserial,device_number,officer,unit,last_docked,since,hours_since,not_docked,"
+        "incomplete_docking,session,session_state,session_ended_at,failed,wipe_failed,why,"
+        "as_of\n"
+        "A-NOT-DOCKED,07,012345,一中队,2026-12-09T06:00:00Z,2026-12-09T06:00:00Z,30.0,true,"
+        "false,,,,,,not docked for 30.0 h,2026-12-10T12:00:00Z\n"
+        "B-GONE,,,Patrol 1,2026-12-09T06:00:00Z,2026-12-09T06:00:00Z,30.0,false,true,2,"
+        'volume_gone,2026-12-09T06:00:00Z,3,0,"docking 2 ended volume_gone, 3 file(s) not '
+        'taken",2026-12-10T12:00:00Z\n'
+    )
+    parsed = _parse(data)
+    assert [(d["serial"], d["not_docked"], d["incomplete_docking"]) for d in parsed] == [
+        ("A-NOT-DOCKED", "true", "false"), ("B-GONE", "false", "true"),
+    ]  # fmt: skip
+    assert list(parsed[0]) == list(OVERDUE_COLUMNS)
+    # The counts CSV is unchanged by them: a table of its own.
+    assert to_csv(report) == to_csv(replace(report, overdue=()))
 
 
 # -- gap listing -----------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""verify.py: check an evidence disc written by dockd (a BagIt 1.0 bag).
+"""verify.py: check an evidence disc or a log export written by dockd.
 
-    python3 verify.py [BAG_DIR] [--key NAME+ID+KEY ...]
+    python3 verify.py [FOLDER] [--key NAME+ID+KEY ...]      (Windows: py verify.py)
 
-BAG_DIR defaults to the folder this file is in (the disc root). Needs only
-Python 3.8 or newer and, to check the signature, the `cryptography`
-package (`pip install cryptography`). It checks that:
+FOLDER defaults to the folder this file is in: dockd copies this file,
+unchanged, to the root of every archival disc and into every `dockd log
+export` folder. Needs only Python 3.8 or newer and, to check the signature,
+the `cryptography` package (`pip install cryptography`); not dockd.
+
+A folder with bagit.txt is a disc: a BagIt 1.0 bag whose layout is specified
+in dockd/archive/__init__.py. It checks that:
 
   1. bagit.txt and bag-info.txt are there (Payload-Oxum agrees with data/);
   2. every line of manifest-sha256.txt matches its file's SHA-256, and every
@@ -21,14 +25,26 @@ package (`pip install cryptography`). It checks that:
   7. the labels in dockd/catalog.json (officer, unit, cause, parties, ...)
      are those the log entries state, and dockd/catalog.csv says the same.
 
+A folder without bagit.txt that holds entries.jsonl, proofs.json,
+checkpoint.txt or keys.txt is a log export, written by `Service.export_log`
+(dockd/service.py, which specifies its layout). It checks that:
+
+  1. checkpoint.txt is signed by a key of keys.txt, or of --key (as above);
+  2. every entry of entries.jsonl is canonical JSON and its RFC 9162
+     inclusion proof (proofs.json) leads to the checkpoint's root;
+  3. the lines are the consecutive entries proofs.json names ("from",
+     "to"), each one's `prev` the SHA-256 of the line before it (the first
+     line's: zeros for log entry 1, else proofs.json "prev_of_first").
+
 It prints one line per problem, then "OK" or the number of problems, and
 exits 0 if everything holds, 1 otherwise (2: bad command line).
 
-本脚本核对本光盘：文件的 SHA-256、签名检查点、日志包含证明与目录标签。
-全部通过时输出 OK 并以 0 退出；否则逐行列出问题并以 1 退出。
+本脚本核对本光盘（或日志导出文件夹）：文件的 SHA-256、签名检查点、日志包含证明、
+日志哈希链与目录标签。全部通过时输出 OK 并以 0 退出；否则逐行列出问题并以 1 退出。
 
-This file is also imported by dockd (`dockd verify-disc`), so it must stay
-a single module using only the standard library and `cryptography`.
+dockd also imports this file (`dockd verify-disc`, `python -m
+dockd.integrity.offline`), so it must stay a single module using only the
+standard library and `cryptography`, and run on Python 3.8.
 """
 
 from __future__ import annotations
@@ -46,7 +62,13 @@ import struct
 import sys
 import unicodedata
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:  # Python 3.8 cannot subscript collections.abc.Callable at run time
+    from collections.abc import Callable
+
+    _Add = Callable[[str, str, str], None]  # (kind, where, detail)
+    _Read = Callable[[str], bytes | None]  # a file of the folder, None if it cannot be read
 
 FORMAT = "dockd-disc/1"
 
@@ -62,6 +84,7 @@ KINDS = (
     "proof_invalid",
     "entry_missing",
     "catalog_mismatch",
+    "chain_broken",  # log export: lines missing, added or moved, or a `prev` that does not link
 )
 
 BAGIT_TXT = "bagit.txt"
@@ -75,6 +98,14 @@ PROOFS = "dockd/proofs.json"
 CHECKPOINT = "dockd/checkpoint.txt"
 KEYS = "dockd/keys.txt"
 BAGIT_TEXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+# A log export's files, at the top of its folder (beside this file as verify.py).
+EXPORT_ENTRIES = "entries.jsonl"
+EXPORT_PROOFS = "proofs.json"  # {"from", "to", "tree_size", "prev_of_first", "inclusion"}
+EXPORT_CHECKPOINT = "checkpoint.txt"
+EXPORT_KEYS = "keys.txt"
+EXPORT_FILES = (EXPORT_ENTRIES, EXPORT_PROOFS, EXPORT_CHECKPOINT, EXPORT_KEYS)
+GENESIS = "0" * 64  # the `prev` of log entry 1
 
 # Columns of catalog.csv that come first, in this order; any other key follows, sorted.
 CSV_FIRST = (
@@ -128,6 +159,7 @@ class Result(NamedTuple):
     info: dict[str, str]  # bag-info.txt (first value of each label)
     checkpoint: Checkpoint | None
     entries: int  # log entries whose inclusion proof verified
+    span: tuple[int, int] | None = None  # a log export's first and last entry
 
 
 # -- RFC 9162 section 2.1 -----------------------------------------------------------
@@ -348,7 +380,8 @@ def catalog_json(records: list[dict[str, Any]]) -> bytes:
 # -- reading the bag -----------------------------------------------------------------
 
 
-def sha256_file(path: str) -> str:
+def sha256_file(path: str, progress: Callable[[int], None] | None = None) -> str:
+    """The file's SHA-256; `progress` (dockd's bar) hears each block's length."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -356,6 +389,8 @@ def sha256_file(path: str) -> str:
             if not block:
                 return digest.hexdigest()
             digest.update(block)
+            if progress is not None:
+                progress(len(block))
 
 
 def _nfc(path: str) -> str:
@@ -543,14 +578,76 @@ def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def check_bag(root: str, keys: list[str] | None = None) -> Result:
-    """Every problem with the bag at `root`; `keys` (verifier key texts) replace keys.txt."""
-    root = os.fspath(root)
-    problems: list[Problem] = []
+# -- the signed log: shared by the disc and the log export ----------------------------
 
-    def add(kind: str, where: str, detail: str) -> None:
-        problems.append(Problem(kind, where, detail))
 
+class _Line(NamedTuple):
+    """A line of an entries file that is a log entry (has a positive integer `seq`)."""
+
+    number: int  # 1-based line number in the file
+    seq: int
+    raw: bytes  # the line's bytes, as hashed into the log
+    entry: dict[str, Any]
+    canonical: bool
+
+
+def _trusted_keys(read: _Read, keys_file: str, keys: list[str] | None, add: _Add) -> list[Key]:
+    """The --key keys if any were given, else those of `keys_file`."""
+    key_list: list[Key] = []
+    if keys:
+        sources = [(f"--key {i + 1}", text) for i, text in enumerate(keys)]
+    else:
+        raw_keys = read(keys_file)
+        if raw_keys is None:
+            add("checkpoint_untrusted", keys_file, "is missing and no --key was given")
+            raw_keys = b""
+        lines = raw_keys.decode("utf-8", "replace").splitlines()
+        sources = [(f"{keys_file} line {i + 1}", t) for i, t in enumerate(lines) if t.strip()]
+    for where, text in sources:
+        try:
+            key_list.append(parse_key(text))
+        except ValueError as exc:
+            add("checkpoint_untrusted", where, f"is not a usable verifier key: {exc}")
+    return key_list
+
+
+def _signed_checkpoint(
+    read: _Read, name: str, keys_file: str, key_list: list[Key], pinned: bool, add: _Add
+) -> Checkpoint | None:
+    """The checkpoint in the note `name`, its signature checked against `key_list`.
+
+    It is returned even when the signature fails, so that the proofs are still
+    checked against it: without `cryptography` the hashes are still worth knowing.
+    """
+    raw_note = read(name)
+    if raw_note is None:
+        add("checkpoint_invalid", name, "is missing")
+        return None
+    checkpoint: Checkpoint | None = None
+    note = raw_note.decode("utf-8", "replace")
+    try:
+        checkpoint = parse_checkpoint(note.rpartition("\n\n")[0] + "\n")
+    except ValueError as exc:
+        add("checkpoint_invalid", name, f"is not a tlog checkpoint: {exc}")
+    try:
+        open_note(note, key_list)
+    except ImportError:
+        add(
+            "checkpoint_untrusted",
+            name,
+            "signature NOT checked: the Python package 'cryptography' is missing "
+            "(pip install cryptography)",
+        )
+    except NoteError as exc:
+        who = "the --key keys" if pinned else keys_file
+        if exc.untrusted:
+            add("checkpoint_untrusted", name, f"is not signed by any key of {who}")
+        else:
+            add("checkpoint_invalid", name, str(exc))
+    return checkpoint
+
+
+def _reader(root: str) -> _Read:
     def read(rel: str) -> bytes | None:
         try:
             with open(_local(root, rel), "rb") as f:
@@ -558,6 +655,100 @@ def check_bag(root: str, keys: list[str] | None = None) -> Result:
         except OSError:
             return None
 
+    return read
+
+
+def _check_tree_size(tree_size: Any, checkpoint: Checkpoint | None, name: str, add: _Add) -> None:
+    if checkpoint is not None and tree_size != checkpoint.size:
+        add(
+            "proof_invalid",
+            name,
+            f"proofs are for a tree of size {tree_size}, the checkpoint's is {checkpoint.size}",
+        )
+
+
+def _split_lines(raw: bytes) -> list[bytes]:
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _check_entries(
+    raw_entries: bytes | None,
+    name: str,
+    proofs_name: str,
+    checkpoint: Checkpoint | None,
+    proof_of: Callable[[int], Any] | None,
+    add: _Add,
+) -> tuple[list[_Line], int]:
+    """The log entries of the file `name`, and how many are proven in `checkpoint`'s tree.
+
+    `proof_of(seq)` is entry seq's inclusion proof as stored (a list of base64
+    hashes); it may raise KeyError, IndexError or TypeError if there is none.
+    None: the proofs could not be read (already reported), so none is checked.
+    """
+    if raw_entries is None:
+        add("entry_missing", name, "is missing")
+        raw_entries = b""
+    lines_b = _split_lines(raw_entries)
+    found: list[_Line] = []
+    seen: set[int] = set()
+    proven = 0
+    for number, raw in enumerate(lines_b, 1):
+        where = f"{name} line {number}"
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+            seq = entry["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+                raise ValueError("no positive 'seq'")
+        except (ValueError, KeyError, TypeError) as exc:
+            add("proof_invalid", where, f"is not a log entry: {exc}")
+            continue
+        where = f"{where} (log entry {seq})"
+        if seq in seen:
+            add("proof_invalid", where, "appears a second time")
+            continue
+        seen.add(seq)
+        canonical = is_canonical(raw)
+        found.append(_Line(number, seq, raw, entry, canonical))
+        if not canonical:
+            add("proof_invalid", where, "is not canonical JSON: its bytes are not as logged")
+        if checkpoint is None or proof_of is None:
+            continue
+        if seq > checkpoint.size:
+            add("proof_invalid", where, f"is beyond the checkpoint's size {checkpoint.size}")
+            continue
+        try:
+            path = [base64.b64decode(h, validate=True) for h in proof_of(seq)]
+        except (KeyError, IndexError, TypeError, ValueError):
+            add("proof_invalid", where, f"has no usable inclusion proof in {proofs_name}")
+            continue
+        if verify_inclusion(seq - 1, checkpoint.size, leaf_hash(raw), path, checkpoint.root):
+            proven += 1
+        else:
+            add(
+                "proof_invalid",
+                where,
+                "is not included in the signed log (changed, moved or forged)",
+            )
+    return found, proven
+
+
+def check_bag(
+    root: str, keys: list[str] | None = None, progress: Callable[[int], None] | None = None
+) -> Result:
+    """Every problem with the bag at `root`; `keys` (verifier key texts) replace keys.txt.
+
+    `progress` hears of the payload's bytes as they are hashed.
+    """
+    root = os.fspath(root)
+    problems: list[Problem] = []
+
+    def add(kind: str, where: str, detail: str) -> None:
+        problems.append(Problem(kind, where, detail))
+
+    read = _reader(root)
     if not os.path.isdir(root):
         add("bag_invalid", root, "is not a folder")
         return Result(problems, [], {}, None, 0)
@@ -607,7 +798,7 @@ def check_bag(root: str, keys: list[str] | None = None) -> Result:
             add("file_changed", norm, "is a symbolic link, not a file of the disc")
             continue
         try:
-            actual[norm] = sha256_file(_local(root, rel))
+            actual[norm] = sha256_file(_local(root, rel), progress)
             sizes[norm] = os.path.getsize(_local(root, rel))
         except OSError as exc:
             add("file_changed", norm, f"cannot be read: {exc.strerror or exc}")
@@ -656,53 +847,15 @@ def check_bag(root: str, keys: list[str] | None = None) -> Result:
                 add(kind, norm, f"SHA-256 is {digest}, {TAGMANIFEST} says {listed}")
 
     # 4. keys and checkpoint
-    key_list: list[Key] = []
-    if keys:
-        sources = [(f"--key {i + 1}", text) for i, text in enumerate(keys)]
-    else:
-        raw_keys = read(KEYS)
-        if raw_keys is None:
-            add("checkpoint_untrusted", KEYS, "is missing and no --key was given")
-            raw_keys = b""
-        lines = raw_keys.decode("utf-8", "replace").splitlines()
-        sources = [(f"{KEYS} line {i + 1}", t) for i, t in enumerate(lines) if t.strip()]
-    for where, text in sources:
-        try:
-            key_list.append(parse_key(text))
-        except ValueError as exc:
-            add("checkpoint_untrusted", where, f"is not a usable verifier key: {exc}")
-    checkpoint: Checkpoint | None = None
-    raw_note = read(CHECKPOINT)
-    if raw_note is None:
-        add("checkpoint_invalid", CHECKPOINT, "is missing")
-    else:
-        note = raw_note.decode("utf-8", "replace")
-        try:
-            checkpoint = parse_checkpoint(note.rpartition("\n\n")[0] + "\n")
-        except ValueError as exc:
-            add("checkpoint_invalid", CHECKPOINT, f"is not a tlog checkpoint: {exc}")
-        try:
-            open_note(note, key_list)
-        except ImportError:
-            add(
-                "checkpoint_untrusted",
-                CHECKPOINT,
-                "signature NOT checked: the Python package 'cryptography' is missing "
-                "(pip install cryptography)",
-            )
-        except NoteError as exc:
-            who = "the --key keys" if keys else KEYS
-            if exc.untrusted:
-                add("checkpoint_untrusted", CHECKPOINT, f"is not signed by any key of {who}")
-            else:
-                add("checkpoint_invalid", CHECKPOINT, str(exc))
-        origin = info.get("Source-Organization")
-        if checkpoint is not None and origin is not None and checkpoint.origin != origin:
-            add(
-                "checkpoint_invalid",
-                CHECKPOINT,
-                f"is of log {checkpoint.origin!r}, bag-info.txt names log {origin!r}",
-            )
+    key_list = _trusted_keys(read, KEYS, keys, add)
+    checkpoint = _signed_checkpoint(read, CHECKPOINT, KEYS, key_list, bool(keys), add)
+    origin = info.get("Source-Organization")
+    if checkpoint is not None and origin is not None and checkpoint.origin != origin:
+        add(
+            "checkpoint_invalid",
+            CHECKPOINT,
+            f"is of log {checkpoint.origin!r}, bag-info.txt names log {origin!r}",
+        )
 
     # 5. entries and inclusion proofs
     proofs: dict[str, Any] = {}
@@ -714,62 +867,19 @@ def check_bag(root: str, keys: list[str] | None = None) -> Result:
         proofs = loaded
     except ValueError as exc:
         add("proof_invalid", PROOFS, f"is missing or malformed: {exc}")
-    tree_size = proofs.get("tree_size")
-    if checkpoint is not None and proofs and tree_size != checkpoint.size:
-        add(
-            "proof_invalid",
-            PROOFS,
-            f"proofs are for a tree of size {tree_size}, the checkpoint's is {checkpoint.size}",
-        )
-    raw_entries = read(ENTRIES)
-    if raw_entries is None:
-        add("entry_missing", ENTRIES, "is missing")
-        raw_entries = b""
-    lines_b = raw_entries.split(b"\n")
-    if lines_b and lines_b[-1] == b"":
-        lines_b.pop()
-    parsed: list[tuple[int, dict[str, Any]]] = []
-    seen: set[int] = set()
-    proven = 0
-    for number, raw in enumerate(lines_b, 1):
-        where = f"{ENTRIES} line {number}"
-        try:
-            entry = json.loads(raw.decode("utf-8"))
-            seq = entry["seq"]
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-                raise ValueError("no positive 'seq'")
-        except (ValueError, KeyError, TypeError) as exc:
-            add("proof_invalid", where, f"is not a log entry: {exc}")
-            continue
-        where = f"{where} (log entry {seq})"
-        if seq in seen:
-            add("proof_invalid", where, "appears a second time")
-            continue
-        seen.add(seq)
-        if is_canonical(raw):
-            # Compared with the catalog and the files below whether or not its proof holds:
-            # a proof problem is reported on its own, an entry is missing only if absent.
-            parsed.append((seq, entry))
-        else:
-            add("proof_invalid", where, "is not canonical JSON: its bytes are not as logged")
-        if checkpoint is None or not proofs:
-            continue
-        if seq > checkpoint.size:
-            add("proof_invalid", where, f"is beyond the checkpoint's size {checkpoint.size}")
-            continue
-        try:
-            path = [base64.b64decode(h, validate=True) for h in proofs["proofs"][str(seq)]]
-        except (KeyError, TypeError, ValueError):
-            add("proof_invalid", where, f"has no usable inclusion proof in {PROOFS}")
-            continue
-        if verify_inclusion(seq - 1, checkpoint.size, leaf_hash(raw), path, checkpoint.root):
-            proven += 1
-        else:
-            add(
-                "proof_invalid",
-                where,
-                "is not included in the signed log (changed, moved or forged)",
-            )
+    if proofs:
+        _check_tree_size(proofs.get("tree_size"), checkpoint, PROOFS, add)
+    lines, proven = _check_entries(
+        read(ENTRIES),
+        ENTRIES,
+        PROOFS,
+        checkpoint,
+        (lambda seq: proofs["proofs"][str(seq)]) if proofs else None,
+        add,
+    )
+    # Compared with the catalog and the files below whether or not its proof holds:
+    # a proof problem is reported on its own, an entry is missing only if absent.
+    parsed = [(line.seq, line.entry) for line in lines if line.canonical]
 
     # 6. catalog.json and catalog.csv against the entries
     records: list[dict[str, Any]] = []
@@ -916,14 +1026,168 @@ def check_bag(root: str, keys: list[str] | None = None) -> Result:
     return Result(problems, recordings, info, checkpoint, proven)
 
 
-def main(argv: list[str] | None = None) -> int:
-    here = os.path.dirname(os.path.abspath(__file__))
+def is_log_export(root: str) -> bool:
+    """True for a folder `Service.export_log` wrote: no bagit.txt, one of its files at least.
+
+    One file is enough, so that a log export with files deleted is still checked
+    as one and its missing files are named.
+    """
+    return not os.path.exists(_local(root, BAGIT_TXT)) and any(
+        os.path.exists(_local(root, name)) for name in EXPORT_FILES
+    )
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_export(root: str, keys: list[str] | None = None) -> Result:
+    """Every problem with the log export at `root`; `keys` (verifier key texts) replace keys.txt."""
+    root = os.fspath(root)
+    problems: list[Problem] = []
+
+    def add(kind: str, where: str, detail: str) -> None:
+        problems.append(Problem(kind, where, detail))
+
+    read = _reader(root)
+    if not os.path.isdir(root):
+        add("entry_missing", root, "is not a folder")
+        return Result(problems, [], {}, None, 0)
+
+    # 1. keys and checkpoint
+    key_list = _trusted_keys(read, EXPORT_KEYS, keys, add)
+    checkpoint = _signed_checkpoint(read, EXPORT_CHECKPOINT, EXPORT_KEYS, key_list, bool(keys), add)
+
+    # 2. entries and inclusion proofs; proofs.json holds one per line, from entry "from" on
+    proofs: dict[str, Any] = {}
+    try:
+        loaded = json.loads((read(EXPORT_PROOFS) or b"").decode("utf-8"))
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("inclusion"), list):
+            raise ValueError("no 'inclusion' list")
+        if not _positive(loaded.get("from")):
+            raise ValueError("no positive 'from'")
+        proofs = loaded
+    except ValueError as exc:
+        add("proof_invalid", EXPORT_PROOFS, f"is missing or malformed: {exc}")
+    inclusion: list[Any] = proofs.get("inclusion", [])
+    first: int = proofs.get("from", 1)
+
+    def proof_of(seq: int) -> Any:
+        # By the number the entry claims, not by its line: a moved line is reported as
+        # out of order below, not as a forgery.
+        if not 0 <= seq - first < len(inclusion):
+            raise KeyError(seq)
+        return inclusion[seq - first]
+
+    if proofs:
+        _check_tree_size(proofs.get("tree_size"), checkpoint, EXPORT_PROOFS, add)
+    raw_entries = read(EXPORT_ENTRIES)
+    lines, proven = _check_entries(
+        raw_entries,
+        EXPORT_ENTRIES,
+        EXPORT_PROOFS,
+        checkpoint,
+        proof_of if proofs else None,
+        add,
+    )
+
+    # 3. the lines are entries first..last, in order, each chained to the one before
+    seqs = [line.seq for line in lines]
+    last: Any
+    if not proofs:  # the range is unknown (reported above): the one the lines hold
+        first, last = (min(seqs), max(seqs)) if seqs else (1, 0)
+    else:
+        last = proofs.get("to")
+        if not _positive(last) or last < first:
+            add("proof_invalid", EXPORT_PROOFS, f"'to' {last!r} is not an entry from {first} on")
+            last = max([first, *seqs])
+        elif len(inclusion) != last - first + 1:
+            add(
+                "proof_invalid",
+                EXPORT_PROOFS,
+                f"holds {len(inclusion)} inclusion proofs for entries {first} to {last}",
+            )
+    for start, end in _gaps(first, last, seqs):
+        what = f"log entry {start} is" if start == end else f"log entries {start} to {end} are"
+        add("entry_missing", EXPORT_ENTRIES, f"{what} missing")
+    before: _Line | None = None
+    for line in lines:
+        where = f"{EXPORT_ENTRIES} line {line.number} (log entry {line.seq})"
+        if not first <= line.seq <= last:
+            add("chain_broken", where, f"is not one of entries {first} to {last}, as named")
+        if before is not None and line.seq < before.seq:
+            add(
+                "chain_broken",
+                where,
+                f"comes after log entry {before.seq} (line {before.number}): out of order",
+            )
+        # A link is checked where the numbers say it must hold; a gap or a move is
+        # reported above once, not again as the broken links around it.
+        want: Any = None
+        if before is None and line.seq == first == 1:
+            want, said = GENESIS, "64 zeros (log entry 1 has none before it)"
+        elif before is None and line.seq == first:
+            want, said = proofs.get("prev_of_first"), f"the prev_of_first of {EXPORT_PROOFS}"
+        elif before is not None and line.seq == before.seq + 1:
+            want = hashlib.sha256(before.raw).hexdigest()
+            said = f"the SHA-256 of line {before.number} (log entry {before.seq})"
+        if want is not None and line.entry.get("prev") != want:
+            add("chain_broken", where, f"its prev is not {said}")
+        before = line
+    return Result(problems, [], {}, checkpoint, proven, (first, last))
+
+
+def _gaps(first: int, last: int, present: list[int]) -> list[tuple[int, int]]:
+    """The runs (from, to) of first..last that are not in `present`.
+
+    Walks `present`, not the range: "to" in proofs.json may be any number.
+    """
+    gaps: list[tuple[int, int]] = []
+    expect = first
+    for n in sorted(n for n in set(present) if first <= n <= last):
+        if n > expect:
+            gaps.append((expect, n - 1))
+        expect = n + 1
+    if expect <= last:
+        gaps.append((expect, last))
+    return gaps
+
+
+def check(root: str, keys: list[str] | None = None) -> Result:
+    """A log export's check for a log export, the disc's for any other folder."""
+    return check_export(root, keys) if is_log_export(root) else check_bag(root, keys)
+
+
+def source() -> bytes:
+    """This file: what dockd copies, unchanged, as verify.py onto discs and into log exports."""
+    with open(__file__, "rb") as f:
+        return f.read()
+
+
+def main(
+    argv: list[str] | None = None,
+    prog: str = "verify.py",
+    description: str | None = None,
+    folder_required: bool = False,
+) -> int:
+    """The command line of verify.py, and (with another `prog`) of dockd's wrappers."""
     parser = argparse.ArgumentParser(
-        prog="verify.py",
-        description=__doc__,
+        prog=prog,
+        description=description or __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("bag", nargs="?", default=here, help="the disc root (default: %(default)s)")
+    what = "the disc root or log export folder"
+    if folder_required:
+        parser.add_argument("folder", metavar="FOLDER", help=what)
+    else:
+        here = os.path.dirname(os.path.abspath(__file__))
+        parser.add_argument(
+            "folder",
+            metavar="FOLDER",
+            nargs="?",
+            default=here,
+            help=f"{what} (default: %(default)s)",
+        )
     parser.add_argument(
         "--key", action="append", help="trusted verifier key NAME+ID+KEY (repeatable)"
     )
@@ -936,7 +1200,7 @@ def main(argv: list[str] | None = None) -> int:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(errors="replace")  # a console that cannot show every character
-    result = check_bag(args.bag, args.key)
+    result = check(args.folder, args.key)
     for problem in result.problems:
         print(problem)
     if result.problems:
@@ -945,6 +1209,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cp = result.checkpoint
     size = cp.size if cp is not None else 0
+    if result.span is not None:
+        print(
+            f"OK / 通过: log entries {result.span[0]} to {result.span[1]} are in the signed "
+            f"log of {size} entries, each chained to the one before"
+        )
+        return 0
     print(
         f"OK / 通过: {len(result.recordings)} files match their manifest and log entries; "
         f"{result.entries} log entries are in the signed log of {size} entries"
