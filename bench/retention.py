@@ -77,7 +77,7 @@ What it does, in one temporary state directory (deleted at the end unless
    - a writing start again, now with the tombstones (recovery checks that
      every tombstoned object is gone);
    - `dockd report compliance --json` over everything, in-process, as
-     cli_reports.py runs it (`compliance_rows`, `interruptions()`,
+     cli/reports.py runs it (`compliance_rows`, `interruptions()`,
      `gap_explanations()`, `devices()`, `sessions`, and the pure
      aggregation of dockd/retention/report.py); without that module, its
      reads only;
@@ -129,7 +129,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import dockd.service as service_module  # noqa: E402
+import dockd.service.labels as service_labels  # noqa: E402
 import dockd.store as store_module  # noqa: E402
 from dockd import logs  # noqa: E402
 from dockd.catalog import Catalog  # noqa: E402
@@ -878,7 +878,7 @@ def report_module() -> Any:
 
 
 def device_facts(report: Any, svc: Service) -> list[Any]:
-    """What `dockd report compliance` makes of Service.devices() (cli_reports._facts)."""
+    """What `dockd report compliance` makes of Service.devices() (cli/reports.py _facts)."""
     result = []
     for status in svc.devices():
         current = status.current
@@ -898,7 +898,7 @@ def device_facts(report: Any, svc: Service) -> list[Any]:
 
 
 def compliance(report: Any, svc: Service, label_after_days: float) -> str:
-    """`dockd report compliance --json` over everything, as cli_reports.py runs it.
+    """`dockd report compliance --json` over everything, as cli/reports.py runs it.
 
     Without the report module: its reads only (rows, interruptions, devices).
     """
@@ -922,7 +922,7 @@ def report_tally(report: Any) -> Tallied:
         (Catalog, "compliance_rows", "catalog.compliance_rows(None, None)"),
         (Service, "interruptions", "interruptions() (every device)"),
         (Catalog, "clips", "  catalog.clips()"),
-        (service_module, "interruptions", "  continuity.interruptions() (pure)"),
+        (service_labels, "interruptions", "  continuity.interruptions() (pure)"),
         (Service, "gap_explanations", "gap_explanations()"),
         (Service, "devices", "devices()"),
         (Catalog, "sessions", "catalog.sessions()"),

@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dockd.errors import ConfigError
-from dockd.integrity.note import NoteError, VerifierKey
 
 DEFAULT_CONFIG_PATH = Path("/etc/dockd/dockd.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/dockd")
@@ -360,7 +359,9 @@ def _resolved_types(cls: type[Any]) -> dict[str, Any]:
 
 
 def _validate(config: Config) -> Config:
-    """Checks across keys and against other modules; one key's range is in NUMERIC_RANGES."""
+    """Checks across keys; one key's range is in NUMERIC_RANGES. What only the stage
+    packages know (profile names, USB commands, presets, key texts) dockd/settings.py
+    checks: this module is a leaf that every package may import."""
     profiles = config.profiles
     try:
         ZoneInfo(profiles.camera_timezone)
@@ -389,45 +390,20 @@ def _validate(config: Config) -> Config:
     origin = config.integrity.origin
     if origin and any(c.isspace() or c == "+" for c in origin):
         raise ConfigError("integrity.origin: must not contain spaces or '+'")
-    for i, text in enumerate(config.integrity.trusted_keys):
-        try:
-            VerifierKey.from_text(text)
-        except NoteError as exc:
-            raise ConfigError(f"integrity.trusted_keys[{i}]: {exc}") from None
-    from dockd.devices.profiles import PROFILES
-
-    known = set(PROFILES)
-    if config.profiles.default_profile not in known:
-        raise ConfigError(
-            f"profiles.default_profile: unknown profile {config.profiles.default_profile!r} "
-            f"(known: {', '.join(sorted(known))})"
-        )
     for i, rule in enumerate(config.devices.rules):
-        if rule.profile not in known:
+        exact = (
+            rule.vendor_id
+            and rule.model_id
+            and not any(c in rule.vendor_id + rule.model_id for c in "*?[")
+        )
+        if rule.usb_command and not exact:
             raise ConfigError(
-                f"devices.rules[{i}].profile: unknown profile {rule.profile!r} "
-                f"(known: {', '.join(sorted(known))})"
+                f"devices.rules[{i}]: a usb_command needs exact vendor_id and model_id"
             )
-        if rule.usb_command:
-            from dockd.devices.usbhook import parse_usb_command
-
-            parse_usb_command(rule.usb_command, f"devices.rules[{i}].usb_command")
-            if not (rule.vendor_id and rule.model_id) or any(
-                c in rule.vendor_id + rule.model_id for c in "*?["
-            ):
-                raise ConfigError(
-                    f"devices.rules[{i}]: a usb_command needs exact vendor_id and model_id"
-                )
     daemon = config.daemon
     if daemon.mount_backend not in ("kernel", "fuse"):
         raise ConfigError("daemon.mount_backend: must be kernel or fuse")
-    from dockd.retention.policy import PRESETS
-
     retention = config.retention
-    if retention.preset not in PRESETS:
-        raise ConfigError(
-            f"retention.preset: must be one of {', '.join(PRESETS)}, got {retention.preset!r}"
-        )
     if retention.gap_max_seconds and retention.gap_max_seconds <= retention.gap_threshold_seconds:
         raise ConfigError(
             "retention.gap_max_seconds: must be 0 (no bound) or more than gap_threshold_seconds"

@@ -7,7 +7,7 @@ Layout under the state directory:
 
 An object is only ever created by renaming a temporary file that has been
 fsynced and read back from disk with a matching hash; it is never opened
-for writing again. Only `service.py` calls the mutating methods.
+for writing again. Only `service/` calls the mutating methods.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Store:
     def iter_temp(self) -> list[Path]:
         return sorted(self.tmp.iterdir())
 
-    # -- writing (service.py only) ------------------------------------------
+    # -- writing (service/ only) --------------------------------------------
 
     def recover(self) -> list[Path]:
         """Remove partial copies left by a crash; return what was removed."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
 from dockd.clock import FixedClock
 from dockd.config import Config, IngestConfig
@@ -33,6 +34,15 @@ def _clips(folder: Path, first: datetime) -> list[Path]:
         make_clip(path, first + timedelta(minutes=i), seconds=1.0 + i * 0.2)
         clips.append(path)
     return clips
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a CLI test that ran before it
+    configures logging at warning (dockd/logs.py), which would hide the info
+    events that structlog.testing.capture_logs is asked to see."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
-from dockd import catalog as catalog_module
 from dockd.catalog import SCHEMA_VERSION, Catalog
+from dockd.catalog import schema as catalog_schema
 from dockd.config import Config
 from dockd.errors import CatalogError
 from dockd.service import Service, StateBusyError
@@ -60,8 +61,8 @@ def test_forward_migration_runs_once_and_keeps_data(
         calls.append(1)
         db.execute("ALTER TABLE sessions ADD COLUMN dock_slot TEXT")
 
-    monkeypatch.setattr(catalog_module, "MIGRATIONS", (*catalog_module.MIGRATIONS, add_column))
-    monkeypatch.setattr(catalog_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(catalog_schema, "MIGRATIONS", (*catalog_schema.MIGRATIONS, add_column))
+    monkeypatch.setattr(catalog_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     for _ in range(2):
         cat = Catalog(path)
         assert cat.version == SCHEMA_VERSION + 1
@@ -100,3 +101,221 @@ def test_rolled_back_append_does_not_corrupt_the_tree(tmp_path: Path) -> None:
     assert cat.stored_nodes() == build_nodes(leaf_hash(r.raw) for r in rows)
     assert root_hash(cat.node, 5) == root_hash(lambda lv, ix: cat.stored_nodes()[(lv, ix)], 5)
     cat.close()
+
+
+# -- the methods for tables the service used to reach through `catalog.db` -------------
+
+MOMENT = "2026-01-01T00:00:00Z"
+
+
+def _log(cat: Catalog, kind: str = "t", data: dict[str, object] | None = None) -> int:
+    """Append one entry (inside the caller's transaction); its seq."""
+    from datetime import UTC, datetime
+
+    from dockd.integrity.chain import next_entry
+
+    seq, digest = cat.head()
+    cat.append(next_entry(seq, digest, datetime(2026, 1, 1, tzinfo=UTC), kind, data or {}))
+    return seq + 1
+
+
+def _recording(cat: Catalog, n: int, **values: object) -> int:
+    row: dict[str, object] = {
+        "id": cat.next_id("recordings"),
+        "sha256": f"{n:064x}",
+        "size": 100 * n,
+        "source_path": f"DCIM/{n}.MP4".encode(),
+        "source_path_text": f"DCIM/{n}.MP4",
+        "source_mtime_ns": n,
+        "store_path": f"objects/{n}",
+        "device_serial": "CAM1" if n % 2 else "CAM2",
+        "device_number": None,
+        "profile": "p",
+        "officer": None,
+        "sequence": n,
+        "recorded_start": f"2026-01-01T00:{n:02d}:00Z",
+        "recorded_end": f"2026-01-01T00:{n:02d}:30Z",
+        "time_source": "metadata",
+        "clock_offset_s": None,
+        "ingested_at": MOMENT,
+        "deadline": MOMENT,
+        "late": False,
+        "flags": [],
+        "media": {},
+        "session_id": None,
+        "log_seq": _log(cat, "recording.ingested", {"n": n}),
+        **values,
+    }
+    return cat.insert_recording(row)
+
+
+@pytest.fixture
+def cat(tmp_path: Path) -> Iterator[Catalog]:
+    catalog = Catalog(tmp_path / "c.sqlite")
+    yield catalog
+    catalog.close()
+
+
+def test_next_id_follows_the_largest_id(cat: Catalog) -> None:
+    assert cat.next_id("recordings") == 1
+    assert cat.next_id("exports") == 1
+    with cat.transaction():
+        assert [_recording(cat, n) for n in (1, 2)] == [1, 2]
+        _recording(cat, 3, id=7)
+    assert cat.next_id("recordings") == 8
+    assert cat.next_id("holds") == 1
+    # Tables without a writer-assigned integer id, and names that are not tables.
+    for table in ("cases", "discs", "log", "recordings; DROP TABLE log"):
+        with pytest.raises(CatalogError, match="no integer id"):
+            cat.next_id(table)
+
+
+def _export(cat: Catalog, copies: int = 2) -> int:
+    """An export of recordings 1-3 on two discs a copy: (1, 2) and (3)."""
+    export_id = cat.next_id("exports")
+    cat.insert_export(
+        {
+            "id": export_id,
+            "created_at": MOMENT,
+            "medium": "bd25",
+            "capacity": 25_000_000_000,
+            "copies": copies,
+            "selection": {"tier": "permanent", "cases": []},
+            "approved_by": "sgt",
+            "reason": "R5",
+            "by": "clerk",
+            "log_seq": _log(cat, "export.planned"),
+        }
+    )
+    for copy in range(1, copies + 1):
+        for number, ids in ((1, [2, 1]), (2, [3])):
+            cat.insert_disc(f"X-{export_id}-{number}-{copy}", export_id, number, copy, ids)
+    return export_id
+
+
+def test_exports_and_discs_round_trip(cat: Catalog) -> None:
+    with cat.transaction():
+        for n in (1, 2, 3):
+            _recording(cat, n)
+        first = _export(cat)
+        second = _export(cat, copies=1)
+    assert (first, second) == (1, 2)
+    export = cat.export(first)
+    assert export is not None
+    assert export["selection"] == {"tier": "permanent", "cases": []}
+    assert (export["copies"], export["approved_by"], export["by"]) == (2, "sgt", "clerk")
+    assert cat.export(99) is None
+    assert [e["id"] for e in cat.exports()] == [1, 2]
+    # The stored selection is canonical JSON (sorted keys), as the log entry is.
+    stored = cat.db.execute("SELECT selection FROM exports WHERE id = 1").fetchone()[0]
+    assert stored == '{"cases": [], "tier": "permanent"}'
+
+    discs = cat.discs(first)
+    assert [(d["label"], d["copy"], d["number"]) for d in discs] == [
+        ("X-1-1-1", 1, 1), ("X-1-2-1", 1, 2), ("X-1-1-2", 2, 1), ("X-1-2-2", 2, 2),
+    ]  # fmt: skip
+    assert [d["recordings"] for d in discs] == [[1, 2], [3], [1, 2], [3]]
+    assert discs[0]["image_sha256"] is None and discs[0]["burned_at"] is None
+    assert [d["label"] for d in cat.discs()] == [*(d["label"] for d in discs), "X-2-1-1", "X-2-2-1"]
+    assert cat.disc("X-2-2-1") == {**cat.discs(second)[1]}
+    assert cat.disc("nope") is None
+    assert cat.discs_per_copy(first) == 2
+    assert cat.disc_items(second) == {"X-2-1-1": [(1, None), (2, None)], "X-2-2-1": [(3, None)]}
+    assert len(cat.disc_items()) == 6
+
+
+def test_a_disc_build_and_burn_are_recorded(cat: Catalog) -> None:
+    with cat.transaction():
+        for n in (1, 2, 3):
+            _recording(cat, n)
+        _export(cat, copies=1)
+        built = _log(cat, "export.disc_built")
+        cat.record_disc_build(
+            "X-1-1-1",
+            image_sha256="ab" * 32,
+            image_size=2048,
+            built_at=MOMENT,
+            log_seq=built,
+            bag_paths={1: "data/a.mp4", 2: "data/b.mp4"},
+        )
+        burned = _log(cat, "export.disc_burned")
+        cat.record_disc_burn("X-1-1-1", burned_at=MOMENT, drive="/dev/sr0", log_seq=burned)
+    disc = cat.disc("X-1-1-1")
+    assert disc is not None
+    assert (disc["image_sha256"], disc["image_size"], disc["built_at"]) == ("ab" * 32, 2048, MOMENT)
+    assert (disc["build_log_seq"], disc["burn_log_seq"], disc["drive"]) == (
+        built,
+        burned,
+        "/dev/sr0",
+    )
+    assert cat.disc_items(1)["X-1-1-1"] == [(1, "data/a.mp4"), (2, "data/b.mp4")]
+    assert cat.disc_items(1)["X-1-2-1"] == [(3, None)]
+    with pytest.raises(CatalogError, match="no disc X-9"):
+        cat.record_disc_burn("X-9", burned_at=MOMENT, drive="d", log_seq=burned)
+    # Discs and their items are history.
+    with pytest.raises(sqlite3.DatabaseError, match="discs are history"):
+        cat.db.execute("DELETE FROM disc_items")
+
+
+def test_export_candidates(cat: Catalog) -> None:
+    with cat.transaction():
+        for n in (1, 2, 3, 4):
+            _recording(cat, n, tier="permanent" if n != 2 else "routine")
+        cat.update_retention(4, {"retention_state": "deleted", "deleted_at": MOMENT})
+        cat.insert_case(
+            {"no": "C-1", "cause": "x", "parties": [], "categories": [], "state": "open",
+             "created_at": MOMENT, "log_seq": _log(cat)}
+        )  # fmt: skip
+        cat.link("C-1", [2, 3], MOMENT, _log(cat))
+    assert cat.export_candidates(tier="permanent") == [(1, 100, None), (3, 300, "C-1")]
+    assert cat.export_candidates() == [(1, 100, None), (2, 200, "C-1"), (3, 300, "C-1")]
+    assert cat.export_candidates(cases=("C-1",)) == [(2, 200, "C-1"), (3, 300, "C-1")]
+    with cat.transaction():
+        _export(cat, copies=1)  # holds 1, 2, 3
+    assert cat.export_candidates(not_exported=True) == []
+    assert cat.export_candidates(tier="permanent", not_exported=False)[0] == (1, 100, None)
+
+
+def test_the_read_helpers_for_counts_and_ids(cat: Catalog) -> None:
+    with cat.transaction():
+        for n in (1, 2, 3):
+            _recording(cat, n, tier=None if n == 3 else "routine")
+        _recording(cat, 4, sha256=f"{1:064x}", tier="routine")
+        cat.update_retention(1, {"expires_at": "2026-02-01T00:00:00Z"})
+        cat.update_retention(2, {"expires_at": "2026-03-01T00:00:00Z"})
+        cat.insert_case(
+            {"no": "C-1", "cause": "x", "parties": [], "categories": [], "state": "open",
+             "created_at": MOMENT, "log_seq": _log(cat)}
+        )  # fmt: skip
+        cat.link("C-1", [1, 2], MOMENT, _log(cat, "retention.policy", {"v": 1}))
+        _log(cat, "retention.policy", {"v": 2})
+    assert cat.recording_counts_by_device() == {"CAM1": 2, "CAM2": 2}
+    assert cat.recording_ids_of_object(f"{1:064x}") == [1, 4]
+    assert cat.case_link_counts() == {"C-1": 2}
+    assert cat.has_untiered()
+    assert cat.expiring_ids("2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z") == [2]
+    assert cat.expiring_ids("2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z") == [1, 2]
+    last = cat.last_entry_of_kind("retention.policy")
+    assert last is not None and b'"v":2' in last.replace(b" ", b"")
+    assert cat.last_entry_of_kind("no.such.kind") is None
+    rows = list(cat.recording_rows())
+    assert [r["id"] for r in rows] == [1, 2, 3, 4] and isinstance(rows[0]["flags"], str)
+    with cat.transaction():
+        cat.update_retention(3, {"retention_state": "deleted", "deleted_at": MOMENT})
+    assert not cat.has_untiered()
+    assert cat.live_recording_ids() == [1, 2, 4]
+
+
+def test_every_public_method_holds_the_mutex(cat: Catalog) -> None:
+    """The mixins' methods are serialised like Catalog's own (one connection, many threads)."""
+    import threading
+
+    for name in ("next_id", "search", "head", "insert_export", "discs", "held_ids"):
+        assert hasattr(getattr(Catalog, name), "__wrapped__"), name
+    done = threading.Event()
+    with cat.transaction():
+        worker = threading.Thread(target=lambda: (cat.discs(), done.set()))
+        worker.start()
+        assert not done.wait(0.2)  # waits for the transaction's end
+    worker.join(5)
+    assert done.is_set()

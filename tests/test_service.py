@@ -10,8 +10,8 @@ from pathlib import Path
 from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.devices.profiles import make_profile
-from dockd.ingest.session import run_session
 from dockd.integrity.chain import LogEntry
+from dockd.runner.session import run_session
 from dockd.service import Service
 from tests.conftest import put
 

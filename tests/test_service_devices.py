@@ -28,8 +28,8 @@ from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile, make_profile
 from dockd.devices.registry import Assignment
 from dockd.errors import DockdError
-from dockd.ingest.session import EXIT_OK, SessionReport, run_session
 from dockd.integrity.chain import LogEntry
+from dockd.runner.session import EXIT_OK, SessionReport, run_session
 from dockd.service import FLAG_UNASSIGNED, REGISTRY_FLAGS, Service
 from tests.conftest import NOW, put
 

@@ -28,9 +28,9 @@ from dockd.clock import FixedClock, isoformat_utc, parse_utc
 from dockd.config import Config, RetentionConfig
 from dockd.devices.profiles import make_profile
 from dockd.errors import DockdError, StoreError
-from dockd.ingest.session import run_session
 from dockd.integrity.chain import LogEntry
 from dockd.retention.policy import LONG_TERM, add_months, expiry
+from dockd.runner.session import run_session
 from dockd.service import Service
 from dockd.store import Store
 from tests.conftest import NOW, put

@@ -38,12 +38,9 @@ a failed mount leaves neither a mount nor a mount point behind.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import re
 import shutil
-import signal
 import stat
 import struct
 import subprocess
@@ -51,7 +48,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -59,182 +55,36 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from dockd.devices.identity import DeviceIdentity, slot_dirname
-from dockd.errors import DockdError
+from dockd.devices.mount_argv import (  # re-exported: the mount API is one import
+    BACKENDS,
+    FS_TYPES,
+    FUSE_TOOLS,
+    VFS_FLAGS,
+    MountEntry,
+    MountError,
+    _checked_devnode_path,
+    _unsupported,
+    bind_remount_argv,
+    fuse_mount_argv,
+    kernel_mount_argv,
+    kernel_remount_argv,
+    parse_mountinfo,
+)
+from dockd.devices.mount_proc import _exit_text, _FuseDaemon, _run
 
 log = structlog.get_logger("dockd.devices")
 
-FS_TYPES = ("vfat", "exfat")
-BACKENDS = ("kernel", "fuse")
-# Per-mount flags every camera mount carries, in both back ends.
-VFS_FLAGS = "nosuid,nodev,noexec"
-FUSE_TOOLS = {"vfat": "fusefat", "exfat": "mount.exfat-fuse"}
 MOUNTINFO = Path("/proc/self/mountinfo")
 
 # How often a busy unmount is tried before falling back to a lazy one.
 _UNMOUNT_TRIES = 3
-# libfuse's -d (debug) chatter, which exfat-fuse cannot run in the foreground
-# without: request traces ("unique: 4, opcode: …", "getattr /x", "read[0] …").
-# Kept out of error messages; the tools' own errors look different
-# ("ERROR: failed to open …", "open() (RDONLY) error: …").
-_FUSE_DEBUG = re.compile(
-    r"^(unique: \d|INIT: |flags=0x|max_\w+=|congestion_threshold=|time_gran=|nullpath_ok:|"
-    r"nopath:|utime_omit_ok:|FUSE library version|NODEID: |"
-    # fusefat's own chatter: its banner and a line per cluster read.
-    r"Cluster|fat type:|Fsioff:|--- \w+ ---|dataclusters|first data byte|\S+ fat off|"
-    r"fat_eoc_value|"
-    r"(getattr|readdir|read|write|open|opendir|release|releasedir|lookup|unlink|rmdir|mkdir|"
-    r"statfs|flush|fsync|fsyncdir|create|rename|truncate|ftruncate|utimens|chmod|chown|"
-    r"access|destroy|forget|LOOKUP|FORGET)(\[\d+\])?( |$))"
-)
-
-
-class MountError(DockdError):
-    """A camera volume could not be mounted, switched or unmounted."""
-
-
 # -- /proc/self/mountinfo -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of /proc/self/mountinfo (see proc(5))."""
-
-    mount_point: str
-    vfs_options: frozenset[str]  # per-mount flags: ro|rw, nosuid, nodev, noexec, …
-    fs_type: str  # vfat, exfat, fuse.fusefat, fuseblk, …
-    source: str
-    super_options: frozenset[str]  # the filesystem's own: ro|rw, uid=, …
-
-    @property
-    def is_fuse(self) -> bool:
-        # "fuse.<subtype>" (fusefat), "fuseblk" (exfat-fuse, on a block device), plain "fuse".
-        return self.fs_type.split(".")[0] in ("fuse", "fuseblk")
-
-
-def _unescape(field: str) -> str:
-    # The kernel writes space, tab, newline and backslash in paths as \ooo.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Parse /proc/<pid>/mountinfo text; lines it cannot read are skipped."""
-    entries = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields = left.split(" ")
-        tail = right.split(" ")
-        if not sep or len(fields) < 6 or len(tail) < 3:
-            continue
-        entries.append(
-            MountEntry(
-                mount_point=_unescape(fields[4]),
-                vfs_options=frozenset(fields[5].split(",")),
-                fs_type=tail[0],
-                source=_unescape(tail[1]),
-                super_options=frozenset(tail[2].split(",")),
-            )
-        )
-    return entries
 
 
 def mounts_at(target: Path) -> list[MountEntry]:
     """What is mounted at `target` (an absolute path), bottom first."""
     where = os.path.normpath(target)
     return [e for e in parse_mountinfo(MOUNTINFO.read_text()) if e.mount_point == where]
-
-
-# -- command lines (pure) ---------------------------------------------------------------
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in ("ro", "rw"):
-        raise MountError(f"mount mode must be ro or rw, not {mode!r}")
-
-
-def kernel_mount_options(fs_type: str, mode: str, time_offset: int | None = None) -> str:
-    """The -o options of a kernel mount of a camera volume.
-
-    Files root's own and private (uid/gid 0, fmask 0177, dmask 0077); names
-    decoded as UTF-8 (vfat: `utf8`, which keeps the driver's case folding, as
-    the kernel documentation advises over iocharset=utf8; exfat: iocharset);
-    vfat shows 8.3 names as written (`shortname=mixed`); an error in the
-    filesystem makes it read-only instead of writing on (`errors=remount-ro`);
-    `noatime` so that reading never writes access dates during the wipe.
-    """
-    _check_mode(mode)
-    common = f"{mode},{VFS_FLAGS},noatime,uid=0,gid=0,fmask=0177,dmask=0077"
-    if time_offset is not None:
-        # FAT stores the camera's local wall time; the kernel subtracts this
-        # many minutes to get UTC (exfat: only where a stamp has no zone).
-        common += f",time_offset={time_offset}"
-    if fs_type == "vfat":
-        return f"{common},utf8,shortname=mixed,errors=remount-ro"
-    if fs_type == "exfat":
-        return f"{common},iocharset=utf8,errors=remount-ro"
-    raise MountError(_unsupported(fs_type))
-
-
-def kernel_mount_argv(
-    fs_type: str, devnode: str, target: Path, mode: str = "ro", time_offset: int | None = None
-) -> list[str]:
-    return [
-        "mount",
-        "-i",
-        "-t",
-        fs_type,
-        "-o",
-        kernel_mount_options(fs_type, mode, time_offset),
-        _checked_devnode_path(devnode),
-        str(target),
-    ]
-
-
-def kernel_remount_argv(target: Path, mode: str) -> list[str]:
-    """Switch a kernel mount between ro and rw, restating the flags that must stay."""
-    _check_mode(mode)
-    return ["mount", "-i", "-o", f"remount,{mode},{VFS_FLAGS}", str(target)]
-
-
-def fuse_mount_argv(fs_type: str, devnode: str, target: Path, mode: str = "ro") -> list[str]:
-    """The foreground FUSE daemon that mounts `devnode` at `target`.
-
-    fusefat: -f foreground, -s single-threaded (its read-write support is
-    marked experimental; one request at a time is the cautious way), `rw+`
-    is its read-write switch. mount.exfat-fuse: -d is its only way to stay in
-    the foreground (it also turns on libfuse's debug output, which we drain
-    and drop); it is read-only with `ro`, and -o goes to its own option
-    parser (umask values; it ignores nosuid/nodev/noexec, see module doc).
-    """
-    _check_mode(mode)
-    dev = _checked_devnode_path(devnode)
-    if fs_type == "vfat":
-        opts = f"{'ro' if mode == 'ro' else 'rw+'},{VFS_FLAGS}"
-        return ["fusefat", "-f", "-s", "-o", opts, dev, str(target)]
-    if fs_type == "exfat":
-        opts = "dmask=0077,fmask=0177" + (",ro" if mode == "ro" else ",noatime")
-        return ["mount.exfat-fuse", "-d", "-o", opts, dev, str(target)]
-    raise MountError(_unsupported(fs_type))
-
-
-def bind_remount_argv(target: Path, mode: str) -> list[str]:
-    """Set the per-mount flags of whatever is mounted at `target` (any filesystem)."""
-    _check_mode(mode)
-    return ["mount", "-o", f"remount,bind,{mode},{VFS_FLAGS}", str(target)]
-
-
-def _unsupported(fs_type: str) -> str:
-    return (
-        f"cannot mount a {fs_type or 'unknown'} filesystem: dockd mounts only "
-        f"{' and '.join(FS_TYPES)}; copy this camera's footage with the vendor's tool "
-        "into the drop folder instead"
-    )
-
-
-def _checked_devnode_path(devnode: str) -> str:
-    # An absolute path can never be taken for an option by mount or a FUSE tool.
-    if not devnode.startswith("/"):
-        raise MountError(f"device node {devnode!r} is not an absolute path")
-    return devnode
 
 
 # -- host checks --------------------------------------------------------------------------
@@ -301,121 +151,6 @@ def backend_available(backend: str, filesystems: Iterable[str] = FS_TYPES) -> li
 
 def _fusermount() -> str | None:
     return shutil.which("fusermount3") or shutil.which("fusermount")
-
-
-# -- processes ------------------------------------------------------------------------------
-
-
-def _run(argv: list[str], timeout: float, what: str) -> tuple[int, str]:
-    """Run a tool; (exit status, stderr). MountError if it is missing or hangs.
-
-    Not subprocess.run(timeout=…): after a timeout it waits without limit for
-    the killed child, and a mount stuck on a dead USB device cannot die.
-    """
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            close_fds=True,
-        )
-    except OSError as exc:
-        raise MountError(
-            f"{what}: cannot run {argv[0]} ({exc.strerror}); `dockd doctor` lists what is missing"
-        ) from None
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        # A process stuck in the kernel cannot even die: leave it, do not hang too.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=2)
-        raise MountError(
-            f"{what}: {argv[0]} did not finish within {timeout:g} s (a hung USB device?); "
-            "unplug the camera and dock it again"
-        ) from None
-    return proc.returncode, _one_line(err.decode("utf-8", errors="replace"))
-
-
-def _one_line(text: str) -> str:
-    """Tool output as one clause of an error message (which must stay one log line)."""
-    lines = (line.strip().rstrip(".") for line in text.splitlines())
-    return "; ".join(line for line in lines if line)
-
-
-def _exit_text(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:  # pragma: no cover - unknown signal number
-            return f"was killed by signal {-returncode}"
-    return f"exited with status {returncode}"
-
-
-class _FuseDaemon:
-    """A FUSE tool running in the foreground, with the tail of its stderr.
-
-    Its own session, so that a Ctrl-C meant for dockd does not unmount the
-    camera under a running copy. stderr is read continuously by a thread:
-    a full pipe would stall the file system.
-    """
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        try:
-            self.process = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # both tools print a banner there
-                stderr=subprocess.PIPE,
-                close_fds=True,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise MountError(
-                f"cannot run {argv[0]} ({exc.strerror}); `dockd doctor` lists what is missing"
-            ) from None
-        self._tail = bytearray()
-        self._reader = threading.Thread(target=self._read, name="dockd-fuse-stderr", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        # Big reads, no per-line work: fusefat writes a debug line for every
-        # cluster it reads (~260,000 per GiB at 4 KiB clusters).
-        stream = self.process.stderr
-        assert stream is not None
-        with stream:
-            fd = stream.fileno()
-            while chunk := os.read(fd, 1 << 16):
-                self._tail += chunk
-                del self._tail[: -(1 << 16)]
-
-    def _said(self) -> list[str]:
-        lines = bytes(self._tail).decode("utf-8", errors="replace").splitlines()
-        kept = [line.strip() for line in lines if line.strip()]
-        return [line for line in kept if not _FUSE_DEBUG.match(line)][-20:]
-
-    def message(self) -> str:
-        """How it ended and what it said, for a MountError."""
-        self._reader.join(1.0)
-        said = _one_line("\n".join(self._said()))[-600:]
-        code = self.process.poll()
-        status = f"{self.argv[0]} {_exit_text(code)}" if code is not None else self.argv[0]
-        return f"{status}: {said}" if said else status
-
-    def wait(self, timeout: float) -> bool:
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.wait(5.0)
 
 
 # -- mounting -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Both give the same verdict, from the same code. It checks that:
   3. the entries are those proofs.json names, numbered without gaps, and
      each one's `prev` is the SHA-256 of the one before.
 
-The folder's layout is `Service.export_log`'s (dockd/service.py). Given a
+The folder's layout is `Service.export_log`'s (dockd/service/ledger.py). Given a
 disc folder instead (bagit.txt), it checks the disc, as verify.py would.
 Exit 0 if everything holds, 1 with each problem on its own line, 2 on a bad
 command line.

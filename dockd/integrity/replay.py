@@ -25,15 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, cast
 
-from dockd.catalog import Recording
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.integrity.chain import LogEntry, Problem
 from dockd.integrity.crosscheck import differences, show
+from dockd.model import DELETED, LIVE, PENDING, Recording
 from dockd.retention.policy import TIER_MONTHS, Tier, expiry
-
-LIVE = "live"
-PENDING = "pending_deletion"
-DELETED = "deleted"
 
 
 @dataclass(slots=True)

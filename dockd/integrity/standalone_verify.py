@@ -27,7 +27,7 @@ in dockd/archive/__init__.py. It checks that:
 
 A folder without bagit.txt that holds entries.jsonl, proofs.json,
 checkpoint.txt or keys.txt is a log export, written by `Service.export_log`
-(dockd/service.py, which specifies its layout). It checks that:
+(dockd/service/ledger.py, which specifies its layout). It checks that:
 
   1. checkpoint.txt is signed by a key of keys.txt, or of --key (as above);
   2. every entry of entries.jsonl is canonical JSON and its RFC 9162

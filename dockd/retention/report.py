@@ -73,13 +73,13 @@ from typing import Any
 from rich.table import Table
 
 from dockd.clock import isoformat_utc, parse_utc
+from dockd.model import FLAG_UNASSIGNED
 from dockd.retention.compliance import OFFLOAD_WINDOW
 from dockd.retention.continuity import Interruption
 
 GROUP_KEYS = ("unit", "officer", "device")
 NONE_LABEL = "(none)"
 TOTAL_LABEL = "TOTAL"
-FLAG_UNASSIGNED = "unassigned_device"
 
 # The counted columns, in the order the JSON and the CSV show them; the table (for
 # people) leaves out `seconds`, which is there for arithmetic that must be exact.

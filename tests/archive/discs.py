@@ -39,9 +39,9 @@ from dockd.archive.readme import readme_bytes
 from dockd.clock import FixedClock
 from dockd.config import Config, IngestConfig, IntegrityConfig
 from dockd.devices.profiles import make_profile
-from dockd.ingest.session import run_session
 from dockd.integrity.merkle import inclusion_proof
 from dockd.integrity.standalone_verify import BAG_INFO, MANIFEST, TAGMANIFEST
+from dockd.runner.session import run_session
 from dockd.service import Service
 from tests.conftest import put
 

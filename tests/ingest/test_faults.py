@@ -32,8 +32,8 @@ from structlog.testing import capture_logs
 from dockd.clock import FixedClock
 from dockd.config import Config, IngestConfig
 from dockd.devices.profiles import Profile, make_profile
-from dockd.ingest.session import EXIT_FAILED, EXIT_FLAGGED, EXIT_OK, SessionReport, run_session
 from dockd.integrity.chain import LogEntry
+from dockd.runner.session import EXIT_FAILED, EXIT_FLAGGED, EXIT_OK, SessionReport, run_session
 from dockd.service import FLAG_CHANGED, Service
 from dockd.store import Store
 from tests.conftest import NOW, put

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import dockd.service as service_module
+import dockd.service.docking as service_module
 from dockd.chunks import hash_fd
 from dockd.clock import FixedClock
 from dockd.config import Config
@@ -18,8 +18,8 @@ from dockd.devices.profiles import make_profile
 from dockd.errors import SourceError
 from dockd.ingest.copier import copy_verified
 from dockd.ingest.scanner import FoundFile
-from dockd.ingest.session import ByteProgress, SessionReport, run_session
 from dockd.ingest.volume import Volume
+from dockd.runner.session import ByteProgress, SessionReport, run_session
 from dockd.service import Service
 from tests.conftest import put
 

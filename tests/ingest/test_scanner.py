@@ -15,8 +15,8 @@ from dockd.config import DEFAULT_SYSTEM_DIRS, ProfileConfig
 from dockd.devices.profiles import make_profile
 from dockd.errors import SourceError
 from dockd.ingest.scanner import scan
-from dockd.ingest.session import run_session
 from dockd.ingest.volume import Volume
+from dockd.runner.session import run_session
 from dockd.service import Service
 from tests.conftest import put
 

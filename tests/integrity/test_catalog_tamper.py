@@ -37,9 +37,9 @@ from dockd.config import Config, IngestConfig
 from dockd.demo import gat947_name
 from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import make_profile
-from dockd.ingest.session import EXIT_OK, run_session
 from dockd.integrity.chain import Problem
-from dockd.integrity.crosscheck import LOGGED, NOT_LOGGED
+from dockd.integrity.columns import LOGGED, NOT_LOGGED
+from dockd.runner.session import EXIT_OK, run_session
 from dockd.service import Service
 from tests.conftest import NOW, put
 from tests.integrity.test_replay import Scenario, _make_history

@@ -11,8 +11,8 @@ import pytest
 from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.devices.profiles import make_profile
-from dockd.ingest.session import run_session
 from dockd.integrity.merkle import verify_inclusion
+from dockd.runner.session import run_session
 from dockd.service import IntegrityError, Service
 from tests.conftest import put
 

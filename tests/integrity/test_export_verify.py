@@ -30,11 +30,11 @@ from dockd.clock import FixedClock
 from dockd.config import Config, IngestConfig
 from dockd.devices.profiles import make_profile
 from dockd.errors import VerifyError
-from dockd.ingest.session import run_session
 from dockd.integrity import merkle, standalone_verify
 from dockd.integrity.chain import GENESIS, LogEntry
 from dockd.integrity.checkpoint import Checkpoint
 from dockd.integrity.note import VerifierKey, open_note, sign
+from dockd.runner.session import run_session
 from dockd.service import EXPORT_README, Service
 from tests.conftest import NOW, put
 from tests.fresh_python import bare_env

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.devices.profiles import make_profile
-from dockd.ingest.session import run_session
 from dockd.integrity.checkpoint import Checkpoint
 from dockd.integrity.note import VerifierKey, sign
 from dockd.integrity.offline import verify_export
+from dockd.runner.session import run_session
 from dockd.service import Service
 from tests.conftest import put
 

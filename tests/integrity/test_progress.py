@@ -13,9 +13,9 @@ from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.devices.profiles import make_profile
 from dockd.ingest.scanner import scan
-from dockd.ingest.session import run_session
 from dockd.ingest.volume import Volume
 from dockd.progress import NULL_METER, Meter
+from dockd.runner.session import run_session
 from dockd.service import Service
 from tests.conftest import put
 

@@ -26,11 +26,11 @@ from dockd.clock import FixedClock, isoformat_utc, parse_utc
 from dockd.config import Config, IngestConfig
 from dockd.demo import gat947_name
 from dockd.devices.profiles import make_profile
-from dockd.ingest.session import EXIT_OK, run_session
 from dockd.integrity.chain import GENESIS, LogEntry, Problem
 from dockd.integrity.crosscheck import parse_entries
 from dockd.integrity.replay import check_labels_and_retention
 from dockd.retention.policy import expiry
+from dockd.runner.session import EXIT_OK, run_session
 from dockd.service import Service
 from tests.conftest import NOW, put
 

@@ -1,0 +1,215 @@
+"""`dockd verify`, `checkpoint`, `proof`, `audit`, `log export`, `key rotate`: the evidence log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dockd.cli.common import (
+    EXIT_CODES,
+    change,
+    out,
+    progress_bar,
+    wants_bar,
+)
+from dockd.cli.common import service_for as _service
+from dockd.progress import NULL_METER
+from dockd.runner.operations import checkpoint_json
+from dockd.service import Service, VerifyReport
+
+
+def print_verify(report: VerifyReport) -> None:
+    out.print(
+        f"log entries {report.entries}, recordings {report.recordings}, "
+        f"store files {report.objects} ({report.bytes_hashed:,} bytes re-hashed)"
+    )
+    for sha in report.orphans:
+        out.print(
+            f"note: store object {sha} is intact but not yet in the catalog "
+            "(left by an interrupted docking; the next docking of its camera adopts it)"
+        )
+    if report.ok:
+        out.print("verify: OK, everything intact")
+        return
+    out.print(f"verify: {len(report.problems)} problem(s)")
+    for p in report.problems:
+        out.print(f"  {p.kind}: {p.where}: {p.detail}", markup=False)
+
+
+@click.command(epilog=EXIT_CODES)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Re-walk the hash chain and re-hash every store file."""
+    with (
+        _service(ctx, write=False) as service,
+        progress_bar(wants_bar(as_json)) as progress,
+    ):
+        report = service.verify(progress or NULL_METER)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "recordings": report.recordings,
+                    "objects": report.objects,
+                    "bytes_hashed": report.bytes_hashed,
+                    "problems": [p.as_dict() for p in report.problems],
+                    "orphans": list(report.orphans),
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        print_verify(report)
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def checkpoint(ctx: click.Context, as_json: bool) -> None:
+    """Sign and print a checkpoint of the log (C2SP tlog-checkpoint in a signed note)."""
+    result = change(ctx, "checkpoint", {}, checkpoint_json)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        click.echo(result["checkpoint"], nl=False)
+
+
+@click.group()
+def proof() -> None:
+    """Inclusion and consistency proofs (RFC 9162) for outside checking."""
+
+
+@proof.command("inclusion")
+@click.argument("recording_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def proof_inclusion(ctx: click.Context, recording_id: int, as_json: bool) -> None:
+    """Prove that RECORDING_ID's log entry is in the signed log."""
+    _sign_if_grown(ctx.find_root())
+    with _service(ctx.find_root(), write=False) as service:
+        data = service.inclusion(recording_id)
+    _print_proof(data, as_json)
+
+
+@proof.command("consistency")
+@click.argument("old_size", type=int)
+@click.argument("new_size", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def proof_consistency(
+    ctx: click.Context, old_size: int, new_size: int | None, as_json: bool
+) -> None:
+    """Prove that the log of NEW_SIZE entries (default: now) extends the one of OLD_SIZE."""
+    with _service(ctx.find_root(), write=False) as service:
+        data = service.consistency(old_size, new_size)
+    _print_proof(data, as_json)
+
+
+def _sign_if_grown(ctx: click.Context) -> None:
+    """Have the log's newest entries signed before proving them.
+
+    Writers sign when they finish, but the daemon's changes between two of
+    its periodic checkpoints are not signed yet: ask it (or, with no daemon,
+    sign here) rather than refuse an export or a proof of them.
+    """
+    with _service(ctx, write=False) as service:
+        grown = service.log_grew()
+    if grown:
+        change(ctx, "checkpoint", {}, checkpoint_json)
+
+
+def _print_proof(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            out.print(f"{key}:", markup=False)
+            for item in value:
+                out.print(f"  {item}", markup=False)
+        elif isinstance(value, str) and "\n" in value:
+            out.print(f"{key}:", markup=False)
+            out.print("  " + value.rstrip("\n").replace("\n", "\n  "), markup=False)
+        else:
+            out.print(f"{key}: {value}", markup=False)
+
+
+@click.command(epilog=EXIT_CODES)
+@click.option(
+    "--fraction",
+    type=float,
+    default=None,
+    help="Share of the store to re-hash (default 1/integrity.audit_period_days).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def audit(ctx: click.Context, fraction: float | None, as_json: bool) -> None:
+    """Fixity audit: re-hash the longest-unchecked slice of the store (a logged event)."""
+
+    def local(service: Service) -> dict[str, Any]:
+        # Only an audit run here can show a bar; the daemon's runs out of sight.
+        with progress_bar(wants_bar(as_json)) as progress:
+            return service.audit(fraction, progress or NULL_METER).as_json()
+
+    # The daemon answers when the slice is re-hashed: at disk speed, hours for a
+    # big store and --fraction 1, not the 30 s a quick request gets.
+    report = change(ctx, "audit", {"fraction": fraction}, local, timeout=24 * 3600.0)
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+    else:
+        out.print(
+            f"audit: re-hashed {report['checked']} of {report['store_objects']} store objects "
+            f"({report['bytes_hashed']:,} bytes), log entry {report['log_entry']}"
+        )
+        for f in report["failures"]:
+            out.print(
+                f"  MISMATCH {f['sha256']}: {f['found']} (recordings {f['recordings']})",
+                markup=False,
+            )
+    sys.exit(0 if report["ok"] else 1)
+
+
+@click.group("log")
+def log_group() -> None:
+    """The evidence log."""
+
+
+@log_group.command("export")
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--from", "first", type=int, default=1, show_default=True, help="First entry.")
+@click.option("--to", "last", type=int, default=None, help="Last entry (default: the newest).")
+@click.pass_context
+def log_export(ctx: click.Context, out: Path, first: int, last: int | None) -> None:
+    """Write entries, proofs, checkpoint and keys to OUT for offline checking."""
+    _sign_if_grown(ctx.find_root())
+    with _service(ctx.find_root(), write=False) as service:
+        result = service.export_log(out, first, last)
+    click.echo(
+        f"exported entries {result['from']}..{result['to']} (tree size "
+        f"{result['tree_size']}) to {result['out']}; anyone can check it there with "
+        "`python3 verify.py --key KEY` (Python 3.8+ and the cryptography package; "
+        "KEY from a copy of this dock's public key kept elsewhere)"
+    )
+
+
+@click.group()
+def key() -> None:
+    """The checkpoint signing key."""
+
+
+@key.command("rotate")
+@click.pass_context
+def key_rotate(ctx: click.Context) -> None:
+    """Replace the signing key; old checkpoints stay verifiable (a logged event)."""
+    result = change(
+        ctx.find_root(), "key.rotate", {}, lambda service: {"vkey": service.rotate_key().to_text()}
+    )
+    click.echo(result["vkey"])

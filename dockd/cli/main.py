@@ -1,0 +1,76 @@
+"""The `dockd` command line (click). Human output by default, --json for machines."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dockd import logs
+from dockd.cli.archive import export, verify_disc_command
+from dockd.cli.common import EXIT_CODES
+from dockd.cli.daemon import doctor, run, status
+from dockd.cli.demo import demo
+from dockd.cli.devices import device
+from dockd.cli.integrity import audit, checkpoint, key, log_group, proof, verify
+from dockd.cli.labels import case, hold, tag
+from dockd.cli.recordings import ingest, list_, show
+from dockd.cli.reports import gap, report
+from dockd.cli.retention import restore, retention, sweep
+from dockd.errors import DockdError
+from dockd.settings import load as load_config
+
+
+class DockdGroup(click.Group):
+    """Turns every DockdError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DockdError as exc:
+            click.echo(f"dockd: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(
+    cls=DockdGroup, help=f"dockd: evidence ingest for body-worn-camera docks.\n\n{EXIT_CODES}"
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Configuration file (default /etc/dockd/dockd.toml).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="State directory (default /var/lib/dockd, or $DOCKD_STATE_DIR).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress events to stderr.")
+@click.version_option(package_name="dockd")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: Path | None, state_dir: Path | None, verbose: bool
+) -> None:
+    config = load_config(config_path, state_dir)
+    logs.configure(
+        "info" if verbose else "warning" if config.log.level == "info" else config.log.level,
+        config.log.format,
+    )
+    ctx.obj = config
+
+
+for _command in (
+    ingest, list_, show, verify, checkpoint, proof, audit, log_group, key, demo,
+    run, status, doctor, device, tag, case, hold, retention, sweep, restore, report, gap,
+    export, verify_disc_command,
+):  # fmt: skip
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="dockd")

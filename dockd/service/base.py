@@ -1,0 +1,93 @@
+"""What every part of the Service shares: its state, and the few helpers all need.
+
+Each stage module (ledger, docking, registry, labels, retention, exports,
+fixity) holds one mixin class over `ServiceBase`; `dockd.service.Service`
+composes them. The methods one part calls on another are declared here for
+the type checker only, so that each part is checked on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from dockd.catalog import Catalog, Recording
+from dockd.clock import Clock
+from dockd.config import Config
+from dockd.errors import UsageError
+from dockd.integrity.chain import LogEntry
+from dockd.integrity.note import VerifierKey
+from dockd.retention.policy import Policy
+from dockd.store import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from dockd.devices.identity import DeviceIdentity
+
+
+class ServiceBase:
+    """The state the parts share; set by `Service.__init__`."""
+
+    config: Config
+    clock: Clock
+    state_dir: Path
+    store: Store
+    catalog: Catalog
+    # The log's origin line, in checkpoints and signing-key names.
+    origin: str
+    # The signing key and its public key; None for a reading Service (and once closed).
+    _signer: tuple[Ed25519PrivateKey, VerifierKey] | None
+    _lock_fd: int
+
+    if TYPE_CHECKING:
+        # Defined by the part named; declared here so that the others may call them.
+
+        # ledger.py
+        def _log(
+            self, kind: str, data: dict[str, Any], moment: datetime | None = None
+        ) -> LogEntry: ...
+
+        def checkpoint(self) -> str: ...
+
+        def trusted_keys(self) -> list[VerifierKey]: ...
+
+        def _covering_checkpoint(self, size: int) -> dict[str, Any]: ...
+
+        # registry.py
+        def _register_device(
+            self, serial: str, profile: str, device: DeviceIdentity | None, now: datetime
+        ) -> None: ...
+
+        # labels.py
+        def _existing(self, ids: list[int]) -> list[Recording]: ...
+
+        # retention.py
+        @property
+        def policy(self) -> Policy: ...
+
+        def _update_retention(
+            self, ids: list[int] | None, reason: str, trigger: int | None, actor: str | None
+        ) -> dict[str, int]: ...
+
+        # exports.py
+        def discs(self, export_id: int | None = None) -> list[dict[str, Any]]: ...
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _clean(text: str, what: str) -> str:
+    """A label as given, stripped; empty or control characters are refused."""
+    value = text.strip()
+    if not value:
+        raise UsageError(f"{what}: must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise UsageError(f"{what}: control characters are not allowed: {text!r}")
+    if len(value) > 1000:
+        raise UsageError(f"{what}: longer than 1000 characters")
+    return value

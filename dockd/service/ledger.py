@@ -1,0 +1,340 @@
+"""The ledger: the state directory's lock, recovery, the log, signing keys, checkpoints, proofs."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from dockd.clock import isoformat_utc
+from dockd.errors import DockdError
+from dockd.integrity import standalone_verify
+from dockd.integrity.chain import LogEntry, next_entry
+from dockd.integrity.checkpoint import Checkpoint
+from dockd.integrity.keys import load_or_create
+from dockd.integrity.merkle import (
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_hash,
+    verify_consistency,
+)
+from dockd.integrity.note import VerifierKey, sign
+from dockd.service.base import ServiceBase, _b64
+from dockd.service.values import IntegrityError, StateBusyError
+
+log = structlog.get_logger("dockd.service")
+
+EXPORT_README = """dockd evidence log export: entries {first} to {last} of a log of {size}
+
+entries.jsonl   the log entries, one canonical JSON object per line
+checkpoint.txt  the signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)
+keys.txt        the public keys that sign checkpoints (name+id+key)
+proofs.json     one RFC 9162 inclusion proof per entry, against the checkpoint
+verify.py       the checker (it does not need dockd)
+
+To check it on any machine with Python 3.8 or newer and the `cryptography`
+package (pip install cryptography), open a terminal in this folder and run:
+
+    python3 verify.py --key "<key from an independent copy>"
+    py verify.py --key "<key from an independent copy>"        (on Windows)
+
+Take the key (name+id+key) from a copy this folder did not travel with: a
+court file, an earlier disc, the agency's published key. keys.txt came with
+the entries, so whoever changed them could have changed it too; without
+--key, verify.py trusts keys.txt. It prints OK and exits 0 if every entry is
+in the signed log and chained to the one before; otherwise it prints each
+problem and exits 1.
+
+A recording's entry names its SHA-256: `sha256sum FILE` (on Windows
+`certutil -hashfile FILE SHA256`) of the evidence file must print the same
+value.
+"""
+
+
+class Ledger(ServiceBase):
+    """Lock, recovery, log append, signer, checkpoints, key rotation, proofs, log export."""
+
+    def _lock(self, wait_s: float) -> None:
+        self._lock_fd = os.open(
+            self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StateBusyError(
+                        f"{self.state_dir}: another dockd process is writing this state "
+                        "directory (the daemon, if `dockd status` answers: import footage "
+                        "through its drop folder, daemon.drop_dir)"
+                    ) from None
+                time.sleep(0.2)
+
+    def log_grew(self) -> bool:
+        """True when the log has entries that no checkpoint signs yet."""
+        size, _ = self.catalog.head()
+        last = self.catalog.last_checkpoint()
+        return size > (int(last["size"]) if last else 0)
+
+    def close(self) -> None:
+        # A writer signs what it added before it lets go, so that an export, a
+        # proof or an outsider's check right after a tag or an ingest finds a
+        # checkpoint covering it (the daemon's sessions do this at their end).
+        if self._signer is not None and self.log_grew():
+            try:
+                self.checkpoint()
+            except DockdError as exc:
+                # Refusing to sign an inconsistent tree is the point of checking:
+                # say so, and still release the catalog and the lock.
+                log.error("checkpoint.failed", reason=str(exc))
+        self._signer = None  # closed: a second close() signs nothing
+        self.catalog.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- the log ---------------------------------------------------------------
+
+    def _log(self, kind: str, data: dict[str, Any], moment: datetime | None = None) -> LogEntry:
+        """Append one entry; the caller holds the catalog transaction."""
+        seq, digest = self.catalog.head()
+        entry = next_entry(seq, digest, moment or self.clock.now(), kind, data)
+        self.catalog.append(entry)
+        return entry
+
+    # -- recovery --------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Start-up recovery (DESIGN §4a): drop partial copies, close dead sessions.
+
+        Files of an interrupted session are still on the camera (nothing is
+        deleted before its row is committed), so the next docking of that
+        camera re-queues them; objects renamed into place before the crash
+        are reused by it.
+        """
+        for path in self.store.recover():
+            log.warning("recovery.temp_removed", path=str(path))
+        # A sweep stopped between its tombstones' commit and the unlinks.
+        if self.store.sweep_marked():
+            leftover = [sha for sha in self.catalog.tombstoned_objects() if self.store.has(sha)]
+            for sha in self.store.remove_objects(leftover):
+                log.warning("recovery.object_removed", sha256=sha, reason="tombstoned")
+            self.store.mark_sweep(False)
+        for row in self.catalog.sessions_in_state("running"):
+            with self.catalog.transaction():
+                now = self.clock.now()
+                self.catalog.update_session(
+                    row["id"], {"state": "interrupted", "ended_at": isoformat_utc(now)}
+                )
+                self._log(
+                    "session.interrupted",
+                    {"session": row["id"], "device_serial": row["device_serial"]},
+                    now,
+                )
+            log.warning(
+                "recovery.session_interrupted", session=row["id"], serial=row["device_serial"]
+            )
+
+    # -- keys and checkpoints ------------------------------------------------------
+
+    def _key_path(self) -> Path:
+        configured = self.config.integrity.key_path
+        return Path(configured) if configured else self.state_dir / "keys" / "checkpoint.key"
+
+    def _load_signing_key(self) -> tuple[Ed25519PrivateKey, VerifierKey]:
+        """The signing key, created on first start; its public key goes into the log."""
+        key, _ = load_or_create(self._key_path())
+        vkey = VerifierKey.of(self.origin, key)
+        key_id = f"{vkey.key_id:08x}"
+        if key_id not in {row["key_id"] for row in self.catalog.signing_keys()}:
+            now = self.clock.now()
+            with self.catalog.transaction():
+                entry = self._log(
+                    "key.created",
+                    {"key_id": key_id, "vkey": vkey.to_text(), "origin": self.origin},
+                    now,
+                )
+                self.catalog.insert_key(
+                    {
+                        "key_id": key_id,
+                        "vkey": vkey.to_text(),
+                        "created_at": isoformat_utc(now),
+                        "log_seq": entry.seq,
+                    }
+                )
+            log.info("key.created", key_id=key_id, vkey=vkey.to_text())
+        return key, vkey
+
+    def rotate_key(self) -> VerifierKey:
+        """Replace the signing key; the old public key stays trusted for old checkpoints."""
+        if self._signer is None:
+            raise DockdError("key rotation needs a writing service")
+        old = self._signer[1]
+        path = self._key_path()
+        os.rename(path, path.with_name(f"{path.name}.retired-{old.key_id:08x}"))
+        key, _ = load_or_create(path)
+        vkey = VerifierKey.of(self.origin, key)
+        now = self.clock.now()
+        with self.catalog.transaction():
+            entry = self._log(
+                "key.rotated",
+                {
+                    "old_key_id": f"{old.key_id:08x}",
+                    "key_id": f"{vkey.key_id:08x}",
+                    "vkey": vkey.to_text(),
+                    "origin": self.origin,
+                },
+                now,
+            )
+            self.catalog.retire_key(f"{old.key_id:08x}", isoformat_utc(now))
+            self.catalog.insert_key(
+                {
+                    "key_id": f"{vkey.key_id:08x}",
+                    "vkey": vkey.to_text(),
+                    "created_at": isoformat_utc(now),
+                    "log_seq": entry.seq,
+                }
+            )
+        self._signer = (key, vkey)
+        log.info("key.rotated", old_key_id=f"{old.key_id:08x}", key_id=f"{vkey.key_id:08x}")
+        self.checkpoint()
+        return vkey
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the log as it is now and keep it; return the signed note.
+
+        Before it is stored, the new tree is proven consistent with the last
+        checkpoint (append-only since then); if that fails, nothing is
+        signed and an IntegrityError is raised.
+        """
+        if self._signer is None:
+            raise DockdError("signing a checkpoint needs a writing service")
+        key, vkey = self._signer
+        size, _ = self.catalog.head()
+        root = root_hash(self.catalog.node, size)
+        previous = self.catalog.last_checkpoint()
+        if previous is not None:
+            old_size, old_root = int(previous["size"]), bytes(previous["root"])
+            if (old_size, old_root) == (size, root) and previous["key_id"] == f"{vkey.key_id:08x}":
+                return str(previous["note"])
+            proof = consistency_proof(self.catalog.node, old_size, size) if old_size <= size else []
+            if not verify_consistency(old_size, size, old_root, root, proof):
+                log.error("checkpoint.inconsistent", old_size=old_size, size=size)
+                raise IntegrityError(
+                    f"the log of size {size} is not an extension of checkpoint {previous['id']} "
+                    f"(size {old_size}); refusing to sign. Run `dockd verify`."
+                )
+        note = sign(Checkpoint(self.origin, size, root).to_text(), self.origin, key)
+        now = self.clock.now()
+        with self.catalog.transaction():
+            self.catalog.insert_checkpoint(
+                {
+                    "size": size,
+                    "root": root,
+                    "note": note,
+                    "key_id": f"{vkey.key_id:08x}",
+                    "created_at": isoformat_utc(now),
+                }
+            )
+        log.info("checkpoint.signed", size=size, root=base64.b64encode(root).decode())
+        return note
+
+    def trusted_keys(self) -> list[VerifierKey]:
+        """Configured pins if any, else every key the catalog recorded."""
+        pinned = self.config.integrity.trusted_keys
+        texts = pinned or tuple(row["vkey"] for row in self.catalog.signing_keys())
+        return [VerifierKey.from_text(t) for t in texts]
+
+    def _covering_checkpoint(self, size: int) -> dict[str, Any]:
+        for row in reversed(self.catalog.checkpoints()):
+            if int(row["size"]) >= size:
+                return dict(row)
+        raise DockdError(f"no checkpoint covers log entry {size} yet; run `dockd checkpoint`")
+
+    def inclusion(self, recording_id: int) -> dict[str, Any]:
+        """Everything an outsider needs to check that a recording's entry is in the log."""
+        recording = self.catalog.recording(recording_id)
+        if recording is None:
+            raise DockdError(f"no recording {recording_id}")
+        raw = self.catalog.log_entry(recording.log_seq) or b""
+        checkpoint = self._covering_checkpoint(recording.log_seq)
+        index, size = recording.log_seq - 1, int(checkpoint["size"])
+        return {
+            "recording": recording_id,
+            "entry": raw.decode("utf-8"),
+            "leaf_index": index,
+            "leaf_hash": _b64(leaf_hash(raw)),
+            "tree_size": size,
+            "inclusion_path": [_b64(h) for h in inclusion_proof(self.catalog.node, index, size)],
+            "checkpoint": checkpoint["note"],
+            "keys": [k.to_text() for k in self.trusted_keys()],
+        }
+
+    def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+        size, _ = self.catalog.head()
+        new = size if new_size is None else new_size
+        if not 0 <= old_size <= new <= size:
+            raise DockdError(f"sizes must satisfy 0 <= {old_size} <= {new} <= {size} (log size)")
+        return {
+            "old_size": old_size,
+            "new_size": new,
+            "old_root": _b64(root_hash(self.catalog.node, old_size)),
+            "new_root": _b64(root_hash(self.catalog.node, new)),
+            "consistency_path": [
+                _b64(h) for h in consistency_proof(self.catalog.node, old_size, new)
+            ],
+            "keys": [k.to_text() for k in self.trusted_keys()],
+        }
+
+    def export_log(self, out: Path, first: int = 1, last: int | None = None) -> dict[str, Any]:
+        """Write entries first..last, their inclusion proofs, the covering checkpoint,
+        the public keys and the checker verify.py to `out`.
+
+        This is the layout verify.py (dockd/integrity/standalone_verify.py, the
+        disc's checker too) recognises and checks: entries.jsonl, proofs.json
+        {"from", "to", "tree_size", "prev_of_first", "inclusion": one list of
+        base64 hashes per line}, checkpoint.txt, keys.txt, README.txt.
+        """
+        size, _ = self.catalog.head()
+        last = size if last is None else last
+        if not 1 <= first <= last <= size:
+            raise DockdError(f"entries must satisfy 1 <= {first} <= {last} <= {size} (log size)")
+        checkpoint = self._covering_checkpoint(last)
+        tree_size = int(checkpoint["size"])
+        out.mkdir(parents=True, exist_ok=True)
+        entries: list[bytes] = []
+        paths: list[list[str]] = []
+        for seq in range(first, last + 1):
+            raw = self.catalog.log_entry(seq) or b""
+            entries.append(raw)
+            paths.append([_b64(h) for h in inclusion_proof(self.catalog.node, seq - 1, tree_size)])
+        prev = LogEntry.from_bytes(entries[0]).prev
+        (out / "entries.jsonl").write_bytes(b"".join(e + b"\n" for e in entries))
+        (out / "checkpoint.txt").write_text(str(checkpoint["note"]), "utf-8")
+        (out / "keys.txt").write_text("".join(k.to_text() + "\n" for k in self.trusted_keys()))
+        proofs = {
+            "from": first,
+            "to": last,
+            "tree_size": tree_size,
+            "prev_of_first": prev,
+            "inclusion": paths,
+        }
+        (out / "proofs.json").write_text(json.dumps(proofs, indent=1), "utf-8")
+        # The checker travels with the entries, so that whoever receives them needs
+        # Python and `cryptography`, not dockd.
+        (out / "verify.py").write_bytes(standalone_verify.source())
+        (out / "README.txt").write_text(
+            EXPORT_README.format(first=first, last=last, size=tree_size), "utf-8"
+        )
+        return {"out": str(out), "from": first, "to": last, "tree_size": tree_size}

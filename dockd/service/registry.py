@@ -1,0 +1,184 @@
+"""The device registry: dockings on the device row, assignments, re-attribution, device status."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from dockd.clock import isoformat_utc, parse_utc
+from dockd.devices.identity import DeviceIdentity, check_serial
+from dockd.devices.registry import Assignment, assignment_at, attribute
+from dockd.errors import DockdError
+from dockd.service.base import ServiceBase
+from dockd.service.values import FLAG_UNASSIGNED, DeviceStatus
+
+log = structlog.get_logger("dockd.service")
+
+
+class Registry(ServiceBase):
+    """Device registration, assignments, re-attribution, device status."""
+
+    # -- devices and assignments (seed rule R2) -----------------------------------
+
+    def _register_device(
+        self, serial: str, profile: str, device: DeviceIdentity | None, now: datetime
+    ) -> None:
+        """Record a docking on the device row (registry of known devices)."""
+        known = self.catalog.device(serial)
+        values: dict[str, Any] = {
+            "serial": serial,
+            "profile": profile,
+            "last_docked": isoformat_utc(now),
+            "last_slot": device.slot if device else None,
+        }
+        if device is not None:
+            values |= {
+                "vendor_id": device.vendor_id,
+                "model_id": device.model_id,
+                "vendor": device.vendor,
+                "model": device.model,
+            }
+        if known is None:
+            values["first_seen"] = isoformat_utc(now)
+        # The docking's own session.started entry records it: no entry of its own.
+        self.catalog.upsert_device(values)
+
+    def assign_device(
+        self,
+        serial: str,
+        *,
+        officer: str | None,
+        unit: str | None,
+        device_number: str | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> tuple[Assignment, list[int]]:
+        """Append an assignment (officer None: back to the pool) and re-attribute.
+
+        Recordings of this device made within the period get the officer and
+        unit now in force at their start time; the ids changed are in the
+        entry. Returns the assignment and those ids.
+        """
+        check_serial(serial)
+        if officer is not None and not (officer.strip() and (unit or "").strip()):
+            raise DockdError("an assignment needs both --officer and --unit")
+        now = self.clock.now()
+        start = valid_from or now
+        if valid_to is not None and valid_to <= start:
+            raise DockdError(
+                f"--to ({isoformat_utc(valid_to)}) must be after --from ({isoformat_utc(start)})"
+            )
+        with self.catalog.transaction():
+            assignment_id = int(
+                self.catalog.db.execute(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM assignments"
+                ).fetchone()[0]
+            )
+            existing = self.catalog.assignments(serial)
+            proposed = Assignment(
+                assignment_id, serial, officer, unit, device_number, start, valid_to, now, 0
+            )
+            changed = self._reattribute(serial, [*existing, proposed])
+            facts = {k: v for k, v in proposed.as_json().items() if k not in ("id", "log_seq")}
+            entry = self._log(
+                "device.assigned",
+                {
+                    **facts,
+                    "assignment": assignment_id,
+                    "reason": reason,
+                    "by": actor,
+                    "reattributed": changed,
+                },
+                now,
+            )
+            self.catalog.insert_assignment(
+                {
+                    **proposed.as_json(),
+                    "id": assignment_id,
+                    "reason": reason,
+                    "log_seq": entry.seq,
+                }
+            )
+            if self.catalog.device(serial) is None:
+                self.catalog.upsert_device({"serial": serial, "first_seen": isoformat_utc(now)})
+        log.info(
+            "device.assigned",
+            serial=serial,
+            officer=officer,
+            unit=unit,
+            assignment=assignment_id,
+            reattributed=len(changed),
+        )
+        return dataclasses.replace(proposed, log_seq=entry.seq), changed
+
+    def _reattribute(self, serial: str, assignments: list[Assignment]) -> list[int]:
+        """Bring officer/unit/flags of this device's recordings in line; caller holds the txn."""
+        changed: list[int] = []
+        for rec in self.catalog.recordings_of_device(serial):
+            who = attribute(
+                assignments,
+                parse_utc(rec.recorded_start),
+                name_officer=rec.name_officer,
+                name_device=rec.name_device,
+            )
+            flags = set(rec.flags) - {FLAG_UNASSIGNED}
+            if not who.assigned:
+                flags.add(FLAG_UNASSIGNED)
+            values = {
+                "officer": who.officer,
+                "unit": who.unit,
+                "device_number": who.device_number,
+                "flags": sorted(flags),
+            }
+            current = {
+                "officer": rec.officer,
+                "unit": rec.unit,
+                "device_number": rec.device_number,
+                "flags": sorted(rec.flags),
+            }
+            if values != current:
+                self.catalog.update_attribution(rec.id, values)
+                changed.append(rec.id)
+        return changed
+
+    def devices(self) -> list[DeviceStatus]:
+        """Every device known from dockings or assignments, with who has it now."""
+        now = self.clock.now()
+        counts = dict(
+            self.catalog.db.execute(
+                "SELECT device_serial, COUNT(*) FROM recordings GROUP BY device_serial"
+            ).fetchall()
+        )
+        result: list[DeviceStatus] = []
+        limit = timedelta(hours=self.config.devices.overdue_hours)
+        for row in self.catalog.devices():
+            history = self.catalog.assignments(row["serial"])
+            current = assignment_at(history, now)
+            last = parse_utc(row["last_docked"]) if row.get("last_docked") else None
+            # Counted from the later of the last docking and the hand-out: a
+            # camera issued from the pool an hour ago is not overdue.
+            overdue = (
+                current is not None
+                and now - max([t for t in (last, current.valid_from) if t is not None]) > limit
+            )
+            result.append(
+                DeviceStatus(
+                    serial=row["serial"],
+                    vendor=row.get("vendor") or "",
+                    model=row.get("model") or "",
+                    profile=row.get("profile") or "",
+                    first_seen=row["first_seen"],
+                    last_docked=row.get("last_docked"),
+                    last_slot=row.get("last_slot"),
+                    recordings=int(counts.get(row["serial"], 0)),
+                    current=current,
+                    history=tuple(history),
+                    overdue=overdue,
+                )
+            )
+        return result

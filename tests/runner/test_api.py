@@ -1,0 +1,111 @@
+"""The daemon's socket API over a real Unix socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockd.errors import ConfigError, DockdError
+from dockd.runner.api import MAX_LINE, ApiServer, DaemonUnavailable, request
+
+
+def _handler(op: str, args: dict[str, Any], actor: str) -> Any:
+    if op == "echo":
+        return {"args": args, "actor": actor}
+    if op == "bad":
+        raise ConfigError("no such thing")
+    if op == "bug":
+        raise RuntimeError("oops")
+    raise DockdError(f"unknown request {op!r}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "run" / "dockd.sock"
+    api = ApiServer(path, _handler, group="no-such-group-here")
+    api.start()
+    try:
+        yield path
+    finally:
+        api.stop()
+
+
+def test_request_and_reply(server: Path) -> None:
+    result = request(server, "echo", {"a": 1})
+    assert result["args"] == {"a": 1}
+    assert result["actor"].endswith(f"({__import__('os').getuid()})")
+
+
+def test_socket_is_not_world_accessible(server: Path) -> None:
+    mode = stat.S_IMODE(server.stat().st_mode)
+    assert stat.S_ISSOCK(server.stat().st_mode)
+    assert mode & 0o007 == 0, oct(mode)
+
+
+def test_errors_keep_their_exit_code(server: Path) -> None:
+    with pytest.raises(DockdError, match="no such thing") as info:
+        request(server, "bad")
+    assert info.value.exit_code == 2
+    with pytest.raises(DockdError, match="internal error: RuntimeError"):
+        request(server, "bug")
+    with pytest.raises(DockdError, match="unknown request 'nope'"):
+        request(server, "nope")
+
+
+def _raw(path: Path, payload: bytes) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(path))
+        sock.sendall(payload)
+        with sock.makefile("rb") as stream:
+            reply: dict[str, Any] = json.loads(stream.readline())
+            return reply
+
+
+@pytest.mark.parametrize("payload", [b"not json\n", b'["op"]\n', b'{"op": 3}\n', b'{"x": 1}\n'])
+def test_malformed_requests_are_answered_not_fatal(server: Path, payload: bytes) -> None:
+    reply = _raw(server, payload)
+    assert reply == {"ok": False, "error": "not a request: expected {op, args}", "exit_code": 2}
+    assert request(server, "echo")["args"] == {}, "the server still answers"
+
+
+def test_overlong_request_is_refused(server: Path) -> None:
+    reply = _raw(server, b'{"op": "echo", "args": {"x": "' + b"a" * MAX_LINE + b'"}}\n')
+    assert reply["ok"] is False and reply["error"] == "request too long"
+
+
+def test_several_requests_on_one_connection(server: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(server))
+        sock.sendall(b'{"op": "echo", "args": {"n": 1}}\n{"op": "echo", "args": {"n": 2}}\n')
+        with sock.makefile("rb") as stream:
+            replies = [json.loads(stream.readline()) for _ in range(2)]
+    assert [r["result"]["args"]["n"] for r in replies] == [1, 2]
+
+
+def test_no_daemon_is_daemon_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(DaemonUnavailable):
+        request(tmp_path / "nothing.sock", "status")
+    stale = tmp_path / "stale.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(stale))
+    sock.close()  # a socket file nobody listens on: a crashed daemon's leftover
+    with pytest.raises(DaemonUnavailable):
+        request(stale, "status")
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "dockd.sock"
+    path.write_text("left by a crash")
+    api = ApiServer(path, _handler)
+    api.start()
+    try:
+        assert request(path, "echo")["args"] == {}
+    finally:
+        api.stop()
+    assert not path.exists(), "stop() removes the socket"
