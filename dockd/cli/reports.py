@@ -18,19 +18,22 @@ from rich.table import Table
 from dockd.catalog import RecordingFilter
 from dockd.cli.common import change, err, local_actor, out, service_for
 from dockd.cli.common import utc_text as _utc
-from dockd.clock import Clock, FixedClock, SystemClock, parse_utc
+from dockd.clock import Clock, FixedClock, SystemClock, isoformat_utc, parse_utc
 from dockd.config import Config
 from dockd.errors import ConfigError, UsageError
 from dockd.retention.report import (
     GROUP_KEYS,
+    NONE_LABEL,
+    TABLE_COUNTS,
+    TOTAL_LABEL,
+    ComplianceReport,
     DeviceFacts,
+    cell,
     compliance_report,
     gap_listing,
     last_sessions,
     overdue_devices,
     overdue_to_csv,
-    render_overdue,
-    render_table,
     to_csv,
     to_json,
 )
@@ -349,3 +352,57 @@ def gap_explain(ctx: click.Context, gap_id: str, text: str, as_json: bool) -> No
         click.echo(json.dumps(result, ensure_ascii=False, sort_keys=True))
         return
     out.print(f"interruption {result['gap']} explained (log entry {result['log_entry']})")
+
+
+# -- the compliance report as rich tables (the report itself is pure: retention/report.py)
+
+
+def _recorded(report: ComplianceReport) -> str:
+    start = isoformat_utc(report.start) if report.start else "the beginning"
+    end = isoformat_utc(report.end) if report.end else "now"
+    return f"recorded from {start} to {end} (exclusive)"
+
+
+def render_table(report: ComplianceReport) -> Table:
+    table = Table(
+        title=(
+            f"compliance by {report.by}, {_recorded(report)}, as of {isoformat_utc(report.as_of)}"
+        ),
+        caption=(
+            "late: stored more than 24 h after the recording ended; interruptions: sequence "
+            "holes, split recordings resumed late and pauses within a case (not ordinary "
+            "pauses between incidents), explained in writing or not; unassigned: no assignment "
+            "covered the recording; unlabelled: no cause and no case "
+            f"{report.label_after_days:g} days after ingest"
+        ),
+        show_footer=True,
+    )
+    table.add_column(report.by, footer=TOTAL_LABEL, overflow="fold")
+    headers = {
+        "interruptions_explained": "interruptions explained",
+        "interruptions_unexplained": "unexplained",
+        "on_time": "on time",
+    }
+    for column in TABLE_COUNTS:
+        table.add_column(
+            headers.get(column, column), footer=cell(report.total, column), justify="right"
+        )
+    for g in report.groups:
+        table.add_row(g.group, *(cell(g, c) for c in TABLE_COUNTS))
+    return table
+
+
+def render_overdue(report: ComplianceReport) -> Table:
+    table = Table(title=f"devices overdue for docking as of {isoformat_utc(report.as_of)}")
+    for column in ("serial", "number", "officer", "unit", "last docked", "why"):
+        table.add_column(column, overflow="fold")
+    for d in report.overdue:
+        table.add_row(
+            d.serial,
+            d.device_number or "-",
+            d.officer or NONE_LABEL,
+            d.unit or NONE_LABEL,
+            isoformat_utc(d.last_docked) if d.last_docked else "never",
+            d.why(),
+        )
+    return table

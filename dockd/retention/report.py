@@ -70,8 +70,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from rich.table import Table
-
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.model import FLAG_UNASSIGNED
 from dockd.retention.compliance import OFFLOAD_WINDOW
@@ -498,7 +496,7 @@ def gap_listing(
 # -- renderings ----------------------------------------------------------------------------
 
 
-def _cell(g: GroupCounts, column: str) -> str:
+def cell(g: GroupCounts, column: str) -> str:
     # hours from the Decimal: exactly the 2 decimals the rounding chose.
     return f"{g.hours:.2f}" if column == "hours" else str(g.value(column))
 
@@ -537,7 +535,7 @@ def to_csv(report: ComplianceReport) -> bytes:
     return _csv(
         [
             [report.by, *COUNTS, *REPORT_COLUMNS],
-            *([g.group, *(_cell(g, c) for c in COUNTS), *context]
+            *([g.group, *(cell(g, c) for c in COUNTS), *context]
               for g in (*report.groups, report.total)),
         ]
     )  # fmt: skip
@@ -602,51 +600,3 @@ def overdue_to_csv(report: ComplianceReport) -> bytes:
 
 def to_json(report: ComplianceReport) -> str:
     return json.dumps(report.as_json(), ensure_ascii=False, sort_keys=True)
-
-
-def _period(report: ComplianceReport) -> str:
-    start = isoformat_utc(report.start) if report.start else "the beginning"
-    end = isoformat_utc(report.end) if report.end else "now"
-    return f"recorded from {start} to {end} (exclusive)"
-
-
-def render_table(report: ComplianceReport) -> Table:
-    table = Table(
-        title=f"compliance by {report.by}, {_period(report)}, as of {isoformat_utc(report.as_of)}",
-        caption=(
-            "late: stored more than 24 h after the recording ended; interruptions: time gaps "
-            "and sequence holes, explained in writing or not; unassigned: no assignment "
-            "covered the recording; unlabelled: no cause and no case "
-            f"{report.label_after_days:g} days after ingest"
-        ),
-        show_footer=True,
-    )
-    table.add_column(report.by, footer=TOTAL_LABEL, overflow="fold")
-    headers = {
-        "interruptions_explained": "interruptions explained",
-        "interruptions_unexplained": "unexplained",
-        "on_time": "on time",
-    }
-    for column in TABLE_COUNTS:
-        table.add_column(
-            headers.get(column, column), footer=_cell(report.total, column), justify="right"
-        )
-    for g in report.groups:
-        table.add_row(g.group, *(_cell(g, c) for c in TABLE_COUNTS))
-    return table
-
-
-def render_overdue(report: ComplianceReport) -> Table:
-    table = Table(title=f"devices overdue for docking as of {isoformat_utc(report.as_of)}")
-    for column in ("serial", "number", "officer", "unit", "last docked", "why"):
-        table.add_column(column, overflow="fold")
-    for d in report.overdue:
-        table.add_row(
-            d.serial,
-            d.device_number or "-",
-            d.officer or NONE_LABEL,
-            d.unit or NONE_LABEL,
-            isoformat_utc(d.last_docked) if d.last_docked else "never",
-            d.why(),
-        )
-    return table

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from dockd.cli.reports import render_overdue, render_table
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.retention.continuity import Interruption
 from dockd.retention.report import (
@@ -39,8 +40,6 @@ from dockd.retention.report import (
     last_sessions,
     overdue_devices,
     overdue_to_csv,
-    render_overdue,
-    render_table,
     to_csv,
     to_json,
 )
