@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from dockd.errors import ConfigError
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -40,3 +42,21 @@ def isoformat_utc(moment: datetime) -> str:
 
 def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def parse_time(value: object, field: str) -> datetime:
+    """The one rule for a time a person types or a request carries, everywhere:
+    ISO 8601 (`2026-11-25T09:00:00Z`, `…+08:00`), a space instead of the `T`,
+    or a date (its midnight). A time without an offset is UTC, never the
+    host's local time (README.md "Times"); anything else is refused naming `field`.
+    """
+    text = value.strip().replace(" ", "T", 1) if isinstance(value, str) else ""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{field}: not a time: {value!r} (use e.g. 2026-11-25T09:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

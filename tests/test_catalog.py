@@ -306,6 +306,50 @@ def test_the_read_helpers_for_counts_and_ids(cat: Catalog) -> None:
     assert cat.live_recording_ids() == [1, 2, 4]
 
 
+def test_the_rows_as_stored_for_verify(cat: Catalog) -> None:
+    """verify reads rows undecoded, so that a value no writer stores is reported, not fatal."""
+    with cat.transaction():
+        for n in (1, 2, 3):
+            _recording(cat, n)
+        for i, serial in ((2, "CAM2"), (1, "CAM1")):
+            cat.insert_assignment(
+                {"id": i, "serial": serial, "officer": "o", "unit": None, "device_number": None,
+                 "valid_from": "not a time" if i == 2 else MOMENT, "valid_to": None,
+                 "created_at": MOMENT, "reason": None, "log_seq": _log(cat)}
+            )  # fmt: skip
+        cat.record_fixity(f"{2:064x}", MOMENT, False)
+        cat.record_fixity(f"{1:064x}", MOMENT, True)
+        for no, created in (("C-2", MOMENT), ("C-1", "2026-02-01T00:00:00Z"), ("C-0", MOMENT)):
+            cat.insert_case(
+                {"no": no, "cause": "x", "parties": ["p"], "categories": [], "state": "open",
+                 "created_at": created, "log_seq": _log(cat)}
+            )  # fmt: skip
+        _export(cat, copies=1)
+    cat.db.execute("UPDATE exports SET selection = 'not json' WHERE id = 1")
+    cat.db.execute("UPDATE cases SET parties = '[oops' WHERE no = 'C-2'")
+    cat.db.execute("PRAGMA foreign_keys=OFF")
+    cat.db.execute("INSERT INTO disc_items (label, recording_id) VALUES ('LOST', 1)")
+    cat.db.execute("PRAGMA foreign_keys=ON")
+
+    assignments = cat.assignment_rows()
+    assert [(a["id"], a["valid_from"]) for a in assignments] == [(1, MOMENT), (2, "not a time")]
+    assert cat.fixity_rows() == [
+        {"sha256": f"{1:064x}", "last_checked_at": MOMENT, "last_ok": 1},
+        {"sha256": f"{2:064x}", "last_checked_at": MOMENT, "last_ok": 0},
+    ]
+    cases = cat.case_rows()
+    assert [c["no"] for c in cases] == ["C-0", "C-2", "C-1"]  # as cases() orders them
+    assert [c["parties"] for c in cases] == ['["p"]', "[oops", '["p"]']
+    exports = cat.export_rows()
+    assert [(e["id"], e["selection"], e["approved_by"]) for e in exports] == [
+        (1, "not json", "sgt")
+    ]
+    assert [(i["label"], i["recording_id"], i["bag_path"]) for i in cat.disc_item_rows()] == [
+        ("LOST", 1, None), ("X-1-1-1", 1, None), ("X-1-1-1", 2, None), ("X-1-2-1", 3, None),
+    ]  # fmt: skip
+    assert "LOST" not in cat.disc_items()  # joins its disc
+
+
 def test_every_public_method_holds_the_mutex(cat: Catalog) -> None:
     """The mixins' methods are serialised like Catalog's own (one connection, many threads)."""
     import threading

@@ -41,7 +41,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,7 @@ from dockd.config import (
     RetentionConfig,
     parse_config,
 )
+from tests.conftest import camera_name, recent
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "dockd.service"
@@ -297,12 +298,11 @@ def camera(tmp_path: Path) -> Path:
 
     folder = tmp_path / "camera" / "DCIM"
     folder.mkdir(parents=True)
-    make_clip(
-        folder / "DSJ0001_20261125080000_0001.MP4",
-        datetime(2026, 11, 25, 0, 0, 0, tzinfo=UTC),
-        seconds=0.5,
-    )
-    (folder / "DSJ0001_20261125081000_0002.MP4").write_bytes(b"not a video")
+    # The real `dockd ingest` judges it by the real clock: recorded 3 h ago, on time.
+    start = recent(datetime.now(UTC))
+    make_clip(folder / camera_name("012345", "DSJ0001", start, 1), start, seconds=0.5)
+    later = start + timedelta(minutes=10)
+    (folder / camera_name("012345", "DSJ0001", later, 2)).write_bytes(b"not a video")
     return folder.parent
 
 

@@ -5,7 +5,8 @@ never imports:
 - the stage packages and the values below them never import `service`,
   `runner` or `cli`; `service` never imports `runner` or `cli`;
 - no cycle between dockd's top-level packages and modules;
-- only `service/` (and the catalog itself) calls the catalog's write methods.
+- only `service/` (and the catalog itself) calls the catalog's write methods;
+- `service/` goes through the catalog's methods, never its connection (`catalog.db`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,37 @@ def test_only_the_service_writes_the_catalog() -> None:
     assert writers == []
 
 
+def _catalog_db_uses(path: Path, root: Path = DOCKD) -> list[str]:
+    """Where `path` reaches past the catalog's methods to its connection (`x.catalog.db`)."""
+    tree = ast.parse(path.read_text("utf-8"), str(path))
+    return [
+        f"{path.relative_to(root)}:{node.lineno} catalog.db"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "db"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "catalog"
+    ]
+
+
+# Service modules that still use `catalog.db`, until its catalog methods are used.
+CATALOG_DB_ALLOWED = {"service/exports.py"}
+
+
+def test_the_service_goes_through_the_catalogs_methods() -> None:
+    """Issue 14: every table has Catalog methods; the service does not run its own SQL."""
+    uses = [
+        hit
+        for module, path in _modules()
+        if _unit(module) == "service" and str(path.relative_to(DOCKD)) not in CATALOG_DB_ALLOWED
+        for hit in _catalog_db_uses(path)
+    ]
+    assert uses == []
+    # An entry of the allow-set that no longer applies is taken out of it.
+    stale = {rel for rel in CATALOG_DB_ALLOWED if not _catalog_db_uses(DOCKD / rel)}
+    assert stale == set(), "remove these from CATALOG_DB_ALLOWED"
+
+
 def test_the_checks_see_what_they_are_meant_to(tmp_path: Path) -> None:
     """Each check fails on a planted violation (a check that cannot fail proves nothing)."""
     fake = tmp_path / "retention" / "bad.py"
@@ -140,6 +172,15 @@ def test_the_checks_see_what_they_are_meant_to(tmp_path: Path) -> None:
         "def f(s):\n    s.catalog.insert_recording({})\n    s.catalog.recording(1)\n"
     )
     assert _catalog_writes(fake, tmp_path) == ["retention/bad.py:4 catalog.insert_recording"]
+    raw = tmp_path / "service" / "raw.py"
+    raw.parent.mkdir()
+    raw.write_text(
+        "def f(s, db):\n    s.catalog.recording(1)\n    db.execute('x')\n"
+        "    return s.catalog.db.execute('SELECT 1'), s.catalog.db\n"
+    )
+    assert _catalog_db_uses(raw, tmp_path) == [
+        "service/raw.py:4 catalog.db", "service/raw.py:4 catalog.db",
+    ]  # fmt: skip
     assert {"dockd.runner.daemon", "dockd.service"} <= _imports("dockd.retention.bad", fake)
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
         "a -> b -> c -> a", "b -> c -> a -> b", "c -> a -> b -> c",

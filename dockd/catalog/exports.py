@@ -36,6 +36,11 @@ class ExportTables(Tables):
         """Every export's row in id order, `selection` decoded (discs: `discs(id)`)."""
         return [_export_row(r) for r in self.db["exports"].rows_where(order_by="id")]
 
+    def export_rows(self) -> list[dict[str, Any]]:
+        """Every export's row as stored (`selection`: undecoded JSON), by id: for verify,
+        which must report a value no writer could have stored rather than fail on it."""
+        return list(self.db["exports"].rows_where(order_by="id"))
+
     def export_candidates(
         self,
         *,
@@ -112,6 +117,11 @@ class ExportTables(Tables):
                 (int(rid), None if bag_path is None else str(bag_path))
             )
         return found
+
+    def disc_item_rows(self) -> list[dict[str, Any]]:
+        """Every disc_items row as stored, by label and recording id, a row whose disc
+        is missing too (`disc_items()` joins its disc): for verify."""
+        return list(self.db["disc_items"].rows_where(order_by="label, recording_id"))
 
     def discs_per_copy(self, export_id: int) -> int:
         """How many discs one copy of the export takes."""

@@ -33,6 +33,11 @@ class LabelTables(Tables):
             for r in self.db["cases"].rows_where(order_by="created_at, no")
         ]
 
+    def case_rows(self) -> list[dict[str, Any]]:
+        """Every case's row as stored (parties, categories: undecoded JSON), in `cases()`'s
+        order: for verify, which must report a value no writer could have stored."""
+        return list(self.db["cases"].rows_where(order_by="created_at, no"))
+
     def case_link_counts(self) -> dict[str, int]:
         """case number -> how many recordings are linked to it (cases with none: absent)."""
         return {

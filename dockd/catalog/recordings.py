@@ -148,6 +148,11 @@ class RecordingTables(Tables):
             for r in self.db["assignments"].rows_where(where, args, order_by="id")
         ]
 
+    def assignment_rows(self) -> list[dict[str, Any]]:
+        """Every assignment's row as stored, by id: for verify, which must report a
+        tampered time rather than fail `Assignment`'s parse of it."""
+        return list(self.db["assignments"].rows_where(order_by="id"))
+
     # -- fixity ------------------------------------------------------------------
 
     def audit_queue(self, limit: int) -> list[tuple[str, str | None]]:
@@ -169,6 +174,10 @@ class RecordingTables(Tables):
         self.db.table("fixity").upsert(
             {"sha256": sha256, "last_checked_at": when, "last_ok": ok}, pk="sha256"
         )
+
+    def fixity_rows(self) -> list[dict[str, Any]]:
+        """Every fixity row as stored (sha256, last_checked_at, last_ok), by sha256."""
+        return list(self.db["fixity"].rows_where(order_by="sha256"))
 
     def referenced_objects(self) -> set[str]:
         """The objects the store must hold: those of recordings not deleted by retention."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,24 @@ from rich.progress import (
 from rich.table import Table
 
 from dockd.archive.check import verify_disc
-from dockd.archive.iso import burn, find_burners, sha256_of_drive
-from dockd.archive.plan import DiscPlan, pack, parse_medium
-from dockd.cli.common import err, local_actor, out, progress_bar, service_for, wants_bar
-from dockd.errors import UsageError
+from dockd.archive.iso import find_burners
+from dockd.archive.plan import DiscPlan
+from dockd.cli.common import (
+    change,
+    err,
+    local_actor,
+    out,
+    progress_bar,
+    service_for,
+    wants_bar,
+)
+from dockd.config import Config
+from dockd.errors import DockdError, UsageError
 from dockd.progress import NULL_METER
 from dockd.retention.policy import TIERS
+from dockd.runner.api import request, socket_path
+from dockd.runner.operations import Host, perform
+from dockd.runner.operations import export_plan as plan_of
 from dockd.service import Service
 
 
@@ -41,12 +54,7 @@ def _selection(
 
 
 def _plan(service: Service, selection: dict[str, Any]) -> DiscPlan:
-    items = service.export_items(
-        tier=selection["tier"],
-        cases=tuple(selection["cases"]),
-        not_exported=selection["not_exported"],
-    )
-    return pack(items, parse_medium(selection["media"]), selection["copies"])
+    return plan_of(service, selection)  # the same rule as export build's (operations.py)
 
 
 def _print_plan(plan: DiscPlan) -> None:
@@ -117,7 +125,9 @@ BUILD_EXIT = """\b
 Exit codes:
   0  every disc image built (or already built and intact)
   2  usage error (empty selection, a file larger than the medium, …)
-  4  another dockd process holds the state directory (stop the daemon first)
+  4  another dockd process (not the daemon) holds the state directory
+With the daemon running, the daemon builds the discs (in its worker, under its
+lock): this command waits for it, and `dockd status` shows the progress.
 """
 
 
@@ -177,18 +187,16 @@ def export_build(
         raise UsageError("give --media (and the selection), or --plan FILE")
     else:
         selection = _selection(tier, cases, not_exported, media, copies)
-    with service_for(ctx.find_root(), write=True) as service:
-        plan = _plan(service, selection)
-        if saved is not None and saved.get("discs") != plan.as_json()["discs"]:
-            raise UsageError(
-                f"{plan_file}: the catalog changed since this plan was made "
-                "(recordings added, deleted or exported); run `dockd export plan` again"
-            )
-        created = service.create_export(
-            plan, selection, approved_by=approved_by, reason=reason, actor=local_actor()
-        )
-        results = _build(service, int(created["export"]), out_dir, as_json)
-    _report_build(int(created["export"]), results, as_json)
+    args = {
+        "selection": selection,
+        "saved_discs": None if saved is None else saved.get("discs"),
+        "plan_file": None if plan_file is None else str(plan_file),
+        "out": str(out_dir.absolute()),
+        "approved_by": approved_by,
+        "reason": reason,
+    }
+    result = _long_request(ctx.find_root(), "export.build", args, as_json)
+    _report_build(int(result["export"]), result["discs"], as_json)
 
 
 @export.command("resume", epilog=BUILD_EXIT)
@@ -198,32 +206,80 @@ def export_build(
 @click.pass_context
 def export_resume(ctx: click.Context, export_id: int, out_dir: Path, as_json: bool) -> None:
     """Build what an interrupted `export build` left unbuilt (built images are re-checked)."""
-    with service_for(ctx.find_root(), write=True) as service:
-        results = _build(service, export_id, out_dir, as_json)
-    _report_build(export_id, results, as_json)
+    args = {"export": export_id, "out": str(out_dir.absolute())}
+    result = _long_request(ctx.find_root(), "export.resume", args, as_json)
+    _report_build(export_id, result["discs"], as_json)
 
 
-def _build(service: Service, export_id: int, out_dir: Path, quiet: bool) -> list[dict[str, Any]]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    discs = service.discs(export_id)
-    if not discs:
-        raise UsageError(f"no export {export_id} (dockd export list)")
-    sizes = {
-        d["label"]: sum(r.size for r in service.catalog.recordings_by_id(d["recordings"]))
-        for d in discs
-    }
-    results = []
+def _long_request(ctx: click.Context, op: str, args: dict[str, Any], as_json: bool) -> Any:
+    """`op` through the daemon (its progress polled from `dockd status`), or here."""
+    config: Config = ctx.obj
+    bar = wants_bar(as_json)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=err, transient=True, disable=quiet) as progress:
-        for d in discs:
-            task = progress.add_task(d["label"], total=sizes[d["label"]])
+    with Progress(*columns, console=err, transient=True, disable=not bar) as progress:
+        watcher = _DaemonWatcher(config, progress) if bar else None
 
-            def advance(n: int, task: TaskID = task) -> None:
-                progress.advance(task, n)
+        def here(service: Service) -> Any:
+            if watcher is not None:
+                watcher.stop()  # no daemon: this process shows its own progress
+            return perform(Host(service, _BarTracker(progress)), op, args, local_actor())
 
-            results.append(service.build_disc(d["label"], out_dir, advance))
-    return results
+        try:
+            return change(ctx, op, args, here)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+
+
+class _BarTracker:
+    """An export's progress on this terminal: one bar per disc."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+        self.size = 0
+
+    def disc(self, label: str, size: int) -> None:
+        self.task, self.size = self.progress.add_task(label, total=size), size
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def done(self, label: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.size)
+
+
+class _DaemonWatcher:
+    """While the daemon builds, show the newest running export of `dockd status`."""
+
+    def __init__(self, config: Config, progress: Progress) -> None:
+        self.config = config
+        self.progress = progress
+        self.task: TaskID | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="export-progress", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                exports = request(socket_path(self.config), "status", timeout=5.0)["exports"]
+            except (DockdError, KeyError, TypeError):
+                continue
+            running = [e for e in exports if e["state"] == "running"]
+            if not running:
+                continue
+            e = running[-1]
+            text = f"{e['key']}: disc {e['discs_done']}/{e['discs_total']}"
+            if self.task is None:
+                self.task = self.progress.add_task(text, total=e["bytes_total"])
+            self.progress.update(self.task, description=text, completed=e["bytes_done"])
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _report_build(export_id: int, results: list[dict[str, Any]], as_json: bool) -> None:
@@ -278,10 +334,8 @@ def export_burn(
                 else f"several burners ({', '.join(burners)}): choose one with --drive"
             )
         drive = burners[0]
-    with service_for(ctx.find_root(), write=True) as service:
-        result = service.burn_disc(
-            label, images, drive, burn=burn, read_back=sha256_of_drive, actor=local_actor()
-        )
+    args = {"label": label, "images": str(images.absolute()), "drive": drive}
+    result = change(ctx.find_root(), "export.burn", args)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:

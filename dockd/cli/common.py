@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
 import click
@@ -28,12 +27,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dockd.clock import SystemClock, isoformat_utc
+from dockd.clock import SystemClock, isoformat_utc, parse_time
 from dockd.config import Config
-from dockd.errors import ConfigError, DockdError
+from dockd.errors import DockdError
 from dockd.ingest.scanner import FoundFile
 from dockd.runner.api import DaemonUnavailable, request, socket_path
-from dockd.runner.operations import perform
+from dockd.runner.operations import operation, perform
 from dockd.service import Service
 
 EXIT_CODES = """\b
@@ -59,36 +58,37 @@ def change(
     ctx: click.Context,
     op: str,
     args: dict[str, Any],
-    local: Callable[[Service], Any],
-    timeout: float = 30.0,
+    local: Callable[[Service], Any] | None = None,
+    timeout: float | None = None,
 ) -> Any:
-    """Make a change through the running daemon, or directly when none runs.
+    """Ask for `op` (an entry of runner/operations.py) through the running daemon,
+    or directly when none runs.
 
     The daemon holds the state directory's lock; asking it keeps one writer
-    and records the caller (SO_PEERCRED) as the actor.
+    and records the caller (SO_PEERCRED) as the actor. Without a daemon the
+    entry runs here, with this user as the actor (or `local`, which may show
+    a progress bar); an entry only the daemon can answer raises
+    DaemonUnavailable. A long entry (export build) gets a day, not 30 s.
     """
     config: Config = ctx.obj
+    entry = operation(op)
+    if timeout is None:
+        timeout = 24 * 3600.0 if entry.long else 30.0
     try:
         return request(socket_path(config), op, args, timeout=timeout)
     except DaemonUnavailable:
-        with service_for(ctx, write=True) as service:
-            return local(service)
+        if entry.daemon_only:
+            raise
+        with service_for(ctx, write=entry.writes) as service:
+            if local is not None:
+                return local(service)
+            return perform(service, op, args, local_actor())
 
 
 def utc_text(value: str | None, option: str) -> str | None:
-    """Accept `2026-11-25T09:00:00Z`, `2026-11-25 09:00` (UTC), `…+08:00` or a date."""
-    if value is None:
-        return None
-    text = value.strip().replace(" ", "T", 1)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"{option}: not a time: {value!r} (use e.g. 2026-11-25T09:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # documented: times without an offset are UTC
-    return isoformat_utc(moment)
+    """An option's time as UTC text: `2026-11-25T09:00:00Z`, `2026-11-25 09:00` (UTC),
+    `…+08:00` or a date (clock.parse_time, the one rule)."""
+    return None if value is None else isoformat_utc(parse_time(value, option))
 
 
 def local_actor() -> str:
@@ -107,7 +107,7 @@ def local_actor() -> str:
 
 def run_change(ctx: click.Context, op: str, args: dict[str, Any]) -> Any:
     """`op` through the daemon, or locally with this user as the actor."""
-    return change(ctx, op, args, lambda service: perform(service, op, args, local_actor()))
+    return change(ctx, op, args)
 
 
 def echo_change(result: dict[str, Any], as_json: bool, summary: str) -> None:

@@ -10,9 +10,9 @@ import click
 from rich.table import Table
 
 from dockd import logs
-from dockd.cli.common import out
+from dockd.cli.common import change, out
 from dockd.config import Config
-from dockd.runner.api import DaemonUnavailable, request, socket_path
+from dockd.runner.api import DaemonUnavailable
 
 RUN_HELP = """\b
 Exit codes:
@@ -76,9 +76,8 @@ def _slot_line(slot: dict[str, Any]) -> str:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Live state of every dock slot and the recent sessions (asks the running daemon)."""
-    config: Config = ctx.obj
     try:
-        data = request(socket_path(config), "status", timeout=10.0)
+        data = change(ctx, "status", {}, timeout=10.0)  # daemon_only: no local fallback
     except DaemonUnavailable as exc:
         if as_json:
             click.echo(json.dumps({"running": False, "error": str(exc)}))
@@ -112,6 +111,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 str(s["counts"].get("ingested", 0)), s["ended_at"],
             )  # fmt: skip
         out.print(recent)
+    if data.get("exports"):
+        exports = Table(title="exports")
+        for column in ("export", "by", "state", "discs", "bytes", "since"):
+            exports.add_column(column, overflow="fold")
+        for e in data["exports"]:
+            state = f"error: {e['error']}" if e["state"] == "error" else e["state"]
+            if e["state"] == "running" and e["disc"]:
+                state += f" ({e['disc']})"
+            exports.add_row(
+                e["key"], e["by"] or "-", state, f"{e['discs_done']}/{e['discs_total']}",
+                f"{_size(e['bytes_done'])} of {_size(e['bytes_total'])}", e["since"],
+            )  # fmt: skip
+        out.print(exports)
 
 
 DOCTOR_HELP = """\b

@@ -18,7 +18,6 @@ from dockd.cli.common import (
 )
 from dockd.cli.common import service_for as _service
 from dockd.progress import NULL_METER
-from dockd.runner.operations import checkpoint_json
 from dockd.service import Service, VerifyReport
 
 
@@ -75,7 +74,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def checkpoint(ctx: click.Context, as_json: bool) -> None:
     """Sign and print a checkpoint of the log (C2SP tlog-checkpoint in a signed note)."""
-    result = change(ctx, "checkpoint", {}, checkpoint_json)
+    result = change(ctx, "checkpoint", {})
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:
@@ -123,7 +122,7 @@ def _sign_if_grown(ctx: click.Context) -> None:
     with _service(ctx, write=False) as service:
         grown = service.log_grew()
     if grown:
-        change(ctx, "checkpoint", {}, checkpoint_json)
+        change(ctx, "checkpoint", {})
 
 
 def _print_proof(data: dict[str, Any], as_json: bool) -> None:
@@ -209,7 +208,5 @@ def key() -> None:
 @click.pass_context
 def key_rotate(ctx: click.Context) -> None:
     """Replace the signing key; old checkpoints stay verifiable (a logged event)."""
-    result = change(
-        ctx.find_root(), "key.rotate", {}, lambda service: {"vkey": service.rotate_key().to_text()}
-    )
+    result = change(ctx.find_root(), "key.rotate", {})
     click.echo(result["vkey"])

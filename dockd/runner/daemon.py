@@ -13,7 +13,10 @@ Threads and who owns what:
   (docking.py; the slot and job values are slots.py).
 - scheduler (APScheduler): hourly checkpoint, fixity audit slices, overdue
   device check.
-- API server (api.py): `dockd status` and changes asked for by the CLI.
+- API server (api.py): every request of the CLI, one lookup in the table of
+  operations.py. A long one (export build, resume, burn; audit) runs in a
+  thread of its own (dockd-export-…), which the socket thread waits for;
+  an export's progress is in `dockd status` ("exports").
 
 All catalog and store writes go through the one Service (dockd/service/),
 whose catalog serialises transactions across these threads.
@@ -47,9 +50,11 @@ from dockd.errors import ConfigError, DockdError
 from dockd.runner.api import ApiServer, socket_path
 from dockd.runner.docking import Docking
 from dockd.runner.dropfolder import DropBatch, DropFolder
-from dockd.runner.operations import OPERATIONS, checkpoint_json, perform
+from dockd.runner.operations import Host, Tracker, operation
 from dockd.runner.slots import (
     LAYOUT_LISTING_LIMIT,
+    ExportState,
+    ExportTracker,
     Notifier,
     SlotState,
     _Job,
@@ -112,6 +117,9 @@ class Daemon(Docking):
         self._monitor: Any = None
         self._drop: DropFolder | None = None
         self._usb: UsbWatcher | None = None
+        self._exports: dict[str, ExportState] = {}  # under _lock
+        self._long: list[threading.Thread] = []  # long requests running (under _lock)
+        self._long_seq = itertools.count(1)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -208,6 +216,10 @@ class Daemon(Docking):
             self._jobs.clear()
         for job in waiting:
             self._release(job)
+        with self._lock:
+            long = list(self._long)
+        for thread in long:
+            thread.join()  # an export under way ends its disc (images appear whole or not)
         if self._api is not None:
             self._api.stop()
         if self.service is not None:
@@ -393,28 +405,85 @@ class Daemon(Docking):
                 },
                 "slots": [s.as_json() for s in sorted(self._slots.values(), key=lambda s: s.slot)],
                 "recent": list(self._recent),
+                "exports": [e.as_json() for e in self._exports.values()],
             }
 
     # -- the socket API --------------------------------------------------------------
 
     def handle(self, op: str, args: dict[str, Any], actor: str) -> Any:
-        """One request from the socket (api.py); changes are made by the one Service."""
+        """One request from the socket (api.py): one entry of the table (operations.py)."""
         assert self.service is not None
-        if op == "status":
-            return self.status()
-        if op == "devices":
-            return [d.as_json() for d in self.service.devices()]
-        if op == "checkpoint":
-            return checkpoint_json(self.service)
-        if op == "audit":
-            fraction = args.get("fraction")
-            return self.service.audit(None if fraction is None else float(fraction)).as_json()
-        if op == "key.rotate":
-            return {"vkey": self.service.rotate_key().to_text()}
-        if op == "reload":
-            self._reload.set()
-            self._wake.set()
-            return {"reloading": True}
-        if op in OPERATIONS:
-            return perform(self.service, op, args, actor)
-        raise DockdError(f"unknown request {op!r}")
+        entry = operation(op)
+        host = _DaemonHost(self, self.service)
+        if not entry.long:
+            return entry.run(host, args, actor)
+        return self._in_thread(op, lambda: entry.run(host, args, actor))
+
+    def _in_thread(self, op: str, work: Callable[[], Any]) -> Any:
+        """Run a long request in a thread of its own; the socket thread waits for it."""
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = work()
+            except Exception as exc:  # handed to the socket thread, which answers with it
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"dockd-{op}-{next(self._long_seq)}")
+        with self._lock:
+            if self._stopping.is_set():
+                raise DaemonStopping("dockd is stopping: ask again when it has restarted")
+            self._long.append(thread)
+        thread.start()
+        try:
+            thread.join()
+        finally:
+            with self._lock:
+                self._long.remove(thread)
+                for state in self._exports.values():
+                    if state._thread == thread.name and state.state == "running":
+                        failed = outcome.get("error")
+                        state.state = "error" if failed is not None else "done"
+                        state.error = None if failed is None else str(failed) or repr(failed)
+                        state.ended = self._now()
+        if "error" in outcome:
+            raise outcome["error"]
+        if "result" not in outcome:
+            raise DockdError(f"{op}: the request's thread ended without an answer")
+        return outcome["result"]
+
+    def _track(self, key: str, op: str, discs: int, total: int, actor: str | None) -> Tracker:
+        state = ExportState(
+            key, op, actor, since=self._now(), discs_total=discs, bytes_total=total,
+            _thread=threading.current_thread().name,
+        )  # fmt: skip
+        with self._lock:
+            self._exports.pop(key, None)  # a resume takes the finished entry over
+            self._exports[key] = state
+            finished = [k for k, e in self._exports.items() if e.state != "running"]
+            for old in finished[: max(0, len(finished) - self.config.daemon.recent_sessions)]:
+                del self._exports[old]
+        return ExportTracker(self._lock, state)
+
+
+class DaemonStopping(DockdError):
+    """A long request asked for while the daemon shuts down."""
+
+
+class _DaemonHost(Host):
+    """The daemon as the host of a request: status and reload are its own."""
+
+    def __init__(self, daemon: Daemon, service: Service) -> None:
+        super().__init__(service)
+        self.daemon = daemon
+
+    def status(self) -> dict[str, Any]:
+        return self.daemon.status()
+
+    def reload(self) -> dict[str, Any]:
+        self.daemon._reload.set()
+        self.daemon._wake.set()
+        return {"reloading": True}
+
+    def track(self, key: str, discs: int, total: int, actor: str | None) -> Tracker:
+        return self.daemon._track(key, key.split(":")[0], discs, total, actor)

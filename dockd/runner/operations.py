@@ -1,22 +1,90 @@
-"""Changes a person may ask for, by name, with JSON arguments.
+"""Everything a person may ask of dockd, by name, with JSON arguments: one table.
 
-One table serves both ways a change reaches the Service: the running
-daemon's socket (api.py, the caller's uid as actor) and the CLI when no
-daemon runs (the local user as actor). Arguments are checked here, so a
-malformed request gets the same clear error either way.
+The table (OPERATIONS) serves both ways a request reaches the Service: the
+running daemon's socket (api.py, the caller's uid as actor; Daemon.handle is
+one lookup here) and the CLI when no daemon runs (the local user as actor).
+Arguments are checked here, so a malformed request gets the same clear error
+either way. Each entry runs against a Host: the daemon (daemon.py) or the
+CLI's own Service (LocalHost). Entries marked `daemon_only` (status, reload)
+need a running daemon; their local fallback says that dockd is not running.
+Entries marked `long` (export build, resume, burn) run in a worker thread of
+the daemon, and report their progress to `dockd status` (an "exports" entry).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
 
+from dockd.archive.iso import burn, sha256_of_drive
+from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.catalog import RecordingFilter
-from dockd.errors import ConfigError
+from dockd.clock import parse_time
+from dockd.errors import ConfigError, DockdError, UsageError
+from dockd.runner.api import DaemonUnavailable
 from dockd.service import Service
 
-Operation = Callable[[Service, dict[str, Any], str | None], Any]
+
+class Tracker(Protocol):
+    """Progress of a long request (an export): discs and bytes."""
+
+    def disc(self, label: str, size: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def done(self, label: str) -> None: ...
+
+
+class _NoTracker:
+    def disc(self, label: str, size: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def done(self, label: str) -> None:
+        pass
+
+
+class Host:
+    """Where a request runs. This one is the CLI's own Service (no daemon runs)."""
+
+    def __init__(self, service: Service, tracker: Tracker | None = None) -> None:
+        self.service = service
+        self._tracker = tracker
+
+    def status(self) -> dict[str, Any]:
+        raise DaemonUnavailable("dockd is not running: only the daemon can answer this")
+
+    def reload(self) -> dict[str, Any]:
+        raise DaemonUnavailable("dockd is not running: there is no daemon to reload")
+
+    def track(self, key: str, discs: int, total: int, actor: str | None) -> Tracker:
+        """A tracker for a long request `key` (e.g. "export:3") of `discs` discs, `total` bytes."""
+        return self._tracker or _NoTracker()
+
+
+Run = Callable[[Host, dict[str, Any], str | None], Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One entry of the table.
+
+    run: the request itself, against a Host.
+    daemon_only: only a running daemon can answer (no local Service is opened).
+    writes: run locally, it needs the state directory's lock (a writing Service).
+    long: the daemon runs it in a worker thread, not its socket thread; the
+        CLI waits for it with a long timeout.
+    """
+
+    run: Run
+    daemon_only: bool = False
+    writes: bool = True
+    long: bool = False
 
 
 def _ids(args: dict[str, Any], key: str = "ids") -> list[int]:
@@ -54,17 +122,9 @@ def _int(args: dict[str, Any], key: str, required: bool = True) -> int | None:
 
 
 def _moment(args: dict[str, Any], key: str) -> datetime | None:
-    """An ISO 8601 time with its offset; a naive one is refused (invariant 7)."""
+    """A time of a request: clock.parse_time's rule, the CLI's too (no offset = UTC)."""
     value = args.get(key)
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{key}: not a time: {value!r}") from None
-    if moment.tzinfo is None:
-        raise ConfigError(f"{key}: time without a UTC offset: {value!r} (add Z or +08:00)")
-    return moment.astimezone(UTC)
+    return None if value is None else parse_time(value, key)
 
 
 def recording_filter(value: Any) -> RecordingFilter:
@@ -118,7 +178,8 @@ def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
     return {"assignment": assignment.as_json(), "reattributed": changed}
 
 
-OPERATIONS: dict[str, Operation] = {
+# Changes of the catalog, each made by the one Service.
+_CHANGES: dict[str, Callable[[Service, dict[str, Any], str | None], Any]] = {
     "device.assign": _assign,
     "tag": lambda s, a, actor: s.tag(
         _ids(a),
@@ -177,8 +238,126 @@ def checkpoint_json(service: Service) -> dict[str, Any]:
     return {"checkpoint": note, "keys": [k.to_text() for k in service.trusted_keys()]}
 
 
-def perform(service: Service, op: str, args: dict[str, Any], actor: str | None) -> Any:
-    operation = OPERATIONS.get(op)
-    if operation is None:
-        raise ConfigError(f"unknown request {op!r}")
-    return operation(service, args, actor)
+def _audit(host: Host, a: dict[str, Any], actor: str | None) -> Any:
+    fraction = a.get("fraction")
+    if fraction is not None and (
+        not isinstance(fraction, int | float) or isinstance(fraction, bool)
+    ):
+        raise ConfigError("fraction: expected a number")
+    return host.service.audit(None if fraction is None else float(fraction)).as_json()
+
+
+# -- archival discs: long requests ---------------------------------------------------
+
+
+def export_plan(service: Service, selection: dict[str, Any]) -> DiscPlan:
+    """The discs of a selection (export plan / build): stable for the same catalog."""
+    if not isinstance(selection, dict) or not isinstance(selection.get("media"), str):
+        raise ConfigError("selection: expected an object with media")
+    tier = selection.get("tier")
+    items = service.export_items(
+        tier=tier if isinstance(tier, str) else None,
+        cases=tuple(str(c) for c in selection.get("cases") or ()),
+        not_exported=bool(selection.get("not_exported")),
+    )
+    copies = selection.get("copies", 1)
+    if not isinstance(copies, int) or isinstance(copies, bool):
+        raise ConfigError("selection.copies: expected an integer")
+    return pack(items, parse_medium(selection["media"]), copies)
+
+
+def _out_dir(a: dict[str, Any], key: str = "out") -> Path:
+    out = Path(_required(a, key))
+    if not out.is_absolute():
+        raise ConfigError(f"{key}: expected an absolute path, not {str(out)!r}")
+    return out
+
+
+def build_discs(host: Host, export_id: int, out_dir: Path, actor: str | None) -> dict[str, Any]:
+    """Build (or re-check) every disc image of export `export_id` in `out_dir`."""
+    service = host.service
+    discs = service.discs(export_id)
+    if not discs:
+        raise UsageError(f"no export {export_id} (dockd export list)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {
+        d["label"]: sum(r.size for r in service.catalog.recordings_by_id(d["recordings"]))
+        for d in discs
+    }
+    tracker = host.track(f"export:{export_id}", len(discs), sum(sizes.values()), actor)
+    results = []
+    for d in discs:
+        tracker.disc(d["label"], sizes[d["label"]])
+        results.append(service.build_disc(d["label"], out_dir, tracker.advance, actor=actor))
+        tracker.done(d["label"])
+    return {"export": export_id, "discs": results}
+
+
+def _export_build(host: Host, a: dict[str, Any], actor: str | None) -> Any:
+    selection = a.get("selection")
+    out_dir = _out_dir(a)
+    plan = export_plan(host.service, selection)  # type: ignore[arg-type]
+    saved = a.get("saved_discs")
+    if saved is not None and saved != plan.as_json()["discs"]:
+        raise UsageError(
+            f"{a.get('plan_file') or 'the saved plan'}: the catalog changed since this plan "
+            "was made (recordings added, deleted or exported); run `dockd export plan` again"
+        )
+    created = host.service.create_export(
+        plan,
+        selection,  # type: ignore[arg-type]
+        approved_by=_required(a, "approved_by"),
+        reason=_required(a, "reason"),
+        actor=actor,
+    )
+    return build_discs(host, int(created["export"]), out_dir, actor)
+
+
+def _export_burn(host: Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.burn_disc(
+        _required(a, "label"),
+        _out_dir(a, "images"),
+        _required(a, "drive"),
+        burn=burn,
+        read_back=sha256_of_drive,
+        actor=actor,
+    )
+
+
+def _change(fn: Callable[[Service, dict[str, Any], str | None], Any]) -> Operation:
+    return Operation(lambda host, a, actor: fn(host.service, a, actor))
+
+
+OPERATIONS: dict[str, Operation] = {
+    "status": Operation(lambda host, a, actor: host.status(), daemon_only=True, writes=False),
+    "reload": Operation(lambda host, a, actor: host.reload(), daemon_only=True, writes=False),
+    "devices": Operation(
+        lambda host, a, actor: [d.as_json() for d in host.service.devices()], writes=False
+    ),
+    "checkpoint": Operation(lambda host, a, actor: checkpoint_json(host.service)),
+    "audit": Operation(_audit, long=True),
+    "key.rotate": Operation(lambda host, a, actor: {"vkey": host.service.rotate_key().to_text()}),
+    **{name: _change(fn) for name, fn in _CHANGES.items()},
+    "export.build": Operation(_export_build, long=True),
+    "export.resume": Operation(
+        lambda host, a, actor: build_discs(host, _int(a, "export") or 0, _out_dir(a), actor),
+        long=True,
+    ),
+    "export.burn": Operation(_export_burn, long=True),
+}
+# Not in the table: read-only commands (list, show, verify, verify-disc, export plan,
+# export list, reports, proofs). They open the catalog without the lock, so they run
+# beside the daemon as they are; verify-disc also hashes the caller's disc with a live bar.
+
+
+def operation(op: str) -> Operation:
+    found = OPERATIONS.get(op)
+    if found is None:
+        raise DockdError(f"unknown request {op!r}")
+    return found
+
+
+def perform(host: Host | Service, op: str, args: dict[str, Any], actor: str | None) -> Any:
+    """Run `op` against `host` (a bare Service: the CLI's own, no daemon)."""
+    entry = operation(op)
+    return entry.run(host if isinstance(host, Host) else Host(host), args, actor)

@@ -79,19 +79,32 @@ class _SlotProgress:
     """Feeds a session's progress into its SlotState (session.ByteProgress): the
     dock's status moves by bytes within a file, not 0 then 100 % per clip."""
 
+    # How often the slot hears of bytes: per chunk would take the daemon's lock
+    # thousands of times a second and starve the threads that need it (a stop
+    # request, `dockd status`); a screen needs a few updates a second.
+    FLUSH_BYTES = 4 << 20
+    FLUSH_SECONDS = 0.25
+
     def __init__(self, daemon: Docking, job: _Job) -> None:
         self.daemon = daemon
         self.job = job
+        self._pending = 0
+        self._flushed = time.monotonic()
 
     def advance(self, n: int) -> None:
-        # Called per chunk: only the slot's counters, under the lock; the
-        # status line (sd_notify) changes per file, in file_done.
+        self._pending += n
+        now = time.monotonic()
+        if abs(self._pending) >= self.FLUSH_BYTES or now - self._flushed >= self.FLUSH_SECONDS:
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        pending, self._pending, self._flushed = self._pending, 0, now
         with self.daemon._lock:
             slot = self.daemon._slot_of(self.job)
             if slot is None:
                 return
-            slot.bytes_done = max(0, slot.bytes_done + n)
-            elapsed = time.monotonic() - slot._started
+            slot.bytes_done = max(0, slot.bytes_done + pending)
+            elapsed = now - slot._started
             slot.rate_bps = slot.bytes_done / elapsed if elapsed > 0 else 0.0
 
     def start(self, files: int, total_bytes: int) -> None:
@@ -100,6 +113,7 @@ class _SlotProgress:
         )
 
     def file_done(self, found: FoundFile) -> None:
+        self._flush(time.monotonic())
         with self.daemon._lock:
             slot = self.daemon._slot_of(self.job)
             if slot is None:
@@ -109,6 +123,53 @@ class _SlotProgress:
 
     def phase(self, name: str) -> None:
         self.daemon._set_state(self.job, name)
+
+
+@dataclass
+class ExportState:
+    """A long request the daemon runs in a worker thread (an export build), for `dockd status`."""
+
+    key: str  # "export:<id>"
+    op: str
+    by: str | None
+    state: str = "running"  # running done error
+    since: str = ""
+    ended: str | None = None
+    discs_total: int = 0
+    discs_done: int = 0
+    disc: str | None = None  # the disc being built
+    bytes_total: int = 0
+    bytes_done: int = 0
+    error: str | None = None
+    _thread: str = ""  # the thread that runs it
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
+
+
+class ExportTracker:
+    """Feeds an export's progress into its ExportState, under the daemon's lock."""
+
+    def __init__(self, lock: threading.RLock, state: ExportState) -> None:
+        self._lock = lock
+        self.state = state
+        self._through = 0  # bytes of the discs begun so far
+
+    def disc(self, label: str, size: int) -> None:
+        with self._lock:
+            self.state.disc = label
+            self._through += size
+
+    def advance(self, n: int) -> None:
+        with self._lock:
+            self.state.bytes_done += n
+
+    def done(self, label: str) -> None:
+        with self._lock:
+            self.state.discs_done += 1
+            self.state.disc = None
+            # A disc already built is only re-checked: its bytes count as done too.
+            self.state.bytes_done = max(self.state.bytes_done, self._through)
 
 
 class Notifier:

@@ -298,11 +298,7 @@ class Docking(ServiceBase):
             )
             if not who.assigned:
                 flags.append(FLAG_UNASSIGNED)
-            recording_id = int(
-                self.catalog.db.execute(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM recordings"
-                ).fetchone()[0]
-            )
+            recording_id = self.catalog.next_id("recordings")
             entry = self._log(
                 "recording.ingested",
                 {

@@ -158,7 +158,12 @@ class Exports(ServiceBase):
         return found
 
     def build_disc(
-        self, label: str, out_dir: Path, on_bytes: Callable[[int], None] | None = None
+        self,
+        label: str,
+        out_dir: Path,
+        on_bytes: Callable[[int], None] | None = None,
+        *,
+        actor: str | None = None,
     ) -> dict[str, Any]:
         """Build one disc's ISO image in `out_dir`; a disc already built is only re-checked.
 
@@ -210,6 +215,7 @@ class Exports(ServiceBase):
                     "image_sha256": digest,
                     "image_size": size,
                     "recordings": disc["recordings"],
+                    "by": actor,
                 },
                 now,
             )

@@ -71,7 +71,7 @@ class Fixity(ServiceBase):
             hashed += size
             results.append((sha, actual == sha, "ok" if actual == sha else f"hashes to {actual}"))
         failures = [
-            {"sha256": sha, "found": found, "recordings": self._recording_ids(sha)}
+            {"sha256": sha, "found": found, "recordings": self.catalog.recording_ids_of_object(sha)}
             for sha, ok, found in results
             if not ok
         ]
@@ -95,12 +95,6 @@ class Fixity(ServiceBase):
             log.error("audit.mismatch", **failure)
         log.info("audit.done", checked=len(results), bytes=hashed, failures=len(failures))
         return AuditReport(len(results), hashed, total, tuple(failures), entry.seq)
-
-    def _recording_ids(self, sha256: str) -> list[int]:
-        return [
-            int(r[0])
-            for r in self.catalog.db.execute("SELECT id FROM recordings WHERE sha256 = ?", [sha256])
-        ]
 
     # -- verification ------------------------------------------------------------
 
@@ -183,13 +177,12 @@ class Fixity(ServiceBase):
         meanwhile (the daemon docking a camera) must not make a row and its
         entry look out of step.
         """
-        db = self.catalog.db
         with self.catalog.transaction():
             rows = list(self.catalog.log_rows())
             problems = check_chain(rows)
             parsed = parse_entries(rows)
             recordings: list[Recording] = []
-            for row in db["recordings"].rows_where(order_by="id"):
+            for row in self.catalog.recording_rows():
                 # A value no writer could have stored (flags that are not JSON) is
                 # reported; it must not stop the rest of the check.
                 try:
@@ -203,24 +196,20 @@ class Fixity(ServiceBase):
             problems += check_sessions_against_log(self.catalog.sessions(), parsed)
             problems += check_devices_against_log(self.catalog.devices(), parsed)
             # Rows as stored: a tampered time must be reported, not fail Assignment's parse.
-            problems += check_assignments_against_log(
-                list(db["assignments"].rows_where(order_by="id")), parsed
-            )
+            problems += check_assignments_against_log(self.catalog.assignment_rows(), parsed)
             problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
             problems += check_keys_against_log(self.catalog.signing_keys(), parsed)
-            problems += check_fixity_against_log(
-                list(db["fixity"].rows_where(order_by="sha256")), parsed
-            )
+            problems += check_fixity_against_log(self.catalog.fixity_rows(), parsed)
             problems += check_exports_against_log(
-                [dict(r) for r in db["exports"].rows_where(order_by="id")],
+                self.catalog.export_rows(),
                 self.discs(),
-                list(db["disc_items"].rows_where()),
+                self.catalog.disc_item_rows(),
                 parsed,
             )
             # As Catalog.cases() gives them, but a value that is not JSON is reported.
             cases = [
                 {**row, **{k: json_value(row[k]) for k in ("parties", "categories")}}
-                for row in db["cases"].rows_where(order_by="created_at, no")
+                for row in self.catalog.case_rows()
             ]
             problems += check_labels_and_retention(
                 recordings,

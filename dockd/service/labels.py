@@ -217,11 +217,7 @@ class Labels(ServiceBase):
         }
 
     def cases(self) -> list[dict[str, Any]]:
-        counts = dict(
-            self.catalog.db.execute(
-                "SELECT case_no, COUNT(*) FROM case_links GROUP BY case_no"
-            ).fetchall()
-        )
+        counts = self.catalog.case_link_counts()
         return [{**c, "recordings": int(counts.get(c["no"], 0))} for c in self.catalog.cases()]
 
     # -- legal holds ----------------------------------------------------------------
@@ -251,9 +247,7 @@ class Labels(ServiceBase):
                         f"recording {', '.join(map(str, gone))} was deleted by the retention "
                         "sweep; only its tombstone is left to hold"
                     )
-            hold_id = int(
-                self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM holds").fetchone()[0]
-            )
+            hold_id = self.catalog.next_id("holds")
             entry = self._log(
                 "hold.set",
                 {
@@ -397,16 +391,7 @@ class Labels(ServiceBase):
         """
         if sample < 1:
             raise UsageError("--sample must be at least 1")
-        population = sorted(
-            set(ids)
-            if ids is not None
-            else (
-                int(r[0])
-                for r in self.catalog.db.execute(
-                    "SELECT id FROM recordings WHERE retention_state != 'deleted'"
-                )
-            )
-        )
+        population = sorted(set(ids) if ids is not None else self.catalog.live_recording_ids())
         if not population:
             raise UsageError("no recordings to draw from")
         if seed is None:

@@ -76,8 +76,8 @@ class Ledger(ServiceBase):
                 if time.monotonic() > deadline:
                     raise StateBusyError(
                         f"{self.state_dir}: another dockd process is writing this state "
-                        "directory (the daemon, if `dockd status` answers: import footage "
-                        "through its drop folder, daemon.drop_dir)"
+                        "directory (the daemon, if `dockd status` answers: it holds the state "
+                        "directory while it runs, and this command must go through it)"
                     ) from None
                 time.sleep(0.2)
 

@@ -74,11 +74,7 @@ class Registry(ServiceBase):
                 f"--to ({isoformat_utc(valid_to)}) must be after --from ({isoformat_utc(start)})"
             )
         with self.catalog.transaction():
-            assignment_id = int(
-                self.catalog.db.execute(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM assignments"
-                ).fetchone()[0]
-            )
+            assignment_id = self.catalog.next_id("assignments")
             existing = self.catalog.assignments(serial)
             proposed = Assignment(
                 assignment_id, serial, officer, unit, device_number, start, valid_to, now, 0
@@ -149,11 +145,7 @@ class Registry(ServiceBase):
     def devices(self) -> list[DeviceStatus]:
         """Every device known from dockings or assignments, with who has it now."""
         now = self.clock.now()
-        counts = dict(
-            self.catalog.db.execute(
-                "SELECT device_serial, COUNT(*) FROM recordings GROUP BY device_serial"
-            ).fetchall()
-        )
+        counts = self.catalog.recording_counts_by_device()
         result: list[DeviceStatus] = []
         limit = timedelta(hours=self.config.devices.overdue_hours)
         for row in self.catalog.devices():

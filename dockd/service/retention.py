@@ -42,22 +42,17 @@ class Retention(ServiceBase):
         tier is recomputed, and recordings from before schema 5 get theirs.
         """
         policy = self.policy
-        last = self.catalog.db.execute(
-            "SELECT entry FROM log WHERE kind = 'retention.policy' ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        last = self.catalog.last_entry_of_kind("retention.policy")
         current = {
             "version": policy.version,
             "preset": policy.preset,
             "routine_tier": policy.routine_tier,
             "grace_days": policy.grace_days,
         }
-        logged = LogEntry.from_bytes(bytes(last[0])).data if last else None
+        logged = LogEntry.from_bytes(last).data if last is not None else None
         if logged is not None:
             logged = {k: v for k, v in logged.items() if k != "by"}
-        untiered = self.catalog.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM recordings "
-            "WHERE tier IS NULL AND retention_state != 'deleted')"
-        ).fetchone()[0]
+        untiered = self.catalog.has_untiered()
         if logged == current and not untiered:
             return
         with self.catalog.transaction():
@@ -143,12 +138,8 @@ class Retention(ServiceBase):
         as_of = as_of or self.clock.now()
         until = isoformat_utc(ceil_second(as_of + timedelta(days=days)))
         protected = self.catalog.protected_ids()
-        rows = self.catalog.db.execute(
-            "SELECT id FROM recordings WHERE retention_state = 'live' "
-            "AND expires_at > ? AND expires_at <= ? ORDER BY expires_at, id",
-            [isoformat_utc(floor_second(as_of)), until],
-        )
-        ids = [int(r[0]) for r in rows if int(r[0]) not in protected]
+        expiring = self.catalog.expiring_ids(isoformat_utc(floor_second(as_of)), until)
+        ids = [i for i in expiring if i not in protected]
         return [r.as_json() for r in self.catalog.recordings_by_id(ids)]
 
     def sweep(

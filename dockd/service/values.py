@@ -13,18 +13,36 @@ from dockd.ingest.copier import Copy
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.volume import FileIdentity
 from dockd.integrity.chain import Problem
+
+# A recording's flags are defined once, in dockd.model; re-exported here for
+# the service's parts and `from dockd.service import FLAG_...`.
+from dockd.model import (
+    FLAG_CHANGED,
+    FLAG_EMPTY,
+    FLAG_LATE,
+    FLAG_UNASSIGNED,
+    FLAG_UNREADABLE,
+    REGISTRY_FLAGS,
+)
 from dockd.retention.plan import Plan
 
-# Flags a recording can carry; each marks something a supervisor must see.
-FLAG_EMPTY = "empty"
-FLAG_UNREADABLE = "unreadable_media"
-FLAG_CHANGED = "changed_during_copy"
-FLAG_LATE = "late"
-# No assignment covered the recording's time: nobody is on record for it (R2).
-FLAG_UNASSIGNED = "unassigned_device"
-# Flags about the registry, not the footage: a session with only these
-# succeeded (exit 0); supervisors see them in reports.
-REGISTRY_FLAGS = frozenset({FLAG_UNASSIGNED})
+__all__ = [
+    "FLAG_CHANGED",
+    "FLAG_EMPTY",
+    "FLAG_LATE",
+    "FLAG_UNASSIGNED",
+    "FLAG_UNREADABLE",
+    "REGISTRY_FLAGS",
+    "AuditReport",
+    "DeviceStatus",
+    "FileOutcome",
+    "IntegrityError",
+    "SessionInfo",
+    "Staged",
+    "StateBusyError",
+    "SweepReport",
+    "VerifyReport",
+]
 
 
 class StateBusyError(DockdError):

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from dockd.integrity.chain import LogEntry
 from dockd.runner.session import EXIT_FAILED, EXIT_FLAGGED, EXIT_OK, SessionReport, run_session
 from dockd.service import FLAG_CHANGED, Service
 from dockd.store import Store
-from tests.conftest import NOW, put
+from tests.conftest import NOW, camera_name, put, recent
 from tests.volumes import (
     FAT_TOOLS,
     REPO,
@@ -57,9 +58,11 @@ MiB = 1 << 20
 FOLDER = "DCIM/100MEDIA"
 
 
-def _name(seq: int) -> str:
-    """A GA/T 947 name recorded shortly before NOW (so never late under FixedClock(NOW))."""
-    return f"012345_DSJ0001_20261125{8 + seq // 6:02d}{(seq % 6) * 10:02d}00_{seq:04d}.MP4"
+def _name(seq: int, first: datetime = NOW - timedelta(hours=9)) -> str:
+    """A GA/T 947 name recorded `seq` × 10 min after `first`: by default shortly before
+    NOW (so never late under FixedClock(NOW)); the real CLI's tests pass a `first`
+    from the real clock."""
+    return camera_name("012345", "DSJ0001", first + timedelta(minutes=10 * seq), seq)
 
 
 def _random(size: int, seed: int) -> bytes:
@@ -170,7 +173,10 @@ def _pull_mid_copy(proc: subprocess.Popen[str], cam: FuseMount, victim: Path, si
 def unplugged(tmp_path_factory: pytest.TempPathFactory) -> Unplugged:
     tmp = tmp_path_factory.mktemp("unplug")
     image = make_fat32_image(tmp / "cam.img")
-    files = {f"{FOLDER}/{_name(i + 1)}": _random(UNPLUG_SIZE, i) for i in range(UNPLUG_FILES)}
+    first = recent(datetime.now(UTC), -60)  # the real CLI reads the real clock
+    files = {
+        f"{FOLDER}/{_name(i + 1, first)}": _random(UNPLUG_SIZE, i) for i in range(UNPLUG_FILES)
+    }
     for rel, data in files.items():
         fat_put(image, rel, data)
     # A small buffer makes each 8 MiB copy take thousands of reads.

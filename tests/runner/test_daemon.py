@@ -757,7 +757,7 @@ def test_slot_progress_moves_by_bytes_within_a_file(
 
     progress.advance = watched  # type: ignore[method-assign]
     camera = tmp_path / "camera"
-    size = 3 << 20
+    size = 18 << 20  # more than four times _SlotProgress.FLUSH_BYTES
     put(camera, f"DCIM/100MEDIA/{clip_name(0, 1)}", os.urandom(size))
     small = dataclasses.replace(inproc_config.ingest, buffer_size=64 << 10)
     own = dataclasses.replace(inproc_config, ingest=small, state_dir=tmp_path / "own-state")
@@ -767,7 +767,8 @@ def test_slot_progress_moves_by_bytes_within_a_file(
     assert (slot.files_done, slot.files_total) == (1, 1)
     assert slot.bytes_done == slot.bytes_total == size
     inside = [b for b in seen if 0 < b < size]
-    assert len(inside) >= 40 and inside == sorted(inside), "bytes moved within the file"
+    assert inside == sorted(inside), "bytes only grow"
+    assert len(set(inside)) >= 4, "bytes moved within the file, a few times a second or per 4 MiB"
 
 
 def test_edf_queue_orders_by_deadline_then_arrival(daemon: Daemon) -> None:

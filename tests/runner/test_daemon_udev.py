@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dockd.demo import gat947_name
+from tests.conftest import camera_name, recent
 from tests.devices.udev_testbed import MockCamera, UdevTestbed, udev_testbed
 from tests.volumes import (
     FAT_TOOLS,
@@ -43,11 +44,13 @@ pytestmark = [needs_root_fuse(*FAT_TOOLS, "losetup", "umockdev-wrapper")]
 FOLDER = "DCIM/100MEDIA"
 
 
-def _name(i: int, serial: str) -> str:
-    from datetime import UTC, datetime
+# The real daemon judges footage by the real clock: recorded three hours before
+# this module was loaded, on time whatever the day (tests/conftest.py `recent`).
+_FIRST = recent(datetime.now(UTC))
 
-    return gat947_name("012345", serial[:7].ljust(7, "0"), datetime(2026, 11, 25, 1, i, tzinfo=UTC),
-                       i + 1, "Asia/Shanghai")  # fmt: skip
+
+def _name(i: int, serial: str) -> str:
+    return camera_name("012345", serial[:7].ljust(7, "0"), _FIRST + timedelta(minutes=i), i + 1)
 
 
 @dataclass
@@ -296,8 +299,9 @@ def test_two_cameras_at_once_and_a_third_while_both_copy(dock: Dock, clip_bank: 
 
 
 def _slow_camera(serial: str) -> dict[str, bytes | Path]:
-    # Many mid-sized files: a remove or a stop lands mid-copy with files on both sides.
-    return {f"{FOLDER}/{_name(i, serial)}": _random(8 << 20, i) for i in range(12)}
+    # Many mid-sized files: a remove or a stop lands mid-copy with files on both sides
+    # (20, so that on a loaded machine the rest still takes seconds after the first).
+    return {f"{FOLDER}/{_name(i, serial)}": _random(8 << 20, i) for i in range(20)}
 
 
 def _dock_slow_camera(dock: Dock, serial: str, port: int, dev: str, copied: int) -> MockCamera:
@@ -319,7 +323,7 @@ def _dock_slow_camera(dock: Dock, serial: str, port: int, dev: str, copied: int)
 
 def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
     files = _slow_camera("CAMR001")
-    with camera_image(dock.tmp, "CAMR001", files, size_mib=128) as (image, dev):
+    with camera_image(dock.tmp, "CAMR001", files, size_mib=256) as (image, dev):
         cam = _dock_slow_camera(dock, "CAMR001", 1, dev, 2)
         dock.tb.unplug(cam)
         wait_for(
@@ -352,7 +356,7 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
 
 def test_sigterm_mid_copy_stops_cleanly_and_a_restart_resumes(dock: Dock) -> None:
     files = _slow_camera("CAMT001")
-    with camera_image(dock.tmp, "CAMT001", files, size_mib=128) as (image, dev):
+    with camera_image(dock.tmp, "CAMT001", files, size_mib=256) as (image, dev):
         cam = _dock_slow_camera(dock, "CAMT001", 1, dev, 1)
         started = time.monotonic()
         assert dock.stop(signal.SIGTERM) == 0
@@ -381,7 +385,7 @@ def test_camera_replugged_before_its_session_ended_is_docked_again(dock: Dock) -
     """Pulled and pushed back at once: the new docking waits for the old session to let
     go of the slot, then ingests the rest; nothing is lost or ingested twice."""
     files = _slow_camera("CAMP001")
-    with camera_image(dock.tmp, "CAMP001", files, size_mib=128) as (image, dev):
+    with camera_image(dock.tmp, "CAMP001", files, size_mib=256) as (image, dev):
         cam = _dock_slow_camera(dock, "CAMP001", 2, dev, 1)
         dock.tb.unplug(cam)
         cam = dock.tb.add_camera("CAMP001", port=2, devnode=dev)
