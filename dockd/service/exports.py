@@ -48,27 +48,8 @@ class Exports(ServiceBase):
         not_exported: bool = False,
     ) -> list[Item]:
         """The recordings an export would take: live, of `tier` (None: any), of `cases`."""
-        clauses = ["r.retention_state != 'deleted'"]
-        args: list[Any] = []
-        if tier:
-            clauses.append("r.tier = ?")
-            args.append(tier)
-        if cases:
-            marks = ",".join("?" * len(cases))
-            clauses.append(
-                f"EXISTS (SELECT 1 FROM case_links l WHERE l.recording_id = r.id "
-                f"AND l.case_no IN ({marks}))"
-            )
-            args += list(cases)
-        if not_exported:
-            clauses.append("NOT EXISTS (SELECT 1 FROM disc_items d WHERE d.recording_id = r.id)")
-        rows = self.catalog.db.execute(
-            "SELECT r.id, r.size, (SELECT MIN(case_no) FROM case_links l "
-            f"WHERE l.recording_id = r.id) FROM recordings r WHERE {' AND '.join(clauses)} "
-            "ORDER BY r.id",
-            args,
-        )
-        return items_of([(int(i), int(s), c) for i, s, c in rows])
+        rows = self.catalog.export_candidates(tier=tier, cases=cases, not_exported=not_exported)
+        return items_of(rows)
 
     def create_export(
         self,
@@ -86,11 +67,7 @@ class Exports(ServiceBase):
             raise UsageError("nothing to export: the selection is empty")
         now = self.clock.now()
         with self.catalog.transaction():
-            export_id = int(
-                self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM exports").fetchone()[
-                    0
-                ]
-            )
+            export_id = self.catalog.next_id("exports")
             discs = [
                 {
                     "label": disc_label(site_code(self.origin), export_id, d.number, d.copy),
@@ -113,14 +90,14 @@ class Exports(ServiceBase):
                 },
                 now,
             )
-            self.catalog.db.table("exports").insert(
+            self.catalog.insert_export(
                 {
                     "id": export_id,
                     "created_at": isoformat_utc(now),
                     "medium": disc_plan.medium.name,
                     "capacity": disc_plan.medium.capacity,
                     "copies": disc_plan.copies,
-                    "selection": json.dumps(selection, sort_keys=True),
+                    "selection": selection,
                     "approved_by": approved_by,
                     "reason": reason,
                     "by": actor,
@@ -129,33 +106,12 @@ class Exports(ServiceBase):
             )
             for d in disc_plan.discs:
                 label = disc_label(site_code(self.origin), export_id, d.number, d.copy)
-                self.catalog.db.table("discs").insert(
-                    {"label": label, "export_id": export_id, "number": d.number, "copy": d.copy}
-                )
-                self.catalog.db.table("disc_items").insert_all(
-                    {"label": label, "recording_id": i} for i in d.recordings
-                )
+                self.catalog.insert_disc(label, export_id, d.number, d.copy, d.recordings)
         log.info("export.planned", export=export_id, discs=len(discs), entry=entry.seq)
         return {"export": export_id, "discs": discs, "log_entry": entry.seq}
 
     def discs(self, export_id: int | None = None) -> list[dict[str, Any]]:
-        where: str | None = None
-        args: list[Any] = []
-        if export_id is not None:
-            where, args = "export_id = ?", [export_id]
-        found: list[dict[str, Any]] = []
-        for row in self.catalog.db["discs"].rows_where(
-            where, args, order_by="export_id, copy, number"
-        ):
-            ids = [
-                int(r[0])
-                for r in self.catalog.db.execute(
-                    "SELECT recording_id FROM disc_items WHERE label = ? ORDER BY recording_id",
-                    [row["label"]],
-                )
-            ]
-            found.append({**row, "recordings": ids})
-        return found
+        return self.catalog.discs(export_id)
 
     def build_disc(
         self,
@@ -219,16 +175,14 @@ class Exports(ServiceBase):
                 },
                 now,
             )
-            self.catalog.db.table("discs").update(
+            self.catalog.record_disc_build(
                 label,
-                {"image_sha256": digest, "image_size": size, "built_at": isoformat_utc(now),
-                 "build_log_seq": entry.seq},
-            )  # fmt: skip
-            for r, p in zip(recordings, payload, strict=True):
-                self.catalog.db.execute(
-                    "UPDATE disc_items SET bag_path = ? WHERE label = ? AND recording_id = ?",
-                    [p.bag_path, label, r.id],
-                )
+                image_sha256=digest,
+                image_size=size,
+                built_at=isoformat_utc(now),
+                log_seq=entry.seq,
+                bag_paths={r.id: p.bag_path for r, p in zip(recordings, payload, strict=True)},
+            )
         log.info("export.disc_built", label=label, sha256=digest, size=size, entry=entry.seq)
         return {"label": label, "image": str(image), "sha256": digest, "built": True}
 
@@ -272,9 +226,8 @@ class Exports(ServiceBase):
                 now,
             )
             if ok:
-                self.catalog.db.table("discs").update(
-                    label,
-                    {"burned_at": isoformat_utc(now), "drive": drive, "burn_log_seq": entry.seq},
+                self.catalog.record_disc_burn(
+                    label, burned_at=isoformat_utc(now), drive=drive, log_seq=entry.seq
                 )
         (log.info if ok else log.error)("export.disc_burned", label=label, drive=drive, ok=ok)
         return {"label": label, "drive": drive, "ok": ok, "read_back_sha256": found,
@@ -321,23 +274,16 @@ class Exports(ServiceBase):
         return problems
 
     def _export(self, export_id: int) -> dict[str, Any]:
-        rows = list(self.catalog.db["exports"].rows_where("id = ?", [export_id]))
-        if not rows:
+        row = self.catalog.export(export_id)
+        if row is None:
             raise UsageError(f"no export {export_id} (dockd export list)")
-        return rows[0]
+        return row
 
     def exports(self) -> list[dict[str, Any]]:
-        return [
-            {**e, "selection": json.loads(e["selection"]), "discs": self.discs(int(e["id"]))}
-            for e in self.catalog.db["exports"].rows_where(order_by="id")
-        ]
+        return [{**e, "discs": self.discs(int(e["id"]))} for e in self.catalog.exports()]
 
     def _discs_per_copy(self, export_id: int) -> int:
-        return int(
-            self.catalog.db.execute(
-                "SELECT COUNT(*) FROM discs WHERE export_id = ? AND copy = 1", [export_id]
-            ).fetchone()[0]
-        )
+        return self.catalog.discs_per_copy(export_id)
 
     def _disc_contents(
         self, label: str, disc: dict[str, Any], recordings: list[Recording]
