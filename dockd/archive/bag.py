@@ -359,7 +359,7 @@ def write_bag(
         _place(item, staging.joinpath(*item.bag_path.split("/")))
     octets = sum(p.size for p in payload)
     labels = {k: v for k, v in info.items() if k != "Payload-Oxum"}
-    labels.setdefault("Bagging-Date", datetime.now(UTC).strftime("%Y-%m-%d"))
+    # Bagging-Date comes from the caller's clock (bag_info), or is left out (optional).
     labels["Payload-Oxum"] = f"{octets}.{len(payload)}"
     written: dict[str, bytes] = {
         BAGIT_TXT: BAGIT_TEXT.encode("utf-8"),

@@ -48,12 +48,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
 
+from dockd.clock import Clock, SystemClock
 from dockd.devices.identity import DeviceIdentity, slot_dirname
 from dockd.devices.mount_argv import (  # re-exported: the mount API is one import
     BACKENDS,
@@ -323,6 +323,7 @@ class Mounter:
         runtime_dir: Path,
         timeout: float,
         camera_timezone: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise MountError(f"unknown mount back end {backend!r} (known: {', '.join(BACKENDS)})")
@@ -332,6 +333,8 @@ class Mounter:
         # The zone camera clocks run in (profiles.camera_timezone): file times
         # on FAT are its wall times. None: leave the drivers' default (UTC).
         self.camera_timezone = camera_timezone
+        # Which offset the zone has today (summer time) is the caller's clock's say.
+        self.clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._busy: set[Path] = set()
 
@@ -339,7 +342,7 @@ class Mounter:
         """Minutes east of UTC of the camera zone now (the kernel takes one fixed value)."""
         if not self.camera_timezone:
             return None
-        offset = datetime.now(ZoneInfo(self.camera_timezone)).utcoffset()
+        offset = self.clock.now().astimezone(ZoneInfo(self.camera_timezone)).utcoffset()
         return None if offset is None else int(offset.total_seconds() // 60)
 
     @property

@@ -111,6 +111,7 @@ class Daemon(Docking):
             config.daemon.runtime_dir,
             config.daemon.mount_timeout,
             config.profiles.camera_timezone,
+            self.clock,
         )
         self._api: ApiServer | None = None
         self._scheduler: BackgroundScheduler | None = None
