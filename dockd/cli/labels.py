@@ -168,11 +168,20 @@ def case_show(ctx: click.Context, no: str, as_json: bool) -> None:
         state = "active" if hold["active"] else f"released {hold['released_at']}"
         out.print(f"hold {hold['hold']} ({state}): {hold['reason']}", markup=False)
     table = Table(title=f"{len(detail['recordings'])} recording(s)")
-    for column in ("id", "recorded (UTC)", "device", "officer", "tier", "expires", "state"):
+    for column in (
+        "id",
+        "recorded (UTC)",
+        "serial",
+        "no.",
+        "officer",
+        "tier",
+        "expires",
+        "state",
+    ):
         table.add_column(column, overflow="fold")
     for r in detail["recordings"]:
         table.add_row(
-            str(r["id"]), r["recorded_start"], r["device_number"] or r["device_serial"],
+            str(r["id"]), r["recorded_start"], r["device_serial"], r["device_number"] or "-",
             r["officer"] or "-", r["tier"] or "-", r["expires_at"] or "never",
             r["retention_state"],
         )  # fmt: skip

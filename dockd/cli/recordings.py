@@ -35,7 +35,8 @@ def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
     for column in (
         "id",
         "recorded (UTC)",
-        "device",
+        "serial",
+        "no.",
         "officer",
         "unit",
         "size",
@@ -48,7 +49,8 @@ def _recordings_table(rows: list[Recording], title: str | None = None) -> Table:
         table.add_row(
             str(r.id),
             r.recorded_start.replace("T", " ").removesuffix("Z"),
-            r.device_number or r.device_serial,
+            r.device_serial,
+            r.device_number or "-",
             r.officer or "-",
             r.unit or "-",
             f"{r.size:,}",

@@ -233,13 +233,16 @@ def report_spot_check(
         markup=False,
     )
     table = Table()
-    for column in ("id", "recorded (UTC)", "device", "officer", "unit", "cause", "flags", "sha256"):
+    for column in (
+        "id", "recorded (UTC)", "serial", "no.", "officer", "unit", "cause", "flags", "sha256",
+    ):  # fmt: skip
         table.add_column(column, overflow="fold")
     for r in drawn:
         table.add_row(
             str(r["id"]),
             str(r["recorded_start"]).replace("T", " ").removesuffix("Z"),
-            r.get("device_number") or r["device_serial"],
+            r["device_serial"],
+            r.get("device_number") or "-",
             r.get("officer") or "-",
             r.get("unit") or "-",
             r.get("cause") or "-",

@@ -92,12 +92,14 @@ def retention_upcoming(ctx: click.Context, days: float, as_json: bool) -> None:
         click.echo(json.dumps(rows, ensure_ascii=False, sort_keys=True))
         return
     table = Table(title=f"{len(rows)} recording(s) expire within {days:g} days")
-    for column in ("id", "expires (UTC)", "tier", "state", "device", "officer", "unit", "cause"):
+    for column in (
+        "id", "expires (UTC)", "tier", "state", "serial", "no.", "officer", "unit", "cause",
+    ):  # fmt: skip
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
             str(r["id"]), r["expires_at"], r["tier"], r["retention_state"],
-            r["device_number"] or r["device_serial"], r["officer"] or "-", r["unit"] or "-",
+            r["device_serial"], r["device_number"] or "-", r["officer"] or "-", r["unit"] or "-",
             r["cause"] or "-",
         )  # fmt: skip
     out.print(table)

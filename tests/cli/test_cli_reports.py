@@ -369,7 +369,7 @@ def test_spot_check_with_filters_and_text_output(env: Env) -> None:
     )
     rows = [c for c in _cells(result.stdout) if c and c[0].isdigit()]
     assert [int(c[0]) for c in rows] == patrol
-    assert all(c[2] == "BWC-01" and c[3] == "012345" for c in rows)
+    assert all(c[2:5] == ["DSJ0001", "BWC-01", "012345"] for c in rows)
     entry = env.entries("report.spot_check")[0]
     assert entry.data["filters"] == {"unit": "Patrol 3"}
     assert entry.data["recordings"] == patrol
