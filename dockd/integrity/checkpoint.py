@@ -4,6 +4,9 @@
 
 The body is signed as a C2SP signed note (see note.py). Standard library
 only, for the offline verifier.
+
+A deliberate twin of this check lives in integrity/standalone_verify.py
+(verify.py, which must run without dockd); tests hold them to the same verdicts.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ subtree covering leaves [index * 2**level, (index + 1) * 2**level).
 Appending a leaf reports the nodes it completes (`appended_nodes`), so a
 store that keeps them can answer roots and proofs by reading O(log n)
 perfect-subtree hashes, never re-hashing the leaves.
+
+The inclusion and consistency verifiers have a deliberate twin in
+integrity/standalone_verify.py (verify.py on discs and in log exports, which
+must run without dockd); tests hold the two to the same verdicts.
 """
 
 from __future__ import annotations

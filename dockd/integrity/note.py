@@ -8,6 +8,9 @@ Go's golang.org/x/mod/sumdb/note and the transparency-dev tools read.
 
 Imports only the standard library and `cryptography`, so that the offline
 verifier can use it on a machine without dockd's state.
+
+A deliberate twin of this check lives in integrity/standalone_verify.py
+(verify.py, which must run without dockd); tests hold them to the same verdicts.
 """
 
 from __future__ import annotations

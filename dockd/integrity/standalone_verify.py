@@ -8,6 +8,12 @@ unchanged, to the root of every archival disc and into every `dockd log
 export` folder. Needs only Python 3.8 or newer and, to check the signature,
 the `cryptography` package (`pip install cryptography`); not dockd.
 
+On purpose, this file repeats the RFC 9162 verifiers of dockd/integrity/
+merkle.py, the signed-note check of note.py and the checkpoint parser of
+checkpoint.py: it must run where dockd is not installed. The twins are kept
+equal by tests (tests/archive/test_disc_verify.py, tests/integrity/
+test_export_verify.py: the same verdicts on the same corruptions).
+
 A folder with bagit.txt is a disc: a BagIt 1.0 bag whose layout is specified
 in dockd/archive/__init__.py. It checks that:
 
