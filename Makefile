@@ -7,7 +7,8 @@ PYTHON    ?= python3
 BIN       := $(VENV)/bin
 # What a dock needs to run dockd (`make install`), and what the tests need besides.
 RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev ffmpeg \
-                fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev procps xorriso
+                fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev procps xorriso \
+                libpango-1.0-0 libpangoft2-1.0-0 fonts-wqy-microhei
 APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd faketime \
                 umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev
 CHECKED   := dockd tests bench

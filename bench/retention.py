@@ -133,11 +133,12 @@ import dockd.service.labels as service_labels  # noqa: E402
 import dockd.store as store_module  # noqa: E402
 from dockd import logs  # noqa: E402
 from dockd.catalog import Catalog  # noqa: E402
-from dockd.clock import FixedClock, isoformat_utc, parse_utc  # noqa: E402
+from dockd.clock import FixedClock, isoformat_utc  # noqa: E402
 from dockd.config import Config, RetentionConfig  # noqa: E402
 from dockd.integrity.chain import FORMAT_VERSION, LogEntry, entry_hash  # noqa: E402
 from dockd.integrity.crosscheck import source_path_b64  # noqa: E402
 from dockd.integrity.merkle import CompactRange, leaf_hash  # noqa: E402
+from dockd.retention import overdue  # noqa: E402
 from dockd.retention.compliance import offload_deadline  # noqa: E402
 from dockd.retention.policy import Policy, expiry  # noqa: E402
 from dockd.service import Service  # noqa: E402
@@ -877,26 +878,6 @@ def report_module() -> Any:
     return report
 
 
-def device_facts(report: Any, svc: Service) -> list[Any]:
-    """What `dockd report compliance` makes of Service.devices() (cli/reports.py _facts)."""
-    result = []
-    for status in svc.devices():
-        current = status.current
-        result.append(
-            report.DeviceFacts(
-                serial=status.serial,
-                assigned=current is not None,
-                device_number=current.device_number if current else None,
-                officer=current.officer if current else None,
-                unit=current.unit if current else None,
-                last_docked=parse_utc(status.last_docked) if status.last_docked else None,
-                assigned_from=current.valid_from if current else None,
-                not_docked=status.overdue,
-            )
-        )
-    return result
-
-
 def compliance(report: Any, svc: Service, label_after_days: float) -> str:
     """`dockd report compliance --json` over everything, as cli/reports.py runs it.
 
@@ -908,11 +889,9 @@ def compliance(report: Any, svc: Service, label_after_days: float) -> str:
     if report is None:
         return json.dumps([sum(1 for _ in rows), len(gaps), len(svc.devices())])
     explanations = svc.gap_explanations()
-    devices = device_facts(report, svc)
-    sessions = report.last_sessions(svc.catalog.sessions())
     result = report.compliance_report(
         rows, gaps, explanations, now, label_after_days, "unit",
-        overdue=report.overdue_devices(devices, sessions, now),
+        overdue=svc.overdue_devices(),
     )  # fmt: skip
     return str(report.to_json(result))
 
@@ -929,9 +908,10 @@ def report_tally(report: Any) -> Tallied:
     ]
     if report is not None:
         found += [
-            (report, "last_sessions", "report.last_sessions()"),
+            (Service, "overdue_devices", "overdue_devices()"),
+            (overdue, "last_sessions", "  overdue.last_sessions()"),
+            (overdue, "overdue_devices", "  overdue.overdue_devices() (pure)"),
             (report, "compliance_report", "report.compliance_report() (aggregation)"),
-            (report, "overdue_devices", "report.overdue_devices()"),
             (report, "to_json", "report.to_json()"),
         ]
     return found

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from dockd.errors import ConfigError
+from dockd.errors import UsageError
 
 
 class Clock(Protocol):
@@ -54,7 +54,7 @@ def parse_time(value: object, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(
+        raise UsageError(
             f"{field}: not a time: {value!r} (use e.g. 2026-11-25T09:00:00Z)"
         ) from None
     if moment.tzinfo is None:

@@ -11,6 +11,7 @@ import sqlite_utils
 
 from dockd.catalog import SCHEMA_VERSION, Catalog
 from dockd.catalog import schema as catalog_schema
+from dockd.clock import SystemClock
 from dockd.config import Config
 from dockd.errors import CatalogError
 from dockd.service import Service, StateBusyError
@@ -73,9 +74,12 @@ def test_forward_migration_runs_once_and_keeps_data(
 
 
 def test_one_writer_at_a_time(config: Config) -> None:
-    with Service(config), pytest.raises(StateBusyError, match="another dockd process"):
-        Service(config, lock_wait_s=0.3)
-    with Service(config, write=False) as reader:
+    with (
+        Service(config, SystemClock()),
+        pytest.raises(StateBusyError, match="another dockd process"),
+    ):
+        Service(config, SystemClock(), lock_wait_s=0.3)
+    with Service(config, SystemClock(), write=False) as reader:
         assert reader.recordings() == []
 
 

@@ -205,7 +205,7 @@ def test_expiry_keeps_the_calendar_rule_through_ingest(svc: Service, tmp_path: P
 def test_tag_with_a_long_term_category_makes_it_permanent(svc: Service, tmp_path: Path) -> None:
     r = one(svc, tmp_path)
     before = head(svc)
-    out = svc.tag([r.id], categories=("evidence",), cause="theft", actor="sgt.wu")
+    out = svc.tag([r.id], categories=("evidence",), cause="theft", actor="sgt.wu").as_json()
     tagged, updated = entries(svc, after=before)
     assert (tagged.kind, updated.kind) == ("recording.tagged", "retention.updated")
     assert tagged.data == {
@@ -282,7 +282,7 @@ def test_linked_recordings_get_the_case_categories(svc: Service, tmp_path: Path)
     with pytest.raises(DockdError, match="exists already"):
         svc.create_case("C-1", cause="again")
     before = head(svc)
-    out = svc.link_case("C-1", [a.id], reason="on scene", actor="sgt.wu")
+    out = svc.link_case("C-1", [a.id], reason="on scene", actor="sgt.wu").as_json()
     linked, updated = entries(svc, after=before)
     assert linked.kind == "case.linked" and linked.data["recordings"] == [a.id]
     assert updated.data == {
@@ -373,15 +373,15 @@ def test_holds_by_ids_and_by_case_and_their_release(
         svc.set_hold(case="C-1", ids=[a.id], reason="x")
     with pytest.raises(DockdError, match="no case"):
         svc.set_hold(case="C-1", reason="x")
-    by_ids = svc.set_hold(ids=[a.id], reason="litigation", actor="legal")
+    by_ids = svc.set_hold(ids=[a.id], reason="litigation", actor="legal").as_json()
     svc.create_case("C-1", cause="complaint")
     svc.link_case("C-1", [b.id])
     svc.set_case_state("C-1", "closed", reason="closed, but disputed")
-    by_case = svc.set_hold(case="C-1", reason="complaint pending")
+    by_case = svc.set_hold(case="C-1", reason="complaint pending").as_json()
     # A recording linked after the hold is covered by it too.
     svc.link_case("C-1", [c.id])
     assert by_case["recordings"] == [b.id]
-    assert [h["recordings"] for h in svc.holds()] == [[a.id], [b.id, c.id]]
+    assert [h.recordings for h in svc.holds()] == [(a.id,), (b.id, c.id)]
 
     clock.current = AFTER_2Y
     the_plan = svc.retention_plan()
@@ -436,7 +436,7 @@ def test_restore_brings_a_pending_recording_back(
     assert svc.sweep().marked == (r.id, other.id)
     clock.current += timedelta(days=3, microseconds=1)
     before = head(svc)
-    out = svc.restore(r.id, reason="still needed", actor="sgt.wu")
+    out = svc.restore(r.id, reason="still needed", actor="sgt.wu").as_json()
     keep = "2029-02-03T00:00:01Z"  # now + 30 days, rounded up to the second
     restored, updated = entries(svc, after=before)
     assert restored.kind == "retention.restored"
@@ -495,7 +495,7 @@ def test_shared_bytes_stay_while_a_recording_uses_them(
     (first,) = dock(svc, tmp_path / "cam1", "CAM1", [Shot(at(1), data, 1)])
     (second,) = dock(svc, tmp_path / "cam2", "CAM2", [Shot(at(2), data, 7, device="DSJ0002")])
     assert first.id != second.id and first.sha256 == second.sha256 == sha
-    hold = svc.set_hold(ids=[second.id], reason="complaint")
+    hold = svc.set_hold(ids=[second.id], reason="complaint").as_json()
 
     marked, deleted = sweep_through(svc, clock, AFTER_2Y)
     assert (marked, deleted) == ([first.id], [first.id])
@@ -892,7 +892,7 @@ def test_random_operations_keep_every_invariant(cfg: Config, tmp_path: Path, see
                 elif op == "hold":
                     svc.set_hold(ids=rng.sample(ids, rng.randint(1, 2)), reason="r")
                 elif op == "release":
-                    active = [int(h["hold"]) for h in svc.holds() if h["active"]]
+                    active = [h.hold for h in svc.holds() if h.active]
                     if active:
                         svc.release_hold(rng.choice(active), reason="r")
                 elif op == "restore":

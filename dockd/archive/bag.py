@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -43,6 +43,7 @@ from dockd.integrity.standalone_verify import (
     PROOFS,
     TAGMANIFEST,
 )
+from dockd.store import hash_file
 
 UNASSIGNED = "_unassigned"
 COMPONENT_CHARS = 100  # Joliet with -joliet-long allows 103 UCS-2 characters
@@ -193,6 +194,38 @@ def bag_info(
     }
 
 
+def copy_bag_info(
+    *,
+    origin: str,
+    package: str,
+    purpose: str,
+    for_party: str | None,
+    request: int | None,
+    by: str | None,
+    bagging_date: str,
+) -> dict[str, str]:
+    """The bag-info.txt labels of a copy package (Payload-Oxum is added by write_bag).
+
+    A copy package is one bag in a folder, not a disc: Bag-Count is 1 of 1 and
+    External-Identifier the package's name. The purpose, the request it
+    answers and the party it is for are named in `dockd-*` labels too.
+    """
+    group = f"dockd copy request {request}" if request is not None else f"dockd copy {package}"
+    return {
+        "Source-Organization": origin,
+        "Bagging-Date": bagging_date,
+        "External-Identifier": package,
+        "Bag-Count": "1 of 1",
+        "Bag-Group-Identifier": group,
+        "Internal-Sender-Description": f"copy for {for_party or 'no named party'}: {purpose}",
+        "dockd-Package": "copy",
+        "dockd-Purpose": purpose,
+        "dockd-Request": str(request) if request is not None else "none",
+        "dockd-For-Party": for_party or "none",
+        "dockd-Copied-By": by or "unknown",
+    }
+
+
 def verify_py() -> bytes:
     """The source of the standalone checker that goes on every disc as verify.py.
 
@@ -270,6 +303,54 @@ def _copy(source: Path, dest: Path) -> None:
     os.chmod(dest, 0o444)
 
 
+def copy_checked(
+    item: PayloadFile,
+    dest: Path,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = _CHUNK,
+) -> None:
+    """Copy the store object to `dest` (new), streamed, and prove the copy; mode 0444.
+
+    The bytes read are hashed as they are written: they must hash to the
+    recording's SHA-256 (`item.sha256`, proven at ingest) and be `item.size`
+    long, or the store object is damaged. Then `dest` is fsynced, its cached
+    pages dropped, and it is read back from the medium and hashed again: a
+    medium that does not give back what it was given is refused. ArchiveError
+    says which, naming the file. `progress` hears of every chunk of both passes.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(item.source, "rb") as src, open(dest, "xb") as out:
+            while block := src.read(chunk):
+                digest.update(block)
+                out.write(block)
+                size += len(block)
+                if progress is not None:
+                    progress(len(block))
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise ArchiveError(f"{item.bag_path}: cannot copy {item.source}: {exc}") from None
+    if digest.hexdigest() != item.sha256 or size != item.size:
+        raise ArchiveError(
+            f"{item.bag_path}: store object {item.source} reads as {digest.hexdigest()} "
+            f"({size} bytes), the recording is {item.sha256} ({item.size} bytes): the "
+            "store copy is damaged (run dockd audit); refusing to copy it"
+        )
+    try:
+        again, again_size = hash_file(dest, chunk, progress)
+    except OSError as exc:
+        raise ArchiveError(f"{item.bag_path}: cannot read the copy back: {exc}") from None
+    if (again, again_size) != (item.sha256, item.size):
+        raise ArchiveError(
+            f"{item.bag_path}: the copy reads back as {again} ({again_size} bytes), not as "
+            f"the recording's {item.sha256}: the target medium failed; refusing it"
+        )
+    os.chmod(dest, 0o444)
+
+
 def _place(item: PayloadFile, dest: Path) -> None:
     """Hard-link the store object to `dest`, or copy it if linking is impossible."""
     try:
@@ -332,14 +413,19 @@ def write_bag(
     payload: list[PayloadFile],
     tag_files: dict[str, bytes],
     info: dict[str, str],
+    *,
+    place: Callable[[PayloadFile, Path], None] | None = None,
+    validate: bool = True,
 ) -> Path:
     """Create the bag at `staging` (absent or empty) and prove it; return `staging`.
 
     Payload files are hard-linked from the store (copied and fsynced across
-    filesystems); manifest-sha256.txt is written from their known hashes,
-    not re-hashed. `tag_files` maps bag paths outside data/ to their bytes;
-    `info` is bag-info.txt in order (Payload-Oxum is computed here). The
-    finished bag is validated by bagit-python, re-hashing every file.
+    filesystems), or placed by `place` (a copy package: `copy_checked`);
+    manifest-sha256.txt is written from their known hashes, not re-hashed.
+    `tag_files` maps bag paths outside data/ to their bytes; `info` is
+    bag-info.txt in order (Payload-Oxum is computed here). The finished bag
+    is validated by bagit-python, re-hashing every file, unless `validate`
+    is False (the caller proves it otherwise).
     """
     if staging.exists() and (not staging.is_dir() or any(staging.iterdir())):
         raise ArchiveError(f"{staging}: staging folder must be absent or empty")
@@ -356,7 +442,7 @@ def write_bag(
     (staging / "data").mkdir()
 
     for item in payload:
-        _place(item, staging.joinpath(*item.bag_path.split("/")))
+        (place or _place)(item, staging.joinpath(*item.bag_path.split("/")))
     octets = sum(p.size for p in payload)
     labels = {k: v for k, v in info.items() if k != "Payload-Oxum"}
     # Bagging-Date comes from the caller's clock (bag_info), or is left out (optional).
@@ -375,5 +461,6 @@ def write_bag(
     )
     for folder, _dirs, _files in os.walk(staging, topdown=False):
         _fsync_dir(Path(folder))
-    validate_bag(staging)
+    if validate:
+        validate_bag(staging)
     return staging

@@ -12,7 +12,7 @@ from dockd.cli.common import change, local_actor, out, service_for
 from dockd.cli.common import utc_text as _utc
 from dockd.clock import isoformat_utc
 from dockd.devices.registry import timeline
-from dockd.errors import ConfigError
+from dockd.errors import UsageError
 from dockd.runner.operations import perform
 
 
@@ -59,7 +59,7 @@ def device_show(ctx: click.Context, serial: str, as_json: bool) -> None:
     with service_for(ctx, write=False) as service:
         found = [d for d in service.devices() if d.serial == serial]
     if not found:
-        raise ConfigError(f"no device {serial!r} (see dockd device list)")
+        raise UsageError(f"no device {serial!r} (see dockd device list)")
     status = found[0]
     periods: list[dict[str, Any]] = [
         {

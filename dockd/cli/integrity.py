@@ -19,6 +19,7 @@ from dockd.cli.common import (
 from dockd.cli.common import service_for as _service
 from dockd.progress import NULL_METER
 from dockd.service import Service, VerifyReport
+from dockd.service.results import ConsistencyProof, InclusionProof
 
 
 def print_verify(report: VerifyReport) -> None:
@@ -125,7 +126,8 @@ def _sign_if_grown(ctx: click.Context) -> None:
         change(ctx, "checkpoint", {})
 
 
-def _print_proof(data: dict[str, Any], as_json: bool) -> None:
+def _print_proof(proof: InclusionProof | ConsistencyProof, as_json: bool) -> None:
+    data = proof.as_json()
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
         return
@@ -181,19 +183,74 @@ def log_group() -> None:
     """The evidence log."""
 
 
+def _id_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        ids = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of ids") from None
+    if not ids or any(i < 1 for i in ids):
+        raise click.BadParameter("give recording ids, e.g. --ids 3,7,12")
+    return ids
+
+
 @log_group.command("export")
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--from", "first", type=int, default=1, show_default=True, help="First entry.")
 @click.option("--to", "last", type=int, default=None, help="Last entry (default: the newest).")
+@click.option("--case", "case", default=None, help="Only the entries about this case's recordings.")
+@click.option(
+    "--ids",
+    "ids",
+    default=None,
+    callback=_id_list,
+    help="Only the entries about these recordings (comma-separated ids).",
+)
 @click.pass_context
-def log_export(ctx: click.Context, out: Path, first: int, last: int | None) -> None:
-    """Write entries, proofs, checkpoint and keys to OUT for offline checking."""
+def log_export(
+    ctx: click.Context,
+    out: Path,
+    first: int,
+    last: int | None,
+    case: str | None,
+    ids: list[int] | None,
+) -> None:
+    """Write entries, proofs, checkpoint and keys to OUT for offline checking.
+
+    --from/--to export a range of the log (all of it by default). --case or
+    --ids export only the entries about those recordings (nothing about
+    others), each with its inclusion proof: that proves they are in the log,
+    not that they are all it holds about them.
+    """
+    ranged = any(
+        ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        for name in ("first", "last")
+    )
+    if case is not None and ids is not None:
+        raise click.UsageError("give --case or --ids, not both")
+    if (case is not None or ids is not None) and ranged:
+        raise click.UsageError("--from/--to export a range; --case and --ids a scope, not both")
     _sign_if_grown(ctx.find_root())
+    if case is not None or ids is not None:
+        with _service(ctx.find_root(), write=False) as service:
+            scoped = service.export_log_scoped(out, case=case, recordings=ids or ())
+        about = (
+            f"case {scoped.case}"
+            if scoped.case is not None
+            else "recordings " + ", ".join(map(str, scoped.recordings))
+        )
+        click.echo(
+            f"exported the {scoped.entries} log entries about {about} (tree size "
+            f"{scoped.tree_size}) to {scoped.out}; they prove inclusion in the log, not that "
+            "it holds no others. Anyone can check them there with `python3 verify.py --key KEY`"
+        )
+        return
     with _service(ctx.find_root(), write=False) as service:
         result = service.export_log(out, first, last)
     click.echo(
-        f"exported entries {result['from']}..{result['to']} (tree size "
-        f"{result['tree_size']}) to {result['out']}; anyone can check it there with "
+        f"exported entries {result.first}..{result.last} (tree size "
+        f"{result.tree_size}) to {result.out}; anyone can check it there with "
         "`python3 verify.py --key KEY` (Python 3.8+ and the cryptography package; "
         "KEY from a copy of this dock's public key kept elsewhere)"
     )

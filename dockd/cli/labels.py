@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from dockd.cli.common import echo_change, out, run_change, service_for
-from dockd.errors import ConfigError
+from dockd.errors import UsageError
 from dockd.retention.policy import CATEGORIES, CATEGORY_HELP
 
 CATEGORY_CHOICE = click.Choice(sorted(CATEGORIES))
@@ -155,19 +155,19 @@ def case_show(ctx: click.Context, no: str, as_json: bool) -> None:
     with service_for(ctx.find_root(), write=False) as service:
         detail = service.case_detail(no)
     if as_json:
-        click.echo(json.dumps(detail, ensure_ascii=False, sort_keys=True))
+        click.echo(json.dumps(detail.as_json(), ensure_ascii=False, sort_keys=True))
         return
     out.print(
-        f"case {no} ({detail['state']}): {detail['cause']}\n"
-        f"parties: {', '.join(detail['parties']) or '-'}; "
-        f"categories: {', '.join(detail['categories']) or '-'}; opened {detail['created_at']}"
-        + (f", closed {detail['closed_at']}" if detail["closed_at"] else ""),
+        f"case {no} ({detail.state}): {detail.cause}\n"
+        f"parties: {', '.join(detail.parties) or '-'}; "
+        f"categories: {', '.join(detail.categories) or '-'}; opened {detail.created_at}"
+        + (f", closed {detail.closed_at}" if detail.closed_at else ""),
         markup=False,
     )
-    for hold in detail["holds"]:
-        state = "active" if hold["active"] else f"released {hold['released_at']}"
-        out.print(f"hold {hold['hold']} ({state}): {hold['reason']}", markup=False)
-    table = Table(title=f"{len(detail['recordings'])} recording(s)")
+    for hold in detail.holds:
+        state = "active" if hold.active else f"released {hold.released_at}"
+        out.print(f"hold {hold.hold} ({state}): {hold.reason}", markup=False)
+    table = Table(title=f"{len(detail.recordings)} recording(s)")
     for column in (
         "id",
         "recorded (UTC)",
@@ -179,7 +179,7 @@ def case_show(ctx: click.Context, no: str, as_json: bool) -> None:
         "state",
     ):
         table.add_column(column, overflow="fold")
-    for r in detail["recordings"]:
+    for r in (rec.as_json() for rec in detail.recordings):
         table.add_row(
             str(r["id"]), r["recorded_start"], r["device_serial"], r["device_number"] or "-",
             r["officer"] or "-", r["tier"] or "-", r["expires_at"] or "never",
@@ -196,15 +196,15 @@ def case_list(ctx: click.Context, as_json: bool) -> None:
     with service_for(ctx.find_root(), write=False) as service:
         rows = service.cases()
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, sort_keys=True))
+        click.echo(json.dumps([c.as_json() for c in rows], ensure_ascii=False, sort_keys=True))
         return
     table = Table()
     for column in ("case", "state", "cause", "parties", "categories", "recordings", "opened"):
         table.add_column(column, overflow="fold")
     for c in rows:
         table.add_row(
-            c["no"], c["state"], c["cause"], ", ".join(c["parties"]) or "-",
-            ", ".join(c["categories"]) or "-", str(c["recordings"]), c["created_at"],
+            c.no, c.state, c.cause, ", ".join(c.parties) or "-",
+            ", ".join(c.categories) or "-", str(c.recordings), c.created_at,
         )  # fmt: skip
     out.print(table)
 
@@ -225,7 +225,7 @@ def hold_set(
 ) -> None:
     """Hold recordings IDS, or with --case every recording linked to it now or later."""
     if bool(ids) == bool(case_no):
-        raise ConfigError("give either --case NO or recording ids")
+        raise UsageError("give either --case NO or recording ids")
     args = {"case": case_no, "ids": list(ids), "reason": reason}
     result = run_change(ctx.find_root(), "hold.set", args)
     echo_change(
@@ -251,17 +251,17 @@ def hold_release(ctx: click.Context, hold_id: int, reason: str, as_json: bool) -
 def hold_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Active holds (and released ones with --all)."""
     with service_for(ctx.find_root(), write=False) as service:
-        rows = [h for h in service.holds() if show_all or h["active"]]
+        rows = [h for h in service.holds() if show_all or h.active]
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, sort_keys=True))
+        click.echo(json.dumps([h.as_json() for h in rows], ensure_ascii=False, sort_keys=True))
         return
     table = Table()
     for column in ("hold", "on", "recordings", "reason", "set", "by", "released"):
         table.add_column(column, overflow="fold")
     for h in rows:
-        released = "-" if h["active"] else f"{h['released_at']} ({h['release_reason']})"
+        released = "-" if h.active else f"{h.released_at} ({h.release_reason})"
         table.add_row(
-            str(h["hold"]), f"case {h['case']}" if h["case"] else "recordings",
-            str(len(h["recordings"])), h["reason"], h["set_at"], h["set_by"] or "-", released,
+            str(h.hold), f"case {h.case}" if h.case else "recordings",
+            str(len(h.recordings)), h.reason, h.set_at, h.set_by or "-", released,
         )  # fmt: skip
     out.print(table)

@@ -23,7 +23,7 @@ from dockd.cli.common import service_for as _service
 from dockd.config import Config
 from dockd.devices.identity import check_serial
 from dockd.devices.profiles import PROFILES, make_profile
-from dockd.errors import ConfigError
+from dockd.errors import UsageError
 from dockd.labels import EffectiveLabels, effective_labels, shown
 from dockd.retention.policy import CATEGORIES, TIERS
 from dockd.runner.session import SessionReport, run_session
@@ -219,7 +219,7 @@ def show(ctx: click.Context, recording_id: int, as_json: bool) -> None:
     with _service(ctx, write=False) as service:
         recording = service.recording(recording_id)
         if recording is None:
-            raise ConfigError(f"no recording {recording_id}")
+            raise UsageError(f"no recording {recording_id}")
         raw = service.log_entry(recording.log_seq)
         mine = _labels_of(service, [recording])[recording.id]
     entry = json.loads(raw) if raw else None

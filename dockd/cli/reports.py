@@ -20,25 +20,22 @@ from dockd.cli.common import change, err, local_actor, out, service_for
 from dockd.cli.common import utc_text as _utc
 from dockd.clock import Clock, FixedClock, SystemClock, isoformat_utc, parse_utc
 from dockd.config import Config
-from dockd.errors import ConfigError, UsageError
+from dockd.errors import UsageError
 from dockd.retention.report import (
     GROUP_KEYS,
     NONE_LABEL,
     TABLE_COUNTS,
     TOTAL_LABEL,
     ComplianceReport,
-    DeviceFacts,
     cell,
     compliance_report,
     gap_listing,
-    last_sessions,
-    overdue_devices,
     overdue_to_csv,
     to_csv,
     to_json,
 )
 from dockd.runner.operations import perform
-from dockd.service import DeviceStatus, Service
+from dockd.service import Service
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -47,22 +44,8 @@ def _period(start: str | None, end: str | None) -> tuple[str | None, str | None]
     """--from/--to as UTC strings (a date is its midnight UTC; --to is exclusive)."""
     first, last = _utc(start, "--from"), _utc(end, "--to")
     if first and last and parse_utc(last) <= parse_utc(first):
-        raise ConfigError(f"--to ({last}) must be after --from ({first})")
+        raise UsageError(f"--to ({last}) must be after --from ({first})")
     return first, last
-
-
-def _facts(status: DeviceStatus) -> DeviceFacts:
-    current = status.current
-    return DeviceFacts(
-        serial=status.serial,
-        assigned=current is not None,
-        device_number=current.device_number if current else None,
-        officer=current.officer if current else None,
-        unit=current.unit if current else None,
-        last_docked=parse_utc(status.last_docked) if status.last_docked else None,
-        assigned_from=current.valid_from if current else None,
-        not_docked=status.overdue,
-    )
 
 
 @click.group()
@@ -133,8 +116,6 @@ def report_compliance(
         now = service.clock.now()
         gaps = service.interruptions()
         explanations = service.gap_explanations()
-        devices = [_facts(d) for d in service.devices()]
-        sessions = last_sessions(service.catalog.sessions())
         result = compliance_report(
             service.catalog.compliance_rows(first, last),  # streamed: read while open
             gaps,
@@ -144,7 +125,7 @@ def report_compliance(
             by,
             start=parse_utc(first) if first else None,
             end=parse_utc(last) if last else None,
-            overdue=overdue_devices(devices, sessions, now),
+            overdue=service.overdue_devices(),
         )
     if as_json or fmt == "json":
         click.echo(to_json(result))

@@ -87,7 +87,7 @@ def retention_plan(ctx: click.Context, as_of: str | None, as_json: bool) -> None
 def retention_upcoming(ctx: click.Context, days: float, as_json: bool) -> None:
     """Recordings that expire within DAYS: tag or hold what must be kept, in time."""
     with service_for(ctx.find_root(), write=False) as service:
-        rows = service.upcoming(days)
+        rows = [r.as_json() for r in service.upcoming(days)]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, sort_keys=True))
         return

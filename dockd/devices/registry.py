@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from dockd.clock import isoformat_utc, parse_utc
+from dockd.model import FLAG_UNASSIGNED
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,48 @@ def attribute(
     if found is None:
         return Attribution(name_officer, None, name_device, None)
     return Attribution(found.officer, found.unit, found.device_number or name_device, found.id)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the registry decides about one recording: who, which unit, which number, flags."""
+
+    officer: str | None
+    unit: str | None
+    device_number: str | None
+    assignment: int | None  # the assignment in force, None when none covered the moment
+    flags: tuple[str, ...]  # sorted
+
+
+def labels_for(
+    assignments: Iterable[Assignment],
+    moment: datetime,
+    *,
+    name_officer: str | None,
+    name_device: str | None,
+    flags: Iterable[str],
+) -> Labels:
+    """The attribution rule, the one place it lives (ingest, re-attribution, verify).
+
+    Officer, unit and number come from `attribute`; `unassigned_device` is
+    set exactly when no assignment covered `moment`, whatever the other flags.
+    """
+    who = attribute(assignments, moment, name_officer=name_officer, name_device=name_device)
+    kept = set(flags) - {FLAG_UNASSIGNED}
+    if not who.assigned:
+        kept.add(FLAG_UNASSIGNED)
+    return Labels(who.officer, who.unit, who.device_number, who.assignment, tuple(sorted(kept)))
+
+
+def logged_names(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The file name's officer and device number as a `recording.ingested` entry gives them.
+
+    Entries from before the registry (schema < 4) have no `name_*`: the
+    file's values were the attribution then (migration 4 copied them so).
+    """
+    officer = data["name_officer"] if "name_officer" in data else data.get("officer")
+    device = data["name_device"] if "name_device" in data else data.get("device_number")
+    return officer, device
 
 
 @dataclass(frozen=True)

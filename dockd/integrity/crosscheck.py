@@ -18,7 +18,7 @@ import re
 from typing import Any, TypeGuard
 
 from dockd.clock import parse_utc
-from dockd.devices.registry import Assignment, attribute
+from dockd.devices.registry import Assignment, labels_for, logged_names
 from dockd.errors import DockdError
 from dockd.integrity.chain import LogEntry, Problem, StoredEntry
 from dockd.model import Recording
@@ -164,10 +164,7 @@ def _ingest_facts(rec: Recording, entry: LogEntry, late_flag: str) -> dict[str, 
     """column -> (catalog value, the value the ingest entry gives it)."""
     data = entry.data
     flags = data.get("flags")
-    # Entries from before schema 4 have no name_*: the file's values were the
-    # attribution then (migration 4 copied them so).
-    name_officer = data["name_officer"] if "name_officer" in data else data.get("officer")
-    name_device = data["name_device"] if "name_device" in data else data.get("device_number")
+    name_officer, name_device = logged_names(data)
     return {
         "id": (rec.id, data.get("recording")),
         "sha256": (rec.sha256, data.get("sha256")),
@@ -194,7 +191,7 @@ def _ingest_facts(rec: Recording, entry: LogEntry, late_flag: str) -> dict[str, 
 
 
 def check_labels_against_log(
-    recordings: list[Recording], parsed: dict[int, LogEntry], unassigned_flag: str
+    recordings: list[Recording], parsed: dict[int, LogEntry]
 ) -> list[Problem]:
     """Officer, unit, device number and flags of each row must follow from the log.
 
@@ -215,21 +212,19 @@ def check_labels_against_log(
             start = parse_utc(str(data["recorded_start"]))
         except (KeyError, ValueError):
             continue
-        # Entries from before the registry (schema < 4) name the file's officer only.
-        who = attribute(
+        name_officer, name_device = logged_names(data)
+        labels = labels_for(
             by_serial.get(rec.device_serial, []),
             start,
-            name_officer=data["name_officer"] if "name_officer" in data else data.get("officer"),
-            name_device=data["name_device"] if "name_device" in data else data.get("device_number"),
+            name_officer=name_officer,
+            name_device=name_device,
+            flags=data.get("flags") or [],
         )
-        flags = set(data.get("flags") or []) - {unassigned_flag}
-        if not who.assigned:
-            flags.add(unassigned_flag)
         facts = {
-            "officer": (rec.officer, who.officer),
-            "unit": (rec.unit, who.unit),
-            "device_number": (rec.device_number, who.device_number),
-            "flags": (sorted(rec.flags), sorted(flags)),
+            "officer": (rec.officer, labels.officer),
+            "unit": (rec.unit, labels.unit),
+            "device_number": (rec.device_number, labels.device_number),
+            "flags": (sorted(rec.flags), list(labels.flags)),
         }
         problems += _changed(
             "catalog_label_changed",

@@ -42,6 +42,23 @@ checkpoint.txt or keys.txt is a log export, written by `Service.export_log`
      "to"), each one's `prev` the SHA-256 of the line before it (the first
      line's: zeros for log entry 1, else proofs.json "prev_of_first").
 
+A log export whose proofs.json has a "scope" is a scoped export, written by
+`Service.export_log_scoped` (`dockd log export --case NO` or `--ids 1,2`):
+only the log entries about some recordings, by number, not a range
+(docs/FORMAT.md "Scoped log export"). It checks that:
+
+  1. checkpoint.txt is signed by a key of keys.txt, or of --key (as above);
+  2. every line of entries.jsonl is a canonical log entry (v, seq, time,
+     kind, data, prev), the lines in log order, none twice;
+  3. every line's RFC 9162 inclusion proof (proofs.json "proofs", by entry
+     number) leads to the checkpoint's root, and every proof has its line;
+  4. every recording of the scope ("recordings") has its recording.ingested
+     entry there, and the scope's case (if any) its case.created entry.
+
+A scoped export proves that each of its entries is in the signed log,
+unchanged and at its place; it cannot prove that the log holds no other
+entry about those recordings (completeness): verify.py says so with its OK.
+
 It prints one line per problem, then "OK" or the number of problems, and
 exits 0 if everything holds, 1 otherwise (2: bad command line).
 
@@ -111,6 +128,8 @@ EXPORT_PROOFS = "proofs.json"  # {"from", "to", "tree_size", "prev_of_first", "i
 EXPORT_CHECKPOINT = "checkpoint.txt"
 EXPORT_KEYS = "keys.txt"
 EXPORT_FILES = (EXPORT_ENTRIES, EXPORT_PROOFS, EXPORT_CHECKPOINT, EXPORT_KEYS)
+# A scoped export's proofs.json: {"scope": {"case", "recordings"}, "tree_size", "proofs"}.
+ENTRY_KEYS = ("data", "kind", "prev", "seq", "time", "v")  # a log entry's keys, sorted
 GENESIS = "0" * 64  # the `prev` of log entry 1
 
 # Columns of catalog.csv that come first, in this order; any other key follows, sorted.
@@ -166,6 +185,7 @@ class Result(NamedTuple):
     checkpoint: Checkpoint | None
     entries: int  # log entries whose inclusion proof verified
     span: tuple[int, int] | None = None  # a log export's first and last entry
+    scope: dict[str, Any] | None = None  # a scoped export's scope (proofs.json "scope")
 
 
 # -- RFC 9162 section 2.1 -----------------------------------------------------------
@@ -1068,6 +1088,8 @@ def check_export(root: str, keys: list[str] | None = None) -> Result:
     proofs: dict[str, Any] = {}
     try:
         loaded = json.loads((read(EXPORT_PROOFS) or b"").decode("utf-8"))
+        if isinstance(loaded, dict) and "scope" in loaded:
+            return _check_scoped(read, loaded, checkpoint, problems)
         if not isinstance(loaded, dict) or not isinstance(loaded.get("inclusion"), list):
             raise ValueError("no 'inclusion' list")
         if not _positive(loaded.get("from")):
@@ -1143,6 +1165,94 @@ def check_export(root: str, keys: list[str] | None = None) -> Result:
     return Result(problems, [], {}, checkpoint, proven, (first, last))
 
 
+def _scope_of(loaded: dict[str, Any], add: _Add) -> dict[str, Any]:
+    """proofs.json's scope: {"case": str or None, "recordings": [positive ints]}."""
+    scope = loaded.get("scope")
+    case = scope.get("case") if isinstance(scope, dict) else None
+    ids = scope.get("recordings") if isinstance(scope, dict) else None
+    if (
+        not isinstance(scope, dict)
+        or not (case is None or isinstance(case, str))
+        or not isinstance(ids, list)
+        or not all(_positive(i) for i in ids)
+    ):
+        add(
+            "proof_invalid",
+            EXPORT_PROOFS,
+            'its \'scope\' is not {"case": null or a case number, "recordings": [ids]}',
+        )
+        return {"case": case if isinstance(case, str) else None, "recordings": []}
+    return {"case": case, "recordings": ids}
+
+
+def _check_scoped(
+    read: _Read, loaded: dict[str, Any], checkpoint: Checkpoint | None, problems: list[Problem]
+) -> Result:
+    """The rest of a scoped export's check, once its keys and checkpoint are checked."""
+
+    def add(kind: str, where: str, detail: str) -> None:
+        problems.append(Problem(kind, where, detail))
+
+    scope = _scope_of(loaded, add)
+    proofs = loaded.get("proofs")
+    if not isinstance(proofs, dict):
+        add("proof_invalid", EXPORT_PROOFS, "is malformed: no 'proofs' object")
+    _check_tree_size(loaded.get("tree_size"), checkpoint, EXPORT_PROOFS, add)
+    table: dict[str, Any] = proofs if isinstance(proofs, dict) else {}
+    lines, proven = _check_entries(
+        read(EXPORT_ENTRIES),
+        EXPORT_ENTRIES,
+        EXPORT_PROOFS,
+        checkpoint,
+        (lambda seq: table[str(seq)]) if isinstance(proofs, dict) else None,
+        add,
+    )
+    before: _Line | None = None
+    ingested: set[Any] = set()
+    created: set[Any] = set()
+    for line in lines:
+        where = f"{EXPORT_ENTRIES} line {line.number} (log entry {line.seq})"
+        if before is not None and line.seq < before.seq:
+            add(
+                "chain_broken",
+                where,
+                f"comes after log entry {before.seq} (line {before.number}): out of order",
+            )
+        before = line
+        data = line.entry.get("data")
+        if tuple(sorted(line.entry)) != ENTRY_KEYS or not isinstance(data, dict):
+            add("proof_invalid", where, f"is not a log entry: it must have the keys {ENTRY_KEYS}")
+            continue
+        if line.entry.get("kind") == "recording.ingested":
+            ingested.add(data.get("recording"))
+        elif line.entry.get("kind") == "case.created":
+            created.add(data.get("case", data.get("no")))
+    present = {line.seq for line in lines}
+    for key in sorted(table, key=lambda k: (len(k), k)):
+        if not re.fullmatch(r"[1-9][0-9]*", key):
+            add("proof_invalid", EXPORT_PROOFS, f"holds a proof for {key!r}, not an entry number")
+        elif int(key) not in present:
+            add(
+                "entry_missing",
+                EXPORT_ENTRIES,
+                f"log entry {key} is missing ({EXPORT_PROOFS} holds its inclusion proof)",
+            )
+    for rid in scope["recordings"]:
+        if rid not in ingested:
+            add(
+                "entry_missing",
+                EXPORT_ENTRIES,
+                f"has no recording.ingested entry for recording {rid}, which the scope names",
+            )
+    if scope["case"] is not None and scope["case"] not in created:
+        add(
+            "entry_missing",
+            EXPORT_ENTRIES,
+            f"has no case.created entry for case {scope['case']}, which the scope names",
+        )
+    return Result(problems, [], {}, checkpoint, proven, None, scope)
+
+
 def _gaps(first: int, last: int, present: list[int]) -> list[tuple[int, int]]:
     """The runs (from, to) of first..last that are not in `present`.
 
@@ -1215,6 +1325,17 @@ def main(
         return 1
     cp = result.checkpoint
     size = cp.size if cp is not None else 0
+    if result.scope is not None:
+        case, ids = result.scope["case"], result.scope["recordings"]
+        about = f"case {case}" if case is not None else "recordings " + ", ".join(map(str, ids))
+        print(
+            f"OK / 通过: the {result.entries} log entries of this scoped export (about {about}) "
+            f"are in the signed log of {size} entries. A scoped export proves that these "
+            "entries are in the log, not that the log holds no other entries about these "
+            "recordings. / 分范围导出：仅证明以上记录均在签名日志中，"
+            "不能证明日志中没有关于这些录像的其他记录。"
+        )
+        return 0
     if result.span is not None:
         print(
             f"OK / 通过: log entries {result.span[0]} to {result.span[1]} are in the signed "

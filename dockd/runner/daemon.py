@@ -58,20 +58,15 @@ from dockd.runner.slots import (
     Notifier,
     SlotState,
     _Job,
-    _SlotProgress,
     estimate_deadline,
-    outcome_problem,
 )
 from dockd.service import Service
+from dockd.service.results import wire
 from dockd.settings import load as load_config
 
 log = structlog.get_logger("dockd.daemon")
 
-# Re-exported: what tests and the CLI know the daemon by.
-__all__ = [
-    "Daemon", "Notifier", "SlotState", "_Job", "_SlotProgress", "estimate_deadline",
-    "outcome_problem",
-]  # fmt: skip
+__all__ = ["Daemon"]
 
 
 class Daemon(Docking):
@@ -339,14 +334,16 @@ class Daemon(Docking):
 
     def check_overdue(self) -> list[str]:
         assert self.service is not None
-        overdue = [d for d in self.service.devices() if d.overdue]
+        overdue = self.service.overdue_devices()
         for device in overdue:
             log.warning(
                 "device.overdue",
                 serial=device.serial,
-                officer=device.current.officer if device.current else None,
-                unit=device.current.unit if device.current else None,
-                last_docked=device.last_docked,
+                officer=device.officer,
+                unit=device.unit,
+                last_docked=isoformat_utc(device.last_docked) if device.last_docked else None,
+                reasons=",".join(device.reasons),
+                why=device.why(),
             )
         return [d.serial for d in overdue]
 
@@ -417,8 +414,8 @@ class Daemon(Docking):
         entry = operation(op)
         host = _DaemonHost(self, self.service)
         if not entry.long:
-            return entry.run(host, args, actor)
-        return self._in_thread(op, lambda: entry.run(host, args, actor))
+            return wire(entry.run(host, args, actor))
+        return wire(self._in_thread(op, lambda: entry.run(host, args, actor)))
 
     def _in_thread(self, op: str, work: Callable[[], Any]) -> Any:
         """Run a long request in a thread of its own; the socket thread waits for it."""

@@ -23,9 +23,10 @@ from dockd.archive.iso import burn, sha256_of_drive
 from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.catalog import RecordingFilter
 from dockd.clock import parse_time
-from dockd.errors import ConfigError, DockdError, UsageError
+from dockd.errors import DockdError, UsageError
 from dockd.runner.api import DaemonUnavailable
 from dockd.service import Service
+from dockd.service.results import wire
 
 
 class Tracker(Protocol):
@@ -92,7 +93,7 @@ def _ids(args: dict[str, Any], key: str = "ids") -> list[int]:
     if not isinstance(value, list) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in value
     ):
-        raise ConfigError(f"{key}: expected a list of recording ids")
+        raise UsageError(f"{key}: expected a list of recording ids")
     return value
 
 
@@ -101,14 +102,14 @@ def _text(args: dict[str, Any], key: str, required: bool = False) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string")
+        raise UsageError(f"{key}: expected a string")
     return value
 
 
 def _texts(args: dict[str, Any], key: str) -> tuple[str, ...]:
     value = args.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key}: expected a list of strings")
+        raise UsageError(f"{key}: expected a list of strings")
     return tuple(value)
 
 
@@ -117,7 +118,7 @@ def _int(args: dict[str, Any], key: str, required: bool = True) -> int | None:
     if value is None and not required:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{key}: expected an integer")
+        raise UsageError(f"{key}: expected an integer")
     return value
 
 
@@ -132,11 +133,11 @@ def recording_filter(value: Any) -> RecordingFilter:
     if value is None:
         return RecordingFilter()
     if not isinstance(value, dict):
-        raise ConfigError("filters: expected an object")
+        raise UsageError("filters: expected an object")
     fields = set(RecordingFilter.__dataclass_fields__)
     unknown = set(value) - fields
     if unknown:
-        raise ConfigError(f"filters: unknown {', '.join(sorted(unknown))}")
+        raise UsageError(f"filters: unknown {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
     return RecordingFilter(**values)
 
@@ -164,7 +165,7 @@ def _required(args: dict[str, Any], key: str) -> str:
 def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
     serial = a.get("serial")
     if not isinstance(serial, str):
-        raise ConfigError("device.assign needs a serial")
+        raise UsageError("device.assign needs a serial")
     assignment, changed = s.assign_device(
         serial,
         officer=_text(a, "officer"),
@@ -243,7 +244,7 @@ def _audit(host: Host, a: dict[str, Any], actor: str | None) -> Any:
     if fraction is not None and (
         not isinstance(fraction, int | float) or isinstance(fraction, bool)
     ):
-        raise ConfigError("fraction: expected a number")
+        raise UsageError("fraction: expected a number")
     return host.service.audit(None if fraction is None else float(fraction)).as_json()
 
 
@@ -253,7 +254,7 @@ def _audit(host: Host, a: dict[str, Any], actor: str | None) -> Any:
 def export_plan(service: Service, selection: dict[str, Any]) -> DiscPlan:
     """The discs of a selection (export plan / build): stable for the same catalog."""
     if not isinstance(selection, dict) or not isinstance(selection.get("media"), str):
-        raise ConfigError("selection: expected an object with media")
+        raise UsageError("selection: expected an object with media")
     tier = selection.get("tier")
     items = service.export_items(
         tier=tier if isinstance(tier, str) else None,
@@ -262,14 +263,14 @@ def export_plan(service: Service, selection: dict[str, Any]) -> DiscPlan:
     )
     copies = selection.get("copies", 1)
     if not isinstance(copies, int) or isinstance(copies, bool):
-        raise ConfigError("selection.copies: expected an integer")
+        raise UsageError("selection.copies: expected an integer")
     return pack(items, parse_medium(selection["media"]), copies)
 
 
 def _out_dir(a: dict[str, Any], key: str = "out") -> Path:
     out = Path(_required(a, key))
     if not out.is_absolute():
-        raise ConfigError(f"{key}: expected an absolute path, not {str(out)!r}")
+        raise UsageError(f"{key}: expected an absolute path, not {str(out)!r}")
     return out
 
 
@@ -310,7 +311,7 @@ def _export_build(host: Host, a: dict[str, Any], actor: str | None) -> Any:
         reason=_required(a, "reason"),
         actor=actor,
     )
-    return build_discs(host, int(created["export"]), out_dir, actor)
+    return build_discs(host, created.export, out_dir, actor)
 
 
 def _export_burn(host: Host, a: dict[str, Any], actor: str | None) -> Any:
@@ -360,4 +361,4 @@ def operation(op: str) -> Operation:
 def perform(host: Host | Service, op: str, args: dict[str, Any], actor: str | None) -> Any:
     """Run `op` against `host` (a bare Service: the CLI's own, no daemon)."""
     entry = operation(op)
-    return entry.run(host if isinstance(host, Host) else Host(host), args, actor)
+    return wire(entry.run(host if isinstance(host, Host) else Host(host), args, actor))

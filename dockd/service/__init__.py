@@ -22,7 +22,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dockd.catalog import Catalog, Recording
-from dockd.clock import Clock, SystemClock
+from dockd.clock import Clock
 from dockd.config import Config
 from dockd.errors import DockdError
 from dockd.integrity.keys import host_id
@@ -80,13 +80,13 @@ class Service(Ledger, Docking, Registry, Labels, Retention, Exports, Fixity):
     def __init__(
         self,
         config: Config,
-        clock: Clock | None = None,
+        clock: Clock,
         *,
         write: bool = True,
         lock_wait_s: float = 30.0,
     ) -> None:
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock  # required: nothing below the fronts reads the time
         self.state_dir = config.state_dir
         self._lock_fd = -1
         try:

@@ -21,6 +21,7 @@ from dockd.errors import UsageError
 from dockd.integrity.chain import LogEntry
 from dockd.integrity.note import VerifierKey
 from dockd.retention.policy import Policy
+from dockd.service.results import Moved
 from dockd.store import Store
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class ServiceBase:
 
         def _update_retention(
             self, ids: list[int] | None, reason: str, trigger: int | None, actor: str | None
-        ) -> dict[str, int]: ...
+        ) -> Moved: ...
 
         # exports.py
         def discs(self, export_id: int | None = None) -> list[dict[str, Any]]: ...

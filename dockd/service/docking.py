@@ -13,7 +13,7 @@ from dockd.catalog import Recording
 from dockd.clock import isoformat_utc
 from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile
-from dockd.devices.registry import attribute
+from dockd.devices.registry import labels_for
 from dockd.errors import StoreError
 from dockd.ingest.copier import Copy, copy_verified, hash_source
 from dockd.ingest.probe import MediaInfo, probe
@@ -28,7 +28,6 @@ from dockd.service.values import (
     FLAG_CHANGED,
     FLAG_EMPTY,
     FLAG_LATE,
-    FLAG_UNASSIGNED,
     FLAG_UNREADABLE,
     FileOutcome,
     SessionInfo,
@@ -290,14 +289,14 @@ class Docking(ServiceBase):
         with self.catalog.transaction():
             # Read inside the transaction: an assignment committed meanwhile
             # (socket thread) must either see this row or be seen by it.
-            who = attribute(
+            who = labels_for(
                 self.catalog.assignments(session.serial),
                 times.start,
                 name_officer=name_officer,
                 name_device=name.device,
+                flags=flags,
             )
-            if not who.assigned:
-                flags.append(FLAG_UNASSIGNED)
+            flags = list(who.flags)
             recording_id = self.catalog.next_id("recordings")
             entry = self._log(
                 "recording.ingested",

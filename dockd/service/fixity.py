@@ -32,7 +32,7 @@ from dockd.integrity.note import NoteError, VerifierKey, open_note
 from dockd.integrity.replay import check_labels_and_retention
 from dockd.progress import NULL_METER, Meter
 from dockd.service.base import ServiceBase
-from dockd.service.values import FLAG_LATE, FLAG_UNASSIGNED, AuditReport, VerifyReport
+from dockd.service.values import FLAG_LATE, AuditReport, VerifyReport
 from dockd.store import hash_file, is_read_only, is_sha256_hex
 
 log = structlog.get_logger("dockd.service")
@@ -197,7 +197,7 @@ class Fixity(ServiceBase):
             problems += check_devices_against_log(self.catalog.devices(), parsed)
             # Rows as stored: a tampered time must be reported, not fail Assignment's parse.
             problems += check_assignments_against_log(self.catalog.assignment_rows(), parsed)
-            problems += check_labels_against_log(recordings, parsed, FLAG_UNASSIGNED)
+            problems += check_labels_against_log(recordings, parsed)
             problems += check_keys_against_log(self.catalog.signing_keys(), parsed)
             problems += check_fixity_against_log(self.catalog.fixity_rows(), parsed)
             problems += check_exports_against_log(

@@ -14,6 +14,16 @@ from dockd.errors import UsageError
 from dockd.retention.continuity import Clip, Interruption, interruptions, parse_gap_id
 from dockd.retention.policy import check_categories
 from dockd.service.base import ServiceBase, _clean
+from dockd.service.results import (
+    Case,
+    CaseChanged,
+    CaseDetail,
+    GapExplained,
+    Hold,
+    HoldChanged,
+    SpotCheck,
+    Tagged,
+)
 
 log = structlog.get_logger("dockd.service")
 
@@ -44,7 +54,7 @@ class Labels(ServiceBase):
         note: str | None = None,
         reason: str | None = None,
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Tagged:
         """Label recordings: cause (replaces), parties and categories (added), a note.
 
         Removing a category can shorten retention, so it needs a reason.
@@ -95,8 +105,8 @@ class Labels(ServiceBase):
             moved = self._update_retention(
                 [r.id for r in rows], "recording.tagged", entry.seq, actor
             )
-        log.info("recording.tagged", recordings=len(rows), entry=entry.seq, **moved)
-        return {"recordings": [r.id for r in rows], "log_entry": entry.seq, **moved}
+        log.info("recording.tagged", recordings=len(rows), entry=entry.seq, **moved.as_json())
+        return Tagged(tuple(r.id for r in rows), entry.seq, moved)
 
     def create_case(
         self,
@@ -106,7 +116,7 @@ class Labels(ServiceBase):
         parties: tuple[str, ...] = (),
         categories: tuple[str, ...] = (),
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> CaseChanged:
         no = _clean(no, "case number")
         cause = _clean(cause, "--cause")
         chosen = check_categories(categories)
@@ -133,7 +143,7 @@ class Labels(ServiceBase):
                 }
             )
         log.info("case.created", case=no, entry=entry.seq)
-        return {"case": no, "log_entry": entry.seq}
+        return CaseChanged(no, entry.seq)
 
     def _case(self, no: str) -> dict[str, Any]:
         case = self.catalog.case(no)
@@ -143,7 +153,7 @@ class Labels(ServiceBase):
 
     def link_case(
         self, no: str, ids: list[int], *, reason: str | None = None, actor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> CaseChanged:
         now = self.clock.now()
         with self.catalog.transaction():
             self._case(no)
@@ -158,11 +168,11 @@ class Labels(ServiceBase):
             self.catalog.link(no, new, isoformat_utc(now), entry.seq)
             moved = self._update_retention(new, "case.linked", entry.seq, actor)
         log.info("case.linked", case=no, recordings=len(new), entry=entry.seq)
-        return {"case": no, "linked": new, "log_entry": entry.seq, **moved}
+        return CaseChanged(no, entry.seq, linked=tuple(new), moved=moved)
 
     def unlink_case(
         self, no: str, ids: list[int], *, reason: str, actor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> CaseChanged:
         if not reason.strip():
             raise UsageError("unlinking needs --reason (it may shorten retention)")
         now = self.clock.now()
@@ -180,11 +190,11 @@ class Labels(ServiceBase):
             self.catalog.unlink(no, gone)
             moved = self._update_retention(gone, "case.unlinked", entry.seq, actor)
         log.info("case.unlinked", case=no, recordings=len(gone), entry=entry.seq)
-        return {"case": no, "unlinked": gone, "log_entry": entry.seq, **moved}
+        return CaseChanged(no, entry.seq, unlinked=tuple(gone), moved=moved)
 
     def set_case_state(
         self, no: str, state: str, *, reason: str, actor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> CaseChanged:
         """Close (state "closed") or reopen ("open") a case; its recordings' retention follows."""
         if state not in ("open", "closed"):
             raise UsageError(f"a case is open or closed, not {state!r}")
@@ -203,22 +213,40 @@ class Labels(ServiceBase):
             ids = [int(link["recording_id"]) for link in self.catalog.case_links(no)]
             moved = self._update_retention(ids, kind, entry.seq, actor)
         log.info(kind, case=no, entry=entry.seq)
-        return {"case": no, "state": state, "log_entry": entry.seq, **moved}
+        return CaseChanged(no, entry.seq, state=state, moved=moved)
 
-    def case_detail(self, no: str) -> dict[str, Any]:
+    def case_detail(self, no: str) -> CaseDetail:
         case = self._case(no)
         ids = [int(link["recording_id"]) for link in self.catalog.case_links(no)]
-        holds = [h for h in self.holds() if h["case"] == no]
-        return {
-            **{k: v for k, v in case.items() if k != "no"},
-            "case": no,
-            "recordings": [r.as_json() for r in self.catalog.recordings_by_id(ids)],
-            "holds": holds,
-        }
+        return CaseDetail(
+            case=no,
+            cause=case["cause"],
+            parties=tuple(case["parties"]),
+            categories=tuple(case["categories"]),
+            state=case["state"],
+            created_at=case["created_at"],
+            closed_at=case["closed_at"],
+            log_seq=int(case["log_seq"]),
+            recordings=tuple(self.catalog.recordings_by_id(ids)),
+            holds=tuple(h for h in self.holds() if h.case == no),
+        )
 
-    def cases(self) -> list[dict[str, Any]]:
+    def cases(self) -> tuple[Case, ...]:
         counts = self.catalog.case_link_counts()
-        return [{**c, "recordings": int(counts.get(c["no"], 0))} for c in self.catalog.cases()]
+        return tuple(
+            Case(
+                no=c["no"],
+                cause=c["cause"],
+                parties=tuple(c["parties"]),
+                categories=tuple(c["categories"]),
+                state=c["state"],
+                created_at=c["created_at"],
+                closed_at=c["closed_at"],
+                log_seq=int(c["log_seq"]),
+                recordings=int(counts.get(c["no"], 0)),
+            )
+            for c in self.catalog.cases()
+        )
 
     # -- legal holds ----------------------------------------------------------------
 
@@ -229,7 +257,7 @@ class Labels(ServiceBase):
         ids: list[int] | None = None,
         reason: str,
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> HoldChanged:
         """Hold a case (every recording linked to it, now or later) or listed recordings."""
         if (case is None) == (not ids):
             raise UsageError("hold either --case NO or recording ids, not both or neither")
@@ -273,11 +301,9 @@ class Labels(ServiceBase):
             covered = self.catalog.held_ids(hold_id)
             moved = self._update_retention(covered, "hold.set", entry.seq, actor)
         log.info("hold.set", hold=hold_id, case=case, recordings=len(covered), entry=entry.seq)
-        return {"hold": hold_id, "recordings": covered, "log_entry": entry.seq, **moved}
+        return HoldChanged(hold_id, tuple(covered), entry.seq, moved)
 
-    def release_hold(
-        self, hold_id: int, *, reason: str, actor: str | None = None
-    ) -> dict[str, Any]:
+    def release_hold(self, hold_id: int, *, reason: str, actor: str | None = None) -> HoldChanged:
         reason = _clean(reason, "--reason")
         now = self.clock.now()
         with self.catalog.transaction():
@@ -301,24 +327,24 @@ class Labels(ServiceBase):
             covered = self.catalog.held_ids(hold_id)
             moved = self._update_retention(covered, "hold.released", entry.seq, actor)
         log.info("hold.released", hold=hold_id, entry=entry.seq)
-        return {"hold": hold_id, "recordings": covered, "log_entry": entry.seq, **moved}
+        return HoldChanged(hold_id, tuple(covered), entry.seq, moved)
 
-    def holds(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "hold": h["id"],
-                "case": h["case_no"],
-                "recordings": self.catalog.held_ids(int(h["id"])),
-                "reason": h["reason"],
-                "set_at": h["set_at"],
-                "set_by": h["set_by"],
-                "active": h["released_at"] is None,
-                "released_at": h["released_at"],
-                "released_by": h["released_by"],
-                "release_reason": h["release_reason"],
-            }
+    def holds(self) -> tuple[Hold, ...]:
+        return tuple(
+            Hold(
+                hold=int(h["id"]),
+                case=h["case_no"],
+                recordings=tuple(self.catalog.held_ids(int(h["id"]))),
+                reason=h["reason"],
+                set_at=h["set_at"],
+                set_by=h["set_by"],
+                active=h["released_at"] is None,
+                released_at=h["released_at"],
+                released_by=h["released_by"],
+                release_reason=h["release_reason"],
+            )
             for h in self.catalog.holds()
-        ]
+        )
 
     # -- continuity and supervision (R3, R7, R8) --------------------------------------
 
@@ -342,7 +368,7 @@ class Labels(ServiceBase):
             found.setdefault(str(row["gap"]), []).append(row)
         return found
 
-    def explain_gap(self, gap_id: str, text: str, *, actor: str | None = None) -> dict[str, Any]:
+    def explain_gap(self, gap_id: str, text: str, *, actor: str | None = None) -> GapExplained:
         """Record an officer's written explanation of an interruption (002 Art. 13).
 
         An ordinary pause (`gap list --all`) may be explained too: whether a gap
@@ -373,7 +399,7 @@ class Labels(ServiceBase):
                 }
             )
         log.info("gap.explained", gap=gap.id, serial=gap.device_serial, entry=entry.seq)
-        return {"gap": gap.id, "log_entry": entry.seq}
+        return GapExplained(gap.id, entry.seq)
 
     def spot_check(
         self,
@@ -383,7 +409,7 @@ class Labels(ServiceBase):
         ids: list[int] | None = None,
         filters: dict[str, Any] | None = None,
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SpotCheck:
         """Draw `sample` recordings (of `ids`, default all live ones) for review; log the draw.
 
         The draw is reproducible: the same seed over the same population
@@ -412,9 +438,9 @@ class Labels(ServiceBase):
                 now,
             )
         log.info("report.spot_check", seed=seed, drawn=len(drawn), entry=entry.seq)
-        return {
-            "seed": seed,
-            "population": len(population),
-            "recordings": [r.as_json() for r in self.catalog.recordings_by_id(drawn)],
-            "log_entry": entry.seq,
-        }
+        return SpotCheck(
+            seed=seed,
+            population=len(population),
+            recordings=tuple(r.as_json() for r in self.catalog.recordings_by_id(drawn)),
+            log_entry=entry.seq,
+        )

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from dockd.catalog import Catalog
 from dockd.clock import isoformat_utc
-from dockd.errors import DockdError
+from dockd.errors import DockdError, UsageError
 from dockd.integrity import standalone_verify
 from dockd.integrity.chain import LogEntry, next_entry
 from dockd.integrity.checkpoint import Checkpoint
@@ -27,8 +29,15 @@ from dockd.integrity.merkle import (
     root_hash,
     verify_consistency,
 )
+from dockd.integrity.naming import case_named, entries_about, recordings_named
 from dockd.integrity.note import VerifierKey, sign
 from dockd.service.base import ServiceBase, _b64
+from dockd.service.results import (
+    ConsistencyProof,
+    InclusionProof,
+    LogExported,
+    ScopedLogExported,
+)
 from dockd.service.values import IntegrityError, StateBusyError
 
 log = structlog.get_logger("dockd.service")
@@ -58,6 +67,75 @@ A recording's entry names its SHA-256: `sha256sum FILE` (on Windows
 `certutil -hashfile FILE SHA256`) of the evidence file must print the same
 value.
 """
+
+SCOPED_EXPORT_README = """dockd evidence log export: the {count} log entries about {about}
+
+This is a SCOPED export: it holds only the entries about these recordings,
+each with its proof of inclusion in the signed log (a log of {size}
+entries). It proves that every entry here is in that log, unchanged and at
+its place; it does not prove that the log holds no other entry about them.
+
+entries.jsonl   the log entries, one canonical JSON object per line, in log order
+checkpoint.txt  the signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)
+keys.txt        the public keys that sign checkpoints (name+id+key)
+proofs.json     the scope, and one RFC 9162 inclusion proof per entry, by number
+verify.py       the checker (it does not need dockd)
+
+To check it on any machine with Python 3.8 or newer and the `cryptography`
+package (pip install cryptography), open a terminal in this folder and run:
+
+    python3 verify.py --key "<key from an independent copy>"
+    py verify.py --key "<key from an independent copy>"        (on Windows)
+
+Take the key (name+id+key) from a copy this folder did not travel with: a
+court file, an earlier disc, the agency's published key. keys.txt came with
+the entries, so whoever changed them could have changed it too; without
+--key, verify.py trusts keys.txt. It prints OK and exits 0 if every entry is
+in the signed log and every recording of the scope has its ingest entry
+here; otherwise it prints each problem and exits 1.
+
+A recording's `recording.ingested` entry names its SHA-256: `sha256sum FILE`
+(on Windows `certutil -hashfile FILE SHA256`) of the evidence file must
+print the same value.
+"""
+
+
+def entries_about_recordings(
+    catalog: Catalog, recordings: Iterable[int], cases: Iterable[str] = ()
+) -> list[int]:
+    """The sequence numbers of the log entries about `recordings` (and `cases`), in log order.
+
+    The rule is dockd/integrity/naming.py `entries_about`, and only it. So as
+    not to hold the whole log in memory, the ingest entries that name none of
+    the recordings (the bulk of a log) are not handed to it: such an entry
+    names one recording and no case, so the rule never picks it nor learns
+    anything from it (tests/integrity/test_scoped_export.py compares the
+    result with the rule over the whole log).
+    """
+    wanted = set(recordings)
+
+    def candidates() -> Iterable[LogEntry]:
+        for row in catalog.log_rows():
+            entry = LogEntry.from_bytes(row.raw)
+            if (
+                entry.kind == "recording.ingested"
+                and not wanted & recordings_named(entry)
+                and case_named(entry) is None
+            ):
+                continue
+            yield entry
+
+    return entries_about(candidates(), wanted, cases)
+
+
+def inclusion_paths(catalog: Catalog, seqs: Iterable[int], tree_size: int) -> dict[int, list[str]]:
+    """seq -> the base64 RFC 9162 inclusion path of log entry seq in the tree of `tree_size`.
+
+    Requires 1 <= seq <= tree_size <= the log's size for every seq.
+    """
+    return {
+        seq: [_b64(h) for h in inclusion_proof(catalog.node, seq - 1, tree_size)] for seq in seqs
+    }
 
 
 class Ledger(ServiceBase):
@@ -262,42 +340,42 @@ class Ledger(ServiceBase):
                 return dict(row)
         raise DockdError(f"no checkpoint covers log entry {size} yet; run `dockd checkpoint`")
 
-    def inclusion(self, recording_id: int) -> dict[str, Any]:
+    def inclusion(self, recording_id: int) -> InclusionProof:
         """Everything an outsider needs to check that a recording's entry is in the log."""
         recording = self.catalog.recording(recording_id)
         if recording is None:
-            raise DockdError(f"no recording {recording_id}")
+            raise UsageError(f"no recording {recording_id}")
         raw = self.catalog.log_entry(recording.log_seq) or b""
         checkpoint = self._covering_checkpoint(recording.log_seq)
         index, size = recording.log_seq - 1, int(checkpoint["size"])
-        return {
-            "recording": recording_id,
-            "entry": raw.decode("utf-8"),
-            "leaf_index": index,
-            "leaf_hash": _b64(leaf_hash(raw)),
-            "tree_size": size,
-            "inclusion_path": [_b64(h) for h in inclusion_proof(self.catalog.node, index, size)],
-            "checkpoint": checkpoint["note"],
-            "keys": [k.to_text() for k in self.trusted_keys()],
-        }
+        return InclusionProof(
+            recording=recording_id,
+            entry=raw.decode("utf-8"),
+            leaf_index=index,
+            leaf_hash=_b64(leaf_hash(raw)),
+            tree_size=size,
+            inclusion_path=tuple(_b64(h) for h in inclusion_proof(self.catalog.node, index, size)),
+            checkpoint=checkpoint["note"],
+            keys=tuple(k.to_text() for k in self.trusted_keys()),
+        )
 
-    def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+    def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         size, _ = self.catalog.head()
         new = size if new_size is None else new_size
         if not 0 <= old_size <= new <= size:
-            raise DockdError(f"sizes must satisfy 0 <= {old_size} <= {new} <= {size} (log size)")
-        return {
-            "old_size": old_size,
-            "new_size": new,
-            "old_root": _b64(root_hash(self.catalog.node, old_size)),
-            "new_root": _b64(root_hash(self.catalog.node, new)),
-            "consistency_path": [
+            raise UsageError(f"sizes must satisfy 0 <= {old_size} <= {new} <= {size} (log size)")
+        return ConsistencyProof(
+            old_size=old_size,
+            new_size=new,
+            old_root=_b64(root_hash(self.catalog.node, old_size)),
+            new_root=_b64(root_hash(self.catalog.node, new)),
+            consistency_path=tuple(
                 _b64(h) for h in consistency_proof(self.catalog.node, old_size, new)
-            ],
-            "keys": [k.to_text() for k in self.trusted_keys()],
-        }
+            ),
+            keys=tuple(k.to_text() for k in self.trusted_keys()),
+        )
 
-    def export_log(self, out: Path, first: int = 1, last: int | None = None) -> dict[str, Any]:
+    def export_log(self, out: Path, first: int = 1, last: int | None = None) -> LogExported:
         """Write entries first..last, their inclusion proofs, the covering checkpoint,
         the public keys and the checker verify.py to `out`.
 
@@ -337,4 +415,63 @@ class Ledger(ServiceBase):
         (out / "README.txt").write_text(
             EXPORT_README.format(first=first, last=last, size=tree_size), "utf-8"
         )
-        return {"out": str(out), "from": first, "to": last, "tree_size": tree_size}
+        return LogExported(str(out), first, last, tree_size)
+
+    def export_log_scoped(
+        self,
+        out: Path,
+        *,
+        case: str | None = None,
+        recordings: Sequence[int] = (),
+    ) -> ScopedLogExported:
+        """Write the log entries about one case's recordings, or about the recordings
+        named, each with its inclusion proof against the newest checkpoint, to `out`.
+
+        Which entries are about them is dockd/integrity/naming.py's rule
+        (`entries_about_recordings`): nothing about other recordings leaves the
+        dock. Layout (docs/FORMAT.md "Scoped log export"; verify.py checks it):
+        entries.jsonl (those entries, in log order), proofs.json {"scope":
+        {"case", "recordings"}, "tree_size", "proofs": {"<seq>": [base64, ...]}},
+        checkpoint.txt, keys.txt, verify.py, README.txt. `out` must be absent or
+        empty, so that nothing else travels with the entries.
+        """
+        if (case is None) == (not recordings):
+            raise UsageError("a scoped export takes a case or recording ids (one of the two)")
+        cases: list[str] = []
+        if case is not None:
+            if self.catalog.case(case) is None:
+                raise UsageError(f"no case {case!r} (dockd case list)")
+            ids = sorted({int(link["recording_id"]) for link in self.catalog.case_links(case)})
+            cases = [case]
+        else:
+            ids = sorted(set(recordings))
+            found = {r.id for r in self.catalog.recordings_by_id(ids)}
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise UsageError(f"no recording {', '.join(map(str, missing))} (see dockd list)")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UsageError(f"{out}: must be an empty folder or not exist yet")
+        seqs = entries_about_recordings(self.catalog, ids, cases)
+        if not seqs:
+            raise UsageError(f"no log entry is about case {case}")
+        checkpoint = self._covering_checkpoint(max(seqs))
+        tree_size = int(checkpoint["size"])
+        entries = [self.catalog.log_entry(seq) or b"" for seq in seqs]
+        proofs = {
+            "scope": {"case": case, "recordings": ids},
+            "tree_size": tree_size,
+            "proofs": {
+                str(s): p for s, p in inclusion_paths(self.catalog, seqs, tree_size).items()
+            },
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "entries.jsonl").write_bytes(b"".join(e + b"\n" for e in entries))
+        (out / "proofs.json").write_text(json.dumps(proofs, indent=1, sort_keys=True), "utf-8")
+        (out / "checkpoint.txt").write_text(str(checkpoint["note"]), "utf-8")
+        (out / "keys.txt").write_text("".join(k.to_text() + "\n" for k in self.trusted_keys()))
+        (out / "verify.py").write_bytes(standalone_verify.source())
+        about = f"case {case}" if case is not None else "recordings " + ", ".join(map(str, ids))
+        (out / "README.txt").write_text(
+            SCOPED_EXPORT_README.format(count=len(seqs), about=about, size=tree_size), "utf-8"
+        )
+        return ScopedLogExported(str(out), case, tuple(ids), len(seqs), tree_size)

@@ -10,10 +10,17 @@ import structlog
 
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.devices.identity import DeviceIdentity, check_serial
-from dockd.devices.registry import Assignment, assignment_at, attribute
+from dockd.devices.registry import Assignment, assignment_at, labels_for
 from dockd.errors import DockdError
+from dockd.retention.overdue import (
+    DeviceFacts,
+    OverdueDevice,
+    last_sessions,
+    not_docked,
+    overdue_devices,
+)
 from dockd.service.base import ServiceBase
-from dockd.service.values import FLAG_UNASSIGNED, DeviceStatus
+from dockd.service.values import DeviceStatus
 
 log = structlog.get_logger("dockd.service")
 
@@ -116,20 +123,18 @@ class Registry(ServiceBase):
         """Bring officer/unit/flags of this device's recordings in line; caller holds the txn."""
         changed: list[int] = []
         for rec in self.catalog.recordings_of_device(serial):
-            who = attribute(
+            labels = labels_for(
                 assignments,
                 parse_utc(rec.recorded_start),
                 name_officer=rec.name_officer,
                 name_device=rec.name_device,
+                flags=rec.flags,
             )
-            flags = set(rec.flags) - {FLAG_UNASSIGNED}
-            if not who.assigned:
-                flags.add(FLAG_UNASSIGNED)
             values = {
-                "officer": who.officer,
-                "unit": who.unit,
-                "device_number": who.device_number,
-                "flags": sorted(flags),
+                "officer": labels.officer,
+                "unit": labels.unit,
+                "device_number": labels.device_number,
+                "flags": list(labels.flags),
             }
             current = {
                 "officer": rec.officer,
@@ -152,12 +157,7 @@ class Registry(ServiceBase):
             history = self.catalog.assignments(row["serial"])
             current = assignment_at(history, now)
             last = parse_utc(row["last_docked"]) if row.get("last_docked") else None
-            # Counted from the later of the last docking and the hand-out: a
-            # camera issued from the pool an hour ago is not overdue.
-            overdue = (
-                current is not None
-                and now - max([t for t in (last, current.valid_from) if t is not None]) > limit
-            )
+            overdue = current is not None and not_docked(last, current.valid_from, now, limit)
             result.append(
                 DeviceStatus(
                     serial=row["serial"],
@@ -174,3 +174,23 @@ class Registry(ServiceBase):
                 )
             )
         return result
+
+    def overdue_devices(self) -> tuple[OverdueDevice, ...]:
+        """The devices overdue for docking now (dockd.retention.overdue, both rules)."""
+        facts = []
+        for status in self.devices():
+            current = status.current
+            facts.append(
+                DeviceFacts(
+                    serial=status.serial,
+                    assigned=current is not None,
+                    device_number=current.device_number if current else None,
+                    officer=current.officer if current else None,
+                    unit=current.unit if current else None,
+                    last_docked=parse_utc(status.last_docked) if status.last_docked else None,
+                    assigned_from=current.valid_from if current else None,
+                    not_docked=status.overdue,
+                )
+            )
+        sessions = last_sessions(self.catalog.sessions())
+        return overdue_devices(facts, sessions, self.clock.now())

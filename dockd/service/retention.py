@@ -8,12 +8,14 @@ from typing import Any
 
 import structlog
 
+from dockd.catalog import Recording
 from dockd.clock import isoformat_utc, parse_utc
-from dockd.errors import ConfigError, UsageError
+from dockd.errors import UsageError
 from dockd.integrity.chain import LogEntry
 from dockd.retention.plan import Candidate, Plan, plan
 from dockd.retention.policy import Facts, Policy, ceil_second, decide, floor_second
 from dockd.service.base import ServiceBase, _clean
+from dockd.service.results import Moved, Restored
 from dockd.service.values import SweepReport
 
 log = structlog.get_logger("dockd.service")
@@ -63,11 +65,11 @@ class Retention(ServiceBase):
                 f"changed from {logged['version']}" if logged else "first applied"
             )
             moved = self._update_retention(None, reason, entry.seq if entry else None, "config")
-        log.info("retention.policy", version=policy.version, **moved)
+        log.info("retention.policy", version=policy.version, **moved.as_json())
 
     def _update_retention(
         self, ids: list[int] | None, reason: str, trigger: int | None, actor: str | None
-    ) -> dict[str, int]:
+    ) -> Moved:
         """Recompute tier, expiry and protection; log what moved. Caller holds the transaction.
 
         A pending recording that is no longer deletable (held, an open case,
@@ -119,7 +121,7 @@ class Retention(ServiceBase):
                 },
                 now,
             )
-        return {"tier_changed": len(ids_moved), "kept_from_deletion": len(kept)}
+        return Moved(len(ids_moved), len(kept))
 
     def retention_plan(self, as_of: datetime | None = None) -> Plan:
         """What a sweep at `as_of` (default now) would do; changes nothing."""
@@ -133,14 +135,14 @@ class Retention(ServiceBase):
             candidates, refs, as_of, grace_days=policy.grace_days, policy_version=policy.version
         )
 
-    def upcoming(self, days: float, as_of: datetime | None = None) -> list[dict[str, Any]]:
+    def upcoming(self, days: float, as_of: datetime | None = None) -> list[Recording]:
         """Live recordings whose expiry falls within `days` (to tag or hold in time)."""
         as_of = as_of or self.clock.now()
         until = isoformat_utc(ceil_second(as_of + timedelta(days=days)))
         protected = self.catalog.protected_ids()
         expiring = self.catalog.expiring_ids(isoformat_utc(floor_second(as_of)), until)
         ids = [i for i in expiring if i not in protected]
-        return [r.as_json() for r in self.catalog.recordings_by_id(ids)]
+        return self.catalog.recordings_by_id(ids)
 
     def sweep(
         self,
@@ -160,9 +162,9 @@ class Retention(ServiceBase):
         now = self.clock.now()
         as_of = as_of or now
         if as_of > now and not dry_run:
-            raise ConfigError(
-                f"--as-of {isoformat_utc(as_of)} is in the future: that would delete early "
-                "(use it with --dry-run to see what will expire)"
+            raise UsageError(
+                f"as_of {isoformat_utc(as_of)} is in the future: that would delete early "
+                "(ask for a dry run to see what will expire)"
             )
         the_plan = self.retention_plan(as_of)
         if dry_run:
@@ -280,9 +282,7 @@ class Retention(ServiceBase):
             result[int(row["id"])] = row
         return result
 
-    def restore(
-        self, recording_id: int, *, reason: str, actor: str | None = None
-    ) -> dict[str, Any]:
+    def restore(self, recording_id: int, *, reason: str, actor: str | None = None) -> Restored:
         """Take a recording back from pending deletion; it is not expired again for restore_days."""
         reason = _clean(reason, "--reason")
         now = self.clock.now()
@@ -311,4 +311,4 @@ class Retention(ServiceBase):
             )
             moved = self._update_retention([rec.id], "retention.restored", entry.seq, actor)
         log.info("retention.restored", recording=rec.id, keep_until=keep_until, entry=entry.seq)
-        return {"recording": rec.id, "keep_until": keep_until, "log_entry": entry.seq, **moved}
+        return Restored(rec.id, keep_until, entry.seq, moved)

@@ -22,9 +22,9 @@ from click.testing import CliRunner, Result
 
 from dockd.cli import cli
 from dockd.cli.devices import _utc
-from dockd.clock import isoformat_utc
+from dockd.clock import SystemClock, isoformat_utc
 from dockd.config import load_config
-from dockd.errors import ConfigError
+from dockd.errors import UsageError
 from dockd.service import Service
 from tests.conftest import camera_name, put, recent
 from tests.volumes import run_dockd
@@ -59,7 +59,7 @@ class Env:
         return result
 
     def log_entry(self, seq: int) -> dict[str, Any]:
-        with Service(load_config(self.config, self.state), write=False) as service:
+        with Service(load_config(self.config, self.state), SystemClock(), write=False) as service:
             raw = service.log_entry(seq)
         assert raw is not None
         entry: dict[str, Any] = json.loads(raw)
@@ -390,7 +390,7 @@ def test_real_process_exit_codes_and_messages(env: Env) -> None:
     assert [d["serial"] for d in json.loads(listed.stdout)] == [SERIAL]
 
 
-def test_utc_helper_errors_are_config_errors() -> None:
-    with pytest.raises(ConfigError) as info:
+def test_utc_helper_errors_are_usage_errors() -> None:
+    with pytest.raises(UsageError) as info:
         _utc("soon", "--from")
     assert info.value.exit_code == 2

@@ -27,7 +27,7 @@ from click.testing import CliRunner, Result
 from dockd.cli import cli
 from dockd.cli.common import local_actor
 from dockd.cli.reports import gap, report
-from dockd.clock import FixedClock, parse_utc
+from dockd.clock import FixedClock, SystemClock, parse_utc
 from dockd.config import load_config
 from dockd.devices.profiles import make_profile
 from dockd.integrity.chain import LogEntry
@@ -67,7 +67,7 @@ class Env:
         return json.loads(self.ok(*args).stdout)
 
     def service(self) -> Service:
-        return Service(load_config(self.config, self.state), write=False)
+        return Service(load_config(self.config, self.state), SystemClock(), write=False)
 
     def entries(self, kind: str) -> list[LogEntry]:
         with self.service() as service:

@@ -110,12 +110,12 @@ def _honest(root: Path, clips: list[Path]) -> Facts:
             pack(items, parse_medium("dvd"), 1), selection,
             approved_by="Supervisor Li", reason="court order 17", actor="clerk",
         )  # fmt: skip
-        (disc,) = created["discs"]
+        (disc,) = created.discs
         images = root / "images"
         built = svc.build_disc(disc["label"], images)
         svc.burn_disc(
             disc["label"], images, "stdio:/dev/null",
-            burn=lambda image, drive: None, read_back=lambda drive, size: built["sha256"],
+            burn=lambda image, drive: None, read_back=lambda drive, size: built.sha256,
             actor="clerk",
         )  # fmt: skip
 
@@ -148,7 +148,7 @@ def _honest(root: Path, clips: list[Path]) -> Facts:
         checkpoints = len(reader.catalog.checkpoints())
     return Facts(
         config, now, history, assignment.id, docked, interrupted, running, old_key, new_key,
-        failed, intact, int(created["export"]), str(disc["label"]), checkpoints,
+        failed, intact, created.export, str(disc["label"]), checkpoints,
     )  # fmt: skip
 
 

@@ -44,7 +44,7 @@ def test_session_end_signs_a_checkpoint_and_proofs_verify(
         assert first is not None and first["size"] == svc.catalog.head()[0]
         _dock(svc, tmp_path / "cam", config, 2, start=3)
         assert len(svc.catalog.checkpoints()) == 2
-        proof = svc.inclusion(2)
+        proof = svc.inclusion(2).as_json()
         root = base64.b64decode(proof["checkpoint"].split("\n")[2])
         assert verify_inclusion(
             proof["leaf_index"],

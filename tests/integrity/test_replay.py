@@ -86,7 +86,7 @@ def _make_history(
     svc.unlink_case("C1", [r[2]], reason="wrong case", actor="po1")
     svc.create_case("C2", cause="fraud", parties=("Zhao Liu",), actor="po2")
     svc.create_case("C3", cause="nothing linked yet")
-    s.hold_recordings = svc.set_hold(ids=[r[3]], reason="complaint", actor="chief")["hold"]
+    s.hold_recordings = svc.set_hold(ids=[r[3]], reason="complaint", actor="chief").hold
     svc.release_hold(s.hold_recordings, reason="complaint withdrawn", actor="chief")
     svc.set_case_state("C1", "closed", reason="judged", actor="po1")
     svc.set_case_state("C1", "open", reason="appeal", actor="po1")
@@ -101,7 +101,7 @@ def _make_history(
     assert sorted(svc.sweep().marked) == [r[1], r[3], r[4], r[5]]
     svc.restore(r[4], reason="needed for training", actor="chief")
     svc.link_case("C2", [r[5]], reason="fraud footage", actor="po2")  # kept: open case
-    s.hold_case = svc.set_hold(case="C2", reason="litigation", actor="chief")["hold"]
+    s.hold_case = svc.set_hold(case="C2", reason="litigation", actor="chief").hold
     clock.advance(timedelta(days=config.retention.grace_days + 1))
     assert sorted(svc.sweep().deleted) == [r[1], r[3]]
     svc.tag([r[3]], note="deleted on schedule", actor="auditor")  # a tombstone keeps labels

@@ -18,27 +18,30 @@ from rich.console import Console
 from dockd.cli.reports import render_overdue, render_table
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.retention.continuity import Interruption
+from dockd.retention.overdue import (
+    REASON_INCOMPLETE,
+    REASON_NOT_DOCKED,
+    DeviceFacts,
+    LastSession,
+    last_sessions,
+    not_docked,
+    overdue_devices,
+)
 from dockd.retention.report import (
     COUNTS,
     GROUP_KEYS,
     HUNDREDTH_HOUR,
     NONE_LABEL,
     OVERDUE_COLUMNS,
-    REASON_INCOMPLETE,
-    REASON_NOT_DOCKED,
     REPORT_COLUMNS,
     SECOND,
     ComplianceReport,
-    DeviceFacts,
     GroupCounts,
-    LastSession,
     apportion,
     compliance_report,
     gap_listing,
     group_of,
     is_unlabelled,
-    last_sessions,
-    overdue_devices,
     overdue_to_csv,
     to_csv,
     to_json,
@@ -534,6 +537,16 @@ def device(serial: str, **kw: Any) -> DeviceFacts:
         "last_docked": NOW - timedelta(days=2), "assigned_from": NOW - timedelta(days=30),
     }  # fmt: skip
     return DeviceFacts(serial, **(values | kw))
+
+
+def test_not_docked_counts_from_the_later_of_docking_and_hand_out() -> None:
+    day = timedelta(hours=24)
+    handed_out = NOW - timedelta(hours=1)
+    assert not not_docked(NOW - timedelta(days=5), handed_out, NOW, day)  # just issued
+    assert not_docked(NOW - timedelta(days=5), NOW - timedelta(days=3), NOW, day)
+    assert not_docked(None, NOW - timedelta(hours=25), NOW, day)  # never docked
+    assert not not_docked(None, NOW - day, NOW, day)  # exactly the limit is not past it
+    assert not not_docked(NOW - timedelta(hours=2), NOW - timedelta(days=9), NOW, day)
 
 
 def test_overdue_devices() -> None:

@@ -257,8 +257,8 @@ def travel(config: Config, folder: Path, order: str) -> list[dict[str, Any]]:
             check_round(fleet, preset, months)
             if months == 7:
                 for hold in svc.holds():
-                    if hold["active"]:
-                        svc.release_hold(int(hold["hold"]), reason="settled")
+                    if hold.active:
+                        svc.release_hold(hold.hold, reason="settled")
             snapshots.append(snapshot(fleet))
         assert fleet.row("restored").keep_until == EXPECTED_KEEP[preset]
         for role in PERMANENT:

@@ -34,14 +34,15 @@ import pytest
 import structlog
 
 from dockd import logs
-from dockd.clock import FixedClock, isoformat_utc
+from dockd.clock import FixedClock, SystemClock, isoformat_utc
 from dockd.config import Config, DaemonConfig, IntegrityConfig, ProfileConfig, load_config
 from dockd.demo import gat947_name
 from dockd.devices.profiles import make_profile
-from dockd.errors import ConfigError, DockdError
+from dockd.errors import DockdError, UsageError
 from dockd.runner.api import DaemonUnavailable, request
-from dockd.runner.daemon import Daemon, Notifier, SlotState, _Job, _SlotProgress, estimate_deadline
+from dockd.runner.daemon import Daemon
 from dockd.runner.session import run_session
+from dockd.runner.slots import Notifier, SlotState, _Job, _SlotProgress, estimate_deadline
 from dockd.service import Service, StateBusyError
 from tests.conftest import NOW, put, recent
 from tests.volumes import REPO
@@ -272,7 +273,7 @@ def ingest_directly(d: Dockd, clips: list[tuple[str, Path]]) -> list[int]:
     for name, clip in clips:
         put(camera, f"DCIM/100MEDIA/{name}", clip)
     config = d.load()
-    with Service(config) as service:
+    with Service(config, SystemClock()) as service:
         report = run_session(
             service, camera, SERIAL, make_profile("gat947", config.profiles), wipe=False
         )
@@ -281,7 +282,7 @@ def ingest_directly(d: Dockd, clips: list[tuple[str, Path]]) -> list[int]:
 
 def log_entry(d: Dockd, seq: int) -> dict[str, Any]:
     """One evidence-log entry, read without the lock (as `dockd list` reads)."""
-    with Service(d.load(), write=False) as service:
+    with Service(d.load(), SystemClock(), write=False) as service:
         raw = service.log_entry(seq)
     assert raw is not None, f"no log entry {seq}"
     entry: dict[str, Any] = json.loads(raw)
@@ -489,7 +490,7 @@ def test_log_export_asks_the_daemon_to_sign_what_it_has_not_yet(
     [rec_id] = ingest_directly(dockd, [(clip_name(0, 1, first=recent(now_utc)), recent_clips[0])])
     dockd.start()
     dockd.cli_json("tag", str(rec_id), "--cause", "占道经营")
-    with Service(dockd.load(), write=False) as service:
+    with Service(dockd.load(), SystemClock(), write=False) as service:
         assert service.log_grew(), "the daemon signs on its own schedule, not per tag"
     out = dockd.tmp / "export"
     exported = dockd.cli("log", "export", str(out))
@@ -497,7 +498,7 @@ def test_log_export_asks_the_daemon_to_sign_what_it_has_not_yet(
     entries = (out / "entries.jsonl").read_bytes().splitlines()
     assert json.loads(entries[-1])["kind"] == "recording.tagged"
     assert json.loads((out / "proofs.json").read_text())["tree_size"] == len(entries)
-    with Service(dockd.load(), write=False) as service:
+    with Service(dockd.load(), SystemClock(), write=False) as service:
         assert not service.log_grew()
     assert dockd.answers()
 
@@ -513,7 +514,7 @@ def test_device_assign_goes_through_the_daemon(
     dockd.start()
     # The daemon holds the lock: a second writer could not open the state directory.
     with pytest.raises(StateBusyError) as busy:
-        Service(dockd.load(), lock_wait_s=0.2)
+        Service(dockd.load(), SystemClock(), lock_wait_s=0.2)
     assert busy.value.exit_code == 4
 
     # local_actor() would record "root(0) via sudo by alice" for a direct change.
@@ -572,7 +573,7 @@ def test_stop_signal_while_idle_exits_0_quickly(dockd: Dockd, sig: signal.Signal
     assert stopping["signal"] == sig.name
     assert dockd.events("daemon.stopped")
     # The lock is released: a direct writer gets the state directory at once.
-    with Service(dockd.load(), lock_wait_s=0.2):
+    with Service(dockd.load(), SystemClock(), lock_wait_s=0.2):
         pass
 
 
@@ -641,7 +642,7 @@ def test_sighup_refuses_a_new_state_dir(dockd: Dockd) -> None:
     )
     assert result["assignment"]["serial"] == SERIAL
     with pytest.raises(StateBusyError):
-        Service(dockd.load().with_state_dir(dockd.state), lock_wait_s=0.2)
+        Service(dockd.load().with_state_dir(dockd.state), SystemClock(), lock_wait_s=0.2)
     assert not (elsewhere / "catalog.sqlite").exists()
 
 
@@ -815,6 +816,7 @@ def test_check_overdue_logs_each_overdue_device(
     assert daemon.check_overdue() == [SERIAL]
     [event] = logged(log_stream, "device.overdue")
     assert (event["serial"], event["officer"], event["unit"]) == (SERIAL, "012345", "Patrol 3")
+    assert event["reasons"] == "not_docked" and "never docked" in event["why"]
     assert event["level"] == "warning"
 
 
@@ -1001,11 +1003,11 @@ def test_handle_unknown_op_is_a_dockd_error(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("key", ["valid_from", "valid_to"])
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-01T00:00:00Z", "", 12])
-def test_handle_device_assign_with_a_bad_time_is_a_config_error(
+def test_handle_device_assign_with_a_bad_time_is_a_usage_error(
     daemon: Daemon, key: str, value: object
 ) -> None:
     args = {"serial": SERIAL, "officer": "012345", "unit": "Patrol 3", key: value}
-    with pytest.raises(ConfigError, match="not a time") as info:
+    with pytest.raises(UsageError, match="not a time") as info:
         daemon.handle("device.assign", args, "root(0)")
     assert info.value.exit_code == 2
     assert daemon.handle("devices", {}, "root(0)") == []  # nothing half-done
@@ -1022,19 +1024,17 @@ def test_handle_device_assign_time_without_offset_is_not_local_time(
     monkeypatch.setenv("TZ", "Asia/Shanghai")
     time.tzset()
     try:
-        try:
-            result = daemon.handle(
-                "device.assign",
-                {
-                    "serial": SERIAL,
-                    "officer": "012345",
-                    "unit": "U",
-                    "valid_from": "2026-11-25T09:00:00",
-                },
-                "root(0)",
-            )
-        except ConfigError:
-            return  # refusing a time without an offset is as good as reading it as UTC
+        # The one time rule (dockd.clock.parse_time): no offset means UTC.
+        result = daemon.handle(
+            "device.assign",
+            {
+                "serial": SERIAL,
+                "officer": "012345",
+                "unit": "U",
+                "valid_from": "2026-11-25T09:00:00",
+            },
+            "root(0)",
+        )
         assert result["assignment"]["valid_from"] == "2026-11-25T09:00:00Z"
     finally:
         monkeypatch.undo()
@@ -1113,7 +1113,7 @@ def test_handle_tag_case_hold_record_the_actor(daemon: Daemon, tmp_path: Path) -
     assert by["recording.tagged"] == "alice(1000)" and by["case.linked"] == "bob(1001)"
     assert by["hold.set"] == "carol(1002)"
     assert tagged["recordings"] == ids
-    with pytest.raises(ConfigError, match="ids: expected a list of recording ids"):
+    with pytest.raises(UsageError, match="ids: expected a list of recording ids"):
         daemon.handle("tag", {"ids": "1,2", "cause": "x"}, "alice(1000)")
 
 

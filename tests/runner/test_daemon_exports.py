@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from dockd.clock import SystemClock
 from dockd.errors import DockdError
 from dockd.runner.api import DaemonUnavailable
 from dockd.runner.daemon import Daemon
@@ -47,7 +48,7 @@ APPROVAL = ("--approved-by", "Supervisor Li", "--reason", "court copy")
 
 
 def _entries(d: Dockd, kind: str) -> list[dict[str, Any]]:
-    with Service(d.load(), write=False) as service:
+    with Service(d.load(), SystemClock(), write=False) as service:
         size, _ = service.catalog.head()
     found = [log_entry(d, seq) for seq in range(1, size + 1)]
     return [e["data"] for e in found if e["kind"] == kind]
