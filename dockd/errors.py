@@ -21,9 +21,17 @@ class ConfigError(DockdError):
 
 
 class UsageError(DockdError):
-    """A request names something that does not exist, or asks for something not allowed."""
+    """A request names something that does not exist, or asks for something not allowed.
+
+    `field` names the request's argument at fault (e.g. "reason"), in the
+    service's words; a front adds its own spelling of it (the CLI: --reason).
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CatalogError(DockdError):

@@ -244,9 +244,9 @@ def test_removing_a_category_needs_a_reason(svc: Service, tmp_path: Path) -> Non
     r = one(svc, tmp_path)
     svc.tag([r.id], categories=("evidence", "routine"))
     before = head(svc)
-    with pytest.raises(DockdError, match="needs --reason"):
+    with pytest.raises(DockdError, match="needs a reason"):
         svc.tag([r.id], remove_categories=("evidence",))
-    with pytest.raises(DockdError, match="needs --reason"):
+    with pytest.raises(DockdError, match="needs a reason"):
         svc.tag([r.id], remove_categories=("evidence",), reason="  ")
     with pytest.raises(DockdError, match="both added and removed"):
         svc.tag([r.id], categories=("review",), remove_categories=("review",), reason="x")
@@ -302,7 +302,7 @@ def test_linked_recordings_get_the_case_categories(svc: Service, tmp_path: Path)
         svc.link_case("C-1", [a.id])
     with pytest.raises(DockdError, match="no case"):
         svc.link_case("C-9", [a.id])
-    with pytest.raises(DockdError, match="needs --reason"):
+    with pytest.raises(DockdError, match="needs a reason"):
         svc.unlink_case("C-1", [a.id], reason=" ")
     svc.unlink_case("C-1", [a.id], reason="wrong incident")
     assert (rec(svc, a.id).tier, rec(svc, a.id).expires_at) == ("2y", a.expires_at)
@@ -331,7 +331,7 @@ def test_an_open_case_protects_and_closing_it_keeps_the_tier(
     assert (marked, deleted) == ([other.id], [other.id])
     assert rec(svc, plain.id).retention_state == "live"
 
-    with pytest.raises(DockdError, match="needs --reason"):
+    with pytest.raises(DockdError, match="needs a reason"):
         svc.set_case_state("C-1", "closed", reason="")
     svc.set_case_state("C-1", "closed", reason="done")
     svc.set_case_state("C-2", "closed", reason="done")
@@ -367,9 +367,9 @@ def test_holds_by_ids_and_by_case_and_their_release(
     svc: Service, clock: FixedClock, tmp_path: Path
 ) -> None:
     a, b, c, d = (one(svc, tmp_path, at(h)) for h in (1, 2, 3, 4))
-    with pytest.raises(DockdError, match="either --case NO or recording ids"):
+    with pytest.raises(DockdError, match="either a case or recording ids"):
         svc.set_hold(reason="x")
-    with pytest.raises(DockdError, match="either --case NO or recording ids"):
+    with pytest.raises(DockdError, match="either a case or recording ids"):
         svc.set_hold(case="C-1", ids=[a.id], reason="x")
     with pytest.raises(DockdError, match="no case"):
         svc.set_hold(case="C-1", reason="x")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dockd.catalog.base import Tables
@@ -45,7 +45,7 @@ class RecordingTables(Tables):
     def recordings(self) -> list[Recording]:
         return [Recording.from_row(r) for r in self.db["recordings"].rows_where(order_by="id")]
 
-    def recordings_by_id(self, ids: list[int]) -> list[Recording]:
+    def recordings_by_id(self, ids: Sequence[int]) -> list[Recording]:
         found: list[Recording] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]

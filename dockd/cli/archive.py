@@ -299,18 +299,18 @@ def export_list(ctx: click.Context, as_json: bool) -> None:
     with service_for(ctx.find_root(), write=False) as service:
         rows = service.exports()
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, sort_keys=True))
+        click.echo(json.dumps([e.as_json() for e in rows], ensure_ascii=False, sort_keys=True))
         return
     table = Table()
     for column in ("disc", "export", "recordings", "image sha256", "built", "burned"):
         table.add_column(column, overflow="fold")
     for e in rows:
-        for d in e["discs"]:
+        for d in e.discs:
             table.add_row(
-                d["label"], f"{e['id']} ({e['approved_by']}: {e['reason']})",
-                str(len(d["recordings"])), (d["image_sha256"] or "-")[:16],
-                d["built_at"] or "-",
-                f"{d['burned_at']} on {d['drive']}" if d["burned_at"] else "-",
+                d.label, f"{e.id} ({e.approved_by}: {e.reason})",
+                str(len(d.recordings)), (d.image_sha256 or "-")[:16],
+                d.built_at or "-",
+                f"{d.burned_at} on {d.drive}" if d.burned_at else "-",
             )  # fmt: skip
     out.print(table)
 

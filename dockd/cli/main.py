@@ -19,7 +19,7 @@ from dockd.cli.labels import case, hold, tag
 from dockd.cli.recordings import ingest, list_, show
 from dockd.cli.reports import gap, report
 from dockd.cli.retention import restore, retention, sweep
-from dockd.errors import DockdError
+from dockd.errors import DockdError, UsageError
 from dockd.settings import load as load_config
 
 
@@ -30,8 +30,36 @@ class DockdGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DockdError as exc:
-            click.echo(f"dockd: error: {exc}", err=True)
+            click.echo(f"dockd: error: {self.spelled(exc)}", err=True)
             sys.exit(exc.exit_code)
+
+    def spelled(self, exc: DockdError) -> str:
+        """The message, its field (the service's word) spelled as this CLI's option.
+
+        The service names the argument at fault ("reason: must not be empty");
+        the option that sets it is found by its parameter name in the command
+        tree (valid_to is --to), else the field's own spelling (--party).
+        """
+        message = str(exc)
+        field = exc.field if isinstance(exc, UsageError) else None
+        if field is None:
+            return message
+        flag = _option_for(self, field) or "--" + field.replace("_", "-")
+        if message.startswith(f"{field}:"):
+            return flag + message[len(field) :]
+        return f"{message} ({flag})"
+
+
+def _option_for(command: click.Command, name: str) -> str | None:
+    """The long option of the parameter `name` somewhere under `command`, if one."""
+    for param in command.params:
+        if param.name == name and isinstance(param, click.Option):
+            return max(param.opts, key=len)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            if (found := _option_for(sub, name)) is not None:
+                return found
+    return None
 
 
 @click.group(

@@ -163,6 +163,23 @@ class Interruption:
         }
 
 
+@dataclass(frozen=True)
+class GapExplanation:
+    """An officer's written explanation of an interruption (002 Art. 13), as logged."""
+
+    id: int
+    gap: str
+    device_serial: str
+    text: str
+    by: str | None
+    at: str
+    log_seq: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape `dockd gap list --json` shows under "explanations"."""
+        return {"text": self.text, "by": self.by, "at": self.at, "log_entry": self.log_seq}
+
+
 def parse_gap_id(text: str) -> tuple[int, int]:
     found = GAP_ID_RE.match(text.strip())
     if not found:

@@ -57,7 +57,7 @@ from typing import Any
 
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.model import FLAG_UNASSIGNED
-from dockd.retention.continuity import Interruption
+from dockd.retention.continuity import GapExplanation, Interruption
 from dockd.retention.overdue import REASON_INCOMPLETE, REASON_NOT_DOCKED, OverdueDevice
 
 GROUP_KEYS = ("unit", "officer", "device")
@@ -187,7 +187,7 @@ def _sort_key(group: str) -> tuple[bool, str]:
 def compliance_report(
     rows: Iterable[Mapping[str, Any]],
     gaps: Iterable[Interruption],
-    explanations: Mapping[str, Sequence[Any]],
+    explanations: Mapping[str, Sequence[GapExplanation]],
     now: datetime,
     label_after_days: float,
     by: str = "unit",
@@ -279,7 +279,7 @@ def apportion(exact: Sequence[timedelta], unit: timedelta) -> tuple[list[int], i
 
 def gap_listing(
     gaps: Iterable[Interruption],
-    explanations: Mapping[str, Sequence[Mapping[str, Any]]],
+    explanations: Mapping[str, Sequence[GapExplanation]],
     *,
     unexplained_only: bool = False,
     include_pauses: bool = False,
@@ -293,11 +293,7 @@ def gap_listing(
     for gap in gaps:
         if not (gap.counts or include_pauses):
             continue
-        notes = [
-            {"text": e.get("text"), "by": e.get("by"), "at": e.get("at"),
-             "log_entry": e.get("log_seq")}
-            for e in explanations.get(gap.id, ())
-        ]  # fmt: skip
+        notes = [e.as_json() for e in explanations.get(gap.id, ())]
         if unexplained_only and notes:
             continue
         listed.append({**gap.as_json(), "explained": bool(notes), "explanations": notes})

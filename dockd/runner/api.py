@@ -2,6 +2,7 @@
 
 Request:  {"op": "status", "args": {...}}
 Response: {"ok": true, "result": ...} or {"ok": false, "error": "...", "exit_code": n}
+          (plus "field": the argument at fault, when a UsageError names one)
 
 The socket lives in the runtime directory, owned by root and group-writable
 by the `dockd` group, so that `dockd status` works for the group's members
@@ -27,7 +28,7 @@ from typing import Any
 import structlog
 
 from dockd.config import Config
-from dockd.errors import DockdError
+from dockd.errors import DockdError, UsageError
 
 log = structlog.get_logger("dockd.api")
 
@@ -91,7 +92,10 @@ class _Connection(socketserver.StreamRequestHandler):
         try:
             return {"ok": True, "result": self.server.handler(op, args, actor)}
         except DockdError as exc:
-            return {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
+            reply: dict[str, Any] = {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
+            if isinstance(exc, UsageError) and exc.field is not None:
+                reply["field"] = exc.field
+            return reply
         except Exception as exc:  # a bug must not kill the connection thread silently
             log.exception("api.failed", op=op)
             return {"ok": False, "error": f"internal error: {type(exc).__name__}", "exit_code": 1}
@@ -155,7 +159,12 @@ def request(path: Path, op: str, args: dict[str, Any] | None = None, timeout: fl
         raise DockdError(f"the daemon closed the connection during {op!r}")
     reply = json.loads(line)
     if not reply.get("ok"):
-        error = DockdError(str(reply.get("error")))
+        field = reply.get("field")
+        error = (
+            UsageError(str(reply.get("error")), field=str(field))
+            if field is not None
+            else DockdError(str(reply.get("error")))
+        )
         error.exit_code = int(reply.get("exit_code", 1))
         raise error
     return reply.get("result")

@@ -282,15 +282,14 @@ def build_discs(host: Host, export_id: int, out_dir: Path, actor: str | None) ->
         raise UsageError(f"no export {export_id} (dockd export list)")
     out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {
-        d["label"]: sum(r.size for r in service.catalog.recordings_by_id(d["recordings"]))
-        for d in discs
+        d.label: sum(r.size for r in service.catalog.recordings_by_id(d.recordings)) for d in discs
     }
     tracker = host.track(f"export:{export_id}", len(discs), sum(sizes.values()), actor)
     results = []
     for d in discs:
-        tracker.disc(d["label"], sizes[d["label"]])
-        results.append(service.build_disc(d["label"], out_dir, tracker.advance, actor=actor))
-        tracker.done(d["label"])
+        tracker.disc(d.label, sizes[d.label])
+        results.append(service.build_disc(d.label, out_dir, tracker.advance, actor=actor))
+        tracker.done(d.label)
     return {"export": export_id, "discs": results}
 
 

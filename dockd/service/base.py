@@ -21,7 +21,7 @@ from dockd.errors import UsageError
 from dockd.integrity.chain import LogEntry
 from dockd.integrity.note import VerifierKey
 from dockd.retention.policy import Policy
-from dockd.service.results import Moved
+from dockd.service.results import Disc, Moved
 from dockd.store import Store
 
 if TYPE_CHECKING:
@@ -75,20 +75,20 @@ class ServiceBase:
         ) -> Moved: ...
 
         # exports.py
-        def discs(self, export_id: int | None = None) -> list[dict[str, Any]]: ...
+        def discs(self, export_id: int | None = None) -> list[Disc]: ...
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _clean(text: str, what: str) -> str:
-    """A label as given, stripped; empty or control characters are refused."""
+def _clean(text: str, field: str) -> str:
+    """The request's `field` as given, stripped; empty or control characters are refused."""
     value = text.strip()
     if not value:
-        raise UsageError(f"{what}: must not be empty")
+        raise UsageError(f"{field}: must not be empty", field=field)
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise UsageError(f"{what}: control characters are not allowed: {text!r}")
+        raise UsageError(f"{field}: control characters are not allowed: {text!r}", field=field)
     if len(value) > 1000:
-        raise UsageError(f"{what}: longer than 1000 characters")
+        raise UsageError(f"{field}: longer than 1000 characters", field=field)
     return value

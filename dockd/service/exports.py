@@ -37,7 +37,14 @@ from dockd.integrity.standalone_verify import ENTRIES, TAGMANIFEST
 from dockd.progress import NULL_METER, Meter
 from dockd.service.base import ServiceBase, _clean
 from dockd.service.ledger import entries_about_recordings, inclusion_paths
-from dockd.service.results import DiscBuilt, DiscBurned, ExportCreated, PackageWritten
+from dockd.service.results import (
+    Disc,
+    DiscBuilt,
+    DiscBurned,
+    Export,
+    ExportCreated,
+    PackageWritten,
+)
 from dockd.store import fsync_dir, hash_file
 
 log = structlog.get_logger("dockd.service")
@@ -69,8 +76,8 @@ class Exports(ServiceBase):
         actor: str | None = None,
     ) -> ExportCreated:
         """Record an approved export and its discs (R6: a copy needs approval), before any I/O."""
-        approved_by = _clean(approved_by, "--approved-by")
-        reason = _clean(reason, "--reason")
+        approved_by = _clean(approved_by, "approved_by")
+        reason = _clean(reason, "reason")
         if not disc_plan.discs:
             raise UsageError("nothing to export: the selection is empty")
         now = self.clock.now()
@@ -118,8 +125,13 @@ class Exports(ServiceBase):
         log.info("export.planned", export=export_id, discs=len(discs), entry=entry.seq)
         return ExportCreated(export_id, tuple(discs), entry.seq)
 
-    def discs(self, export_id: int | None = None) -> list[dict[str, Any]]:
-        return self.catalog.discs(export_id)
+    def discs(self, export_id: int | None = None) -> list[Disc]:
+        """The discs of one export, or all, by export, copy, number."""
+        return [Disc.from_row(d) for d in self.catalog.discs(export_id)]
+
+    def _disc(self, label: str) -> Disc | None:
+        row = self.catalog.disc(label)
+        return Disc.from_row(row) if row is not None else None
 
     def build_disc(
         self,
@@ -136,16 +148,15 @@ class Exports(ServiceBase):
         final name only when complete (iso.build_iso), and only then is the
         disc recorded, with the image's SHA-256, in the catalog and the log.
         """
-        matching = [d for d in self.discs() if d["label"] == label]
-        if not matching:
+        disc = self._disc(label)
+        if disc is None:
             raise UsageError(f"no disc {label!r} (dockd export list)")
-        disc = matching[0]
         image = out_dir / f"{label}.iso"
-        if disc["image_sha256"] and image.exists():
+        if disc.image_sha256 and image.exists():
             digest, size = hash_file(image, self.config.ingest.buffer_size)
-            if digest == disc["image_sha256"]:
+            if digest == disc.image_sha256:
                 return DiscBuilt(label, str(image), digest, built=False)
-        recordings = self.catalog.recordings_by_id(disc["recordings"])
+        recordings = self.catalog.recordings_by_id(disc.recordings)
         gone = [r.id for r in recordings if r.deleted]
         if gone:
             raise UsageError(f"recordings {gone} of {label} were deleted by the retention sweep")
@@ -174,11 +185,11 @@ class Exports(ServiceBase):
             entry = self._log(
                 "export.disc_built",
                 {
-                    "export": disc["export_id"],
+                    "export": disc.export_id,
                     "label": label,
                     "image_sha256": digest,
                     "image_size": size,
-                    "recordings": disc["recordings"],
+                    "recordings": list(disc.recordings),
                     "by": actor,
                 },
                 now,
@@ -205,16 +216,15 @@ class Exports(ServiceBase):
         actor: str | None = None,
     ) -> DiscBurned:
         """Burn a built disc, read the medium back, compare with the image; log the outcome."""
-        matching = [d for d in self.discs() if d["label"] == label]
-        if not matching or not matching[0]["image_sha256"]:
+        disc = self._disc(label)
+        if disc is None or not disc.image_sha256:
             raise UsageError(f"disc {label!r} is not built (dockd export build / resume)")
-        disc = matching[0]
         image = images / f"{label}.iso"
         digest, size = hash_file(image, self.config.ingest.buffer_size)
-        if digest != disc["image_sha256"]:
+        if digest != disc.image_sha256:
             raise UsageError(
                 f"{image} hashes to {digest}, not to the image built for {label} "
-                f"({disc['image_sha256']}); rebuild it (dockd export resume)"
+                f"({disc.image_sha256}); rebuild it (dockd export resume)"
             )
         burn(image, drive)
         found = read_back(drive, size)
@@ -248,13 +258,12 @@ class Exports(ServiceBase):
         `progress` hears of the image's bytes as they are hashed.
         """
         where = f"disc {report.label}"
-        matching = [d for d in self.discs() if d["label"] == report.label]
-        if not matching:
+        disc = self._disc(report.label)
+        if disc is None:
             return [{"kind": "catalog_unknown_disc", "where": where,
                      "detail": "this catalog made no disc with this label"}]  # fmt: skip
-        disc = matching[0]
         problems: list[dict[str, str]] = []
-        expected = {r.id: r for r in self.catalog.recordings_by_id(disc["recordings"])}
+        expected = {r.id: r for r in self.catalog.recordings_by_id(disc.recordings)}
         found = {r.recording_id: r for r in report.recordings if r.recording_id is not None}
         for rid in sorted(set(expected) - set(found)):
             problems.append({"kind": "catalog_recording_missing", "where": where,
@@ -269,14 +278,14 @@ class Exports(ServiceBase):
                      "detail": f"SHA-256 {found[rid].sha256}, the catalog proved "
                                f"{expected[rid].sha256} for recording {rid}"}
                 )  # fmt: skip
-        if path.is_file() and disc["image_sha256"]:
+        if path.is_file() and disc.image_sha256:
             # A disc read back into a file may run on past the image (padding).
-            progress.stage("hashing the image against the catalog", int(disc["image_size"]))
-            digest = _sha256_prefix(path, int(disc["image_size"]), progress=progress)
-            if digest != disc["image_sha256"]:
+            progress.stage("hashing the image against the catalog", disc.image_size or 0)
+            digest = _sha256_prefix(path, disc.image_size or 0, progress=progress)
+            if digest != disc.image_sha256:
                 problems.append(
                     {"kind": "catalog_image_changed", "where": str(path),
-                     "detail": f"the image hashes to {digest}, built as {disc['image_sha256']}"}
+                     "detail": f"the image hashes to {digest}, built as {disc.image_sha256}"}
                 )  # fmt: skip
         return problems
 
@@ -286,8 +295,12 @@ class Exports(ServiceBase):
             raise UsageError(f"no export {export_id} (dockd export list)")
         return row
 
-    def exports(self) -> list[dict[str, Any]]:
-        return [{**e, "discs": self.discs(int(e["id"]))} for e in self.catalog.exports()]
+    def exports(self) -> list[Export]:
+        """Every export in id order, with its discs."""
+        return [
+            Export(**{**e, "discs": tuple(self.discs(int(e["id"])))})
+            for e in self.catalog.exports()
+        ]
 
     def _discs_per_copy(self, export_id: int) -> int:
         return self.catalog.discs_per_copy(export_id)
@@ -332,18 +345,18 @@ class Exports(ServiceBase):
         )
 
     def _disc_contents(
-        self, label: str, disc: dict[str, Any], recordings: list[Recording]
+        self, label: str, disc: Disc, recordings: list[Recording]
     ) -> tuple[dict[str, bytes], list[PayloadFile], dict[str, str]]:
         """Tag files, payload and bag-info of one disc (dockd/archive/__init__.py)."""
         extract, payload = self._bag_payload(recordings)
-        export = self._export(int(disc["export_id"]))
+        export = self._export(disc.export_id)
         info = bag_info(
             origin=self.origin,
             label=label,
-            disc=int(disc["number"]),
-            discs=self._discs_per_copy(int(disc["export_id"])),
-            export_id=f"dockd export {disc['export_id']}",
-            copy=int(disc["copy"]),
+            disc=disc.number,
+            discs=self._discs_per_copy(disc.export_id),
+            export_id=f"dockd export {disc.export_id}",
+            copy=disc.copy,
             copies=int(export["copies"]),
             bagging_date=self.clock.now().date().isoformat(),
             description=f"approved by {export['approved_by']}: {export['reason']}",

@@ -9,7 +9,7 @@ import structlog
 
 from dockd.catalog import Recording
 from dockd.clock import isoformat_utc
-from dockd.errors import DockdError
+from dockd.errors import UsageError
 from dockd.integrity.chain import LogEntry, Problem, StoredEntry, check_chain
 from dockd.integrity.checkpoint import Checkpoint, CheckpointError
 from dockd.integrity.crosscheck import (
@@ -52,7 +52,7 @@ class Fixity(ServiceBase):
         if fraction is None:
             fraction = 1 / self.config.integrity.audit_period_days
         if not 0 < fraction <= 1:
-            raise DockdError(f"--fraction must be in (0, 1], got {fraction}")
+            raise UsageError(f"fraction: must be in (0, 1], got {fraction}", field="fraction")
         total = len(self.catalog.referenced_objects())
         queue = self.catalog.audit_queue(max(1, math.ceil(total * fraction)) if total else 0)
         progress.stage(
@@ -202,7 +202,7 @@ class Fixity(ServiceBase):
             problems += check_fixity_against_log(self.catalog.fixity_rows(), parsed)
             problems += check_exports_against_log(
                 self.catalog.export_rows(),
-                self.discs(),
+                self.catalog.discs(),
                 self.catalog.disc_item_rows(),
                 parsed,
             )

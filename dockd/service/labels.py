@@ -11,7 +11,13 @@ import structlog
 from dockd.catalog import Recording
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.errors import UsageError
-from dockd.retention.continuity import Clip, Interruption, interruptions, parse_gap_id
+from dockd.retention.continuity import (
+    Clip,
+    GapExplanation,
+    Interruption,
+    interruptions,
+    parse_gap_id,
+)
 from dockd.retention.policy import check_categories
 from dockd.service.base import ServiceBase, _clean
 from dockd.service.results import (
@@ -66,12 +72,14 @@ class Labels(ServiceBase):
         if added & dropped:
             raise UsageError(f"category {sorted(added & dropped)[0]} both added and removed")
         if dropped and not (reason or "").strip():
-            raise UsageError("removing a category needs --reason (it may shorten retention)")
-        parties = tuple(_clean(p, "--party") for p in parties)
-        cause = _clean(cause, "--cause") if cause is not None else None
-        note = _clean(note, "--note") if note is not None else None
+            raise UsageError(
+                "removing a category needs a reason (it may shorten retention)", field="reason"
+            )
+        parties = tuple(_clean(p, "party") for p in parties)
+        cause = _clean(cause, "cause") if cause is not None else None
+        note = _clean(note, "note") if note is not None else None
         if cause is None and not (parties or added or dropped or note):
-            raise UsageError("nothing to tag: give --cause, --party, --category or --note")
+            raise UsageError("nothing to tag: give a cause, a party, a category or a note")
         now = self.clock.now()
         with self.catalog.transaction():
             rows = self._existing(ids)
@@ -118,7 +126,7 @@ class Labels(ServiceBase):
         actor: str | None = None,
     ) -> CaseChanged:
         no = _clean(no, "case number")
-        cause = _clean(cause, "--cause")
+        cause = _clean(cause, "cause")
         chosen = check_categories(categories)
         now = self.clock.now()
         with self.catalog.transaction():
@@ -127,7 +135,7 @@ class Labels(ServiceBase):
             facts = {
                 "case": no,
                 "cause": cause,
-                "parties": sorted({_clean(p, "--party") for p in parties}),
+                "parties": sorted({_clean(p, "party") for p in parties}),
                 "categories": sorted(chosen),
             }
             entry = self._log("case.created", {**facts, "by": actor}, now)
@@ -148,7 +156,7 @@ class Labels(ServiceBase):
     def _case(self, no: str) -> dict[str, Any]:
         case = self.catalog.case(no)
         if case is None:
-            raise UsageError(f"no case {no!r} (dockd case create {no} --cause …)")
+            raise UsageError(f"no case {no!r} (create it first: dockd case create)")
         return case
 
     def link_case(
@@ -174,7 +182,7 @@ class Labels(ServiceBase):
         self, no: str, ids: list[int], *, reason: str, actor: str | None = None
     ) -> CaseChanged:
         if not reason.strip():
-            raise UsageError("unlinking needs --reason (it may shorten retention)")
+            raise UsageError("unlinking needs a reason (it may shorten retention)", field="reason")
         now = self.clock.now()
         with self.catalog.transaction():
             self._case(no)
@@ -199,7 +207,7 @@ class Labels(ServiceBase):
         if state not in ("open", "closed"):
             raise UsageError(f"a case is open or closed, not {state!r}")
         if not reason.strip():
-            raise UsageError("closing or reopening a case needs --reason")
+            raise UsageError("closing or reopening a case needs a reason", field="reason")
         now = self.clock.now()
         kind = "case.closed" if state == "closed" else "case.reopened"
         with self.catalog.transaction():
@@ -220,13 +228,7 @@ class Labels(ServiceBase):
         ids = [int(link["recording_id"]) for link in self.catalog.case_links(no)]
         return CaseDetail(
             case=no,
-            cause=case["cause"],
-            parties=tuple(case["parties"]),
-            categories=tuple(case["categories"]),
-            state=case["state"],
-            created_at=case["created_at"],
-            closed_at=case["closed_at"],
-            log_seq=int(case["log_seq"]),
+            **_case_facts(case),
             recordings=tuple(self.catalog.recordings_by_id(ids)),
             holds=tuple(h for h in self.holds() if h.case == no),
         )
@@ -234,17 +236,7 @@ class Labels(ServiceBase):
     def cases(self) -> tuple[Case, ...]:
         counts = self.catalog.case_link_counts()
         return tuple(
-            Case(
-                no=c["no"],
-                cause=c["cause"],
-                parties=tuple(c["parties"]),
-                categories=tuple(c["categories"]),
-                state=c["state"],
-                created_at=c["created_at"],
-                closed_at=c["closed_at"],
-                log_seq=int(c["log_seq"]),
-                recordings=int(counts.get(c["no"], 0)),
-            )
+            Case(no=c["no"], **_case_facts(c), recordings=int(counts.get(c["no"], 0)))
             for c in self.catalog.cases()
         )
 
@@ -260,8 +252,8 @@ class Labels(ServiceBase):
     ) -> HoldChanged:
         """Hold a case (every recording linked to it, now or later) or listed recordings."""
         if (case is None) == (not ids):
-            raise UsageError("hold either --case NO or recording ids, not both or neither")
-        reason = _clean(reason, "--reason")
+            raise UsageError("a hold covers either a case or recording ids, not both or neither")
+        reason = _clean(reason, "reason")
         now = self.clock.now()
         with self.catalog.transaction():
             targets: list[int] = []
@@ -304,7 +296,7 @@ class Labels(ServiceBase):
         return HoldChanged(hold_id, tuple(covered), entry.seq, moved)
 
     def release_hold(self, hold_id: int, *, reason: str, actor: str | None = None) -> HoldChanged:
-        reason = _clean(reason, "--reason")
+        reason = _clean(reason, "reason")
         now = self.clock.now()
         with self.catalog.transaction():
             hold = self.catalog.hold(hold_id)
@@ -361,11 +353,11 @@ class Labels(ServiceBase):
         ]
         return interruptions(clips, cfg.gap_threshold_seconds, cfg.gap_max_seconds)
 
-    def gap_explanations(self) -> dict[str, list[dict[str, Any]]]:
+    def gap_explanations(self) -> dict[str, list[GapExplanation]]:
         """gap id -> its written explanations, oldest first."""
-        found: dict[str, list[dict[str, Any]]] = {}
+        found: dict[str, list[GapExplanation]] = {}
         for row in self.catalog.gap_explanations():
-            found.setdefault(str(row["gap"]), []).append(row)
+            found.setdefault(str(row["gap"]), []).append(GapExplanation(**row))
         return found
 
     def explain_gap(self, gap_id: str, text: str, *, actor: str | None = None) -> GapExplained:
@@ -375,7 +367,7 @@ class Labels(ServiceBase):
         counts can change (case links, a segment length learnt later), its id not.
         """
         before, _ = parse_gap_id(gap_id)
-        text = _clean(text, "--text")
+        text = _clean(text, "text")
         rec = self.catalog.recording(before)
         gaps = {g.id: g for g in self.interruptions(rec.device_serial)} if rec else {}
         gap = gaps.get(gap_id.strip())
@@ -416,7 +408,7 @@ class Labels(ServiceBase):
         gives the same recordings, and the entry names both (002 Art. 22).
         """
         if sample < 1:
-            raise UsageError("--sample must be at least 1")
+            raise UsageError("sample: must be at least 1", field="sample")
         population = sorted(set(ids) if ids is not None else self.catalog.live_recording_ids())
         if not population:
             raise UsageError("no recordings to draw from")
@@ -444,3 +436,16 @@ class Labels(ServiceBase):
             recordings=tuple(r.as_json() for r in self.catalog.recordings_by_id(drawn)),
             log_entry=entry.seq,
         )
+
+
+def _case_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields Case and CaseDetail share, from a catalog case row."""
+    return {
+        "cause": row["cause"],
+        "parties": tuple(row["parties"]),
+        "categories": tuple(row["categories"]),
+        "state": row["state"],
+        "created_at": row["created_at"],
+        "closed_at": row["closed_at"],
+        "log_seq": int(row["log_seq"]),
+    }

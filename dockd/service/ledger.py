@@ -42,14 +42,8 @@ from dockd.service.values import IntegrityError, StateBusyError
 
 log = structlog.get_logger("dockd.service")
 
-EXPORT_README = """dockd evidence log export: entries {first} to {last} of a log of {size}
-
-entries.jsonl   the log entries, one canonical JSON object per line
-checkpoint.txt  the signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)
-keys.txt        the public keys that sign checkpoints (name+id+key)
-proofs.json     one RFC 9162 inclusion proof per entry, against the checkpoint
-verify.py       the checker (it does not need dockd)
-
+# How to run verify.py, the same in both READMEs (ends mid-sentence: each says what OK means).
+_README_HOW = """\
 To check it on any machine with Python 3.8 or newer and the `cryptography`
 package (pip install cryptography), open a terminal in this folder and run:
 
@@ -60,7 +54,17 @@ Take the key (name+id+key) from a copy this folder did not travel with: a
 court file, an earlier disc, the agency's published key. keys.txt came with
 the entries, so whoever changed them could have changed it too; without
 --key, verify.py trusts keys.txt. It prints OK and exits 0 if every entry is
-in the signed log and chained to the one before; otherwise it prints each
+"""
+
+EXPORT_README = """dockd evidence log export: entries {first} to {last} of a log of {size}
+
+entries.jsonl   the log entries, one canonical JSON object per line
+checkpoint.txt  the signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)
+keys.txt        the public keys that sign checkpoints (name+id+key)
+proofs.json     one RFC 9162 inclusion proof per entry, against the checkpoint
+verify.py       the checker (it does not need dockd)
+
+{how}in the signed log and chained to the one before; otherwise it prints each
 problem and exits 1.
 
 A recording's entry names its SHA-256: `sha256sum FILE` (on Windows
@@ -81,23 +85,15 @@ keys.txt        the public keys that sign checkpoints (name+id+key)
 proofs.json     the scope, and one RFC 9162 inclusion proof per entry, by number
 verify.py       the checker (it does not need dockd)
 
-To check it on any machine with Python 3.8 or newer and the `cryptography`
-package (pip install cryptography), open a terminal in this folder and run:
-
-    python3 verify.py --key "<key from an independent copy>"
-    py verify.py --key "<key from an independent copy>"        (on Windows)
-
-Take the key (name+id+key) from a copy this folder did not travel with: a
-court file, an earlier disc, the agency's published key. keys.txt came with
-the entries, so whoever changed them could have changed it too; without
---key, verify.py trusts keys.txt. It prints OK and exits 0 if every entry is
-in the signed log and every recording of the scope has its ingest entry
+{how}in the signed log and every recording of the scope has its ingest entry
 here; otherwise it prints each problem and exits 1.
 
 A recording's `recording.ingested` entry names its SHA-256: `sha256sum FILE`
 (on Windows `certutil -hashfile FILE SHA256`) of the evidence file must
 print the same value.
 """
+EXPORT_README = EXPORT_README.replace("{how}", _README_HOW)
+SCOPED_EXPORT_README = SCOPED_EXPORT_README.replace("{how}", _README_HOW)
 
 
 def entries_about_recordings(
@@ -472,6 +468,7 @@ class Ledger(ServiceBase):
         (out / "verify.py").write_bytes(standalone_verify.source())
         about = f"case {case}" if case is not None else "recordings " + ", ".join(map(str, ids))
         (out / "README.txt").write_text(
-            SCOPED_EXPORT_README.format(count=len(seqs), about=about, size=tree_size), "utf-8"
+            SCOPED_EXPORT_README.format(count=len(seqs), about=about, size=tree_size),
+            "utf-8",
         )
         return ScopedLogExported(str(out), case, tuple(ids), len(seqs), tree_size)

@@ -11,7 +11,7 @@ import structlog
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.devices.identity import DeviceIdentity, check_serial
 from dockd.devices.registry import Assignment, assignment_at, labels_for
-from dockd.errors import DockdError
+from dockd.errors import UsageError
 from dockd.retention.overdue import (
     DeviceFacts,
     OverdueDevice,
@@ -73,12 +73,17 @@ class Registry(ServiceBase):
         """
         check_serial(serial)
         if officer is not None and not (officer.strip() and (unit or "").strip()):
-            raise DockdError("an assignment needs both --officer and --unit")
+            raise UsageError(
+                "an assignment needs both an officer and a unit",
+                field="unit" if officer.strip() else "officer",
+            )
         now = self.clock.now()
         start = valid_from or now
         if valid_to is not None and valid_to <= start:
-            raise DockdError(
-                f"--to ({isoformat_utc(valid_to)}) must be after --from ({isoformat_utc(start)})"
+            raise UsageError(
+                f"the assignment's end ({isoformat_utc(valid_to)}) must be after its start "
+                f"({isoformat_utc(start)})",
+                field="valid_to",
             )
         with self.catalog.transaction():
             assignment_id = self.catalog.next_id("assignments")

@@ -209,6 +209,47 @@ class CaseDetail(_AsJson):
     holds: tuple[Hold, ...]
 
 
+@dataclass(frozen=True)
+class Disc(_AsJson):
+    """One disc of an export: its recordings, and its image and burn once made."""
+
+    label: str
+    export_id: int
+    number: int
+    copy: int
+    recordings: tuple[int, ...]
+    image_sha256: str | None
+    image_size: int | None
+    built_at: str | None
+    build_log_seq: int | None
+    burned_at: str | None
+    drive: str | None
+    burn_log_seq: int | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Disc:
+        """From `Catalog.discs()` / `disc()` (a row with `recordings`, its ids)."""
+        names = {f.name for f in fields(cls)} - {"recordings"}
+        return cls(recordings=tuple(row["recordings"]), **{k: row[k] for k in names})
+
+
+@dataclass(frozen=True)
+class Export(_AsJson):
+    """An approved export (R6: a copy needs approval) and its discs."""
+
+    id: int
+    created_at: str
+    medium: str
+    capacity: int
+    copies: int
+    selection: dict[str, Any]
+    approved_by: str
+    reason: str
+    by: str | None
+    log_seq: int
+    discs: tuple[Disc, ...]
+
+
 def wire(result: Any) -> Any:
     """A request's result as JSON values: typed values by their `as_json`, lists and
     mappings item by item (an operation may gather several results in one)."""

@@ -284,7 +284,7 @@ class Retention(ServiceBase):
 
     def restore(self, recording_id: int, *, reason: str, actor: str | None = None) -> Restored:
         """Take a recording back from pending deletion; it is not expired again for restore_days."""
-        reason = _clean(reason, "--reason")
+        reason = _clean(reason, "reason")
         now = self.clock.now()
         keep_until = isoformat_utc(
             ceil_second(now + timedelta(days=self.config.retention.restore_days))

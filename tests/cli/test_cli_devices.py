@@ -157,8 +157,8 @@ def test_assign_needs_officer_and_unit(env: Env) -> None:
     missing = env.run("device", "assign", SERIAL, "--officer", "012345")
     assert missing.exit_code == 2 and "--unit" in missing.output
     blank = env.run("device", "assign", SERIAL, "--officer", "  ", "--unit", "Patrol 3")
-    assert blank.exit_code == 1
-    assert "an assignment needs both --officer and --unit" in blank.stderr
+    assert blank.exit_code == 2
+    assert "an assignment needs both an officer and a unit (--officer)" in blank.stderr
     assert env.json("device", "list") == []
 
 
@@ -225,21 +225,23 @@ def test_invalid_times_exit_2_and_change_nothing(env: Env, option: str, given: s
     ("start", "end"),
     [("2026-11-25", "2026-11-24"), ("2026-11-25 09:00", "2026-11-25 09:00")],
 )
-def test_to_not_after_from_exits_1(env: Env, start: str, end: str) -> None:
+def test_to_not_after_from_exits_2(env: Env, start: str, end: str) -> None:
     result = env.run(
         "device", "assign", SERIAL, "--officer", "012345", "--unit", "U",
         "--from", start, "--to", end,
     )  # fmt: skip
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     s, e = _utc(start, "--from"), _utc(end, "--to")
-    assert result.stderr.strip() == f"dockd: error: --to ({e}) must be after --from ({s})"
+    assert result.stderr.strip() == (
+        f"dockd: error: the assignment's end ({e}) must be after its start ({s}) (--to)"
+    )
     assert env.json("device", "list") == []
 
 
-def test_to_before_the_default_from_exits_1(env: Env) -> None:
+def test_to_before_the_default_from_exits_2(env: Env) -> None:
     result = env.run("device", "unassign", SERIAL, "--to", "2000-01-01")
-    assert result.exit_code == 1
-    assert "--to (2000-01-01T00:00:00Z) must be after --from (" in result.stderr
+    assert result.exit_code == 2
+    assert "end (2000-01-01T00:00:00Z) must be after its start (" in result.stderr
 
 
 # -- list / show ---------------------------------------------------------------------------------
@@ -383,7 +385,7 @@ def test_real_process_exit_codes_and_messages(env: Env) -> None:
     assert "--to: not a time: 'tomorrow'" in bad.stderr and "Traceback" not in bad.stderr
     order = run_dockd(env.config, env.state, "device", "unassign", SERIAL, "--from",
                       "2026-11-25", "--to", "2026-11-24", timeout=60)  # fmt: skip
-    assert order.returncode == 1 and "must be after --from" in order.stderr
+    assert order.returncode == 2 and "must be after its start" in order.stderr
     unknown = run_dockd(env.config, env.state, "device", "show", "NOPE", timeout=60)
     assert unknown.returncode == 2 and "no device 'NOPE'" in unknown.stderr
     listed = run_dockd(env.config, env.state, "device", "list", "--json", timeout=60)

@@ -155,7 +155,10 @@ def test_list_and_show_give_a_case_s_labels_and_say_where_they_came_from(
     [
         (("tag", "99", "--cause", "x"), "no recording 99"),
         (("tag", "1"), "nothing to tag"),
-        (("tag", "1", "--remove-category", "evidence"), "needs --reason"),
+        (
+            ("tag", "1", "--remove-category", "evidence"),
+            "needs a reason (it may shorten retention) (--reason)",
+        ),
         (("tag", "1", "--category", "secret"), "Invalid value for '--category'"),
         (("tag", "1", "--cause", "  "), "--cause: must not be empty"),
         (("case", "link", "NOPE", "1"), "no case 'NOPE'"),

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from dockd.cli.reports import render_overdue, render_table
 from dockd.clock import isoformat_utc, parse_utc
-from dockd.retention.continuity import Interruption
+from dockd.retention.continuity import GapExplanation, Interruption
 from dockd.retention.overdue import (
     REASON_INCOMPLETE,
     REASON_NOT_DOCKED,
@@ -111,8 +111,8 @@ ROWS = [
         flags=("unassigned_device", "late"), cause="  ", late=True),
 ]  # fmt: skip
 GAPS = [gap(1, 2), gap(1, 2, "s"), gap(3, 4), gap(99, 5), gap(5, 100)]
-EXPLAINED: dict[str, list[dict[str, Any]]] = {
-    "t1-2": [{"text": "battery", "by": "sgt", "at": "x", "log_seq": 9}],
+EXPLAINED: dict[str, list[GapExplanation]] = {
+    "t1-2": [GapExplanation(1, "t1-2", "CAM0001", "battery", "sgt", "x", 9)],
     "s1-2": [],  # an empty list is no explanation
 }
 
@@ -321,7 +321,11 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[Interruption]
     ]
     pairs = draw(st.lists(st.tuples(st.integers(1, n + 3), st.integers(1, n + 3)), max_size=15))
     gaps = [gap(a, b, kind) for (a, b), kind in zip(pairs, "ts" * 8, strict=False)]
-    explained = {g.id: [{"text": "x"}] for g in gaps if draw(st.booleans())}
+    explained = {
+        g.id: [GapExplanation(1, g.id, g.device_serial, "x", None, "x", 1)]
+        for g in gaps
+        if draw(st.booleans())
+    }
     return rows, gaps, explained
 
 

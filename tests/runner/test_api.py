@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dockd.errors import ConfigError, DockdError
+from dockd.errors import ConfigError, DockdError, UsageError
 from dockd.runner.api import MAX_LINE, ApiServer, DaemonUnavailable, request
 
 
@@ -22,6 +22,8 @@ def _handler(op: str, args: dict[str, Any], actor: str) -> Any:
         raise ConfigError("no such thing")
     if op == "bug":
         raise RuntimeError("oops")
+    if op == "empty":
+        raise UsageError("reason: must not be empty", field="reason")
     raise DockdError(f"unknown request {op!r}")
 
 
@@ -56,6 +58,14 @@ def test_errors_keep_their_exit_code(server: Path) -> None:
         request(server, "bug")
     with pytest.raises(DockdError, match="unknown request 'nope'"):
         request(server, "nope")
+
+
+def test_the_field_at_fault_crosses_the_socket(server: Path) -> None:
+    # The CLI spells the service's field as its option (--reason) on either path.
+    with pytest.raises(UsageError) as info:
+        request(server, "empty")
+    assert info.value.field == "reason" and info.value.exit_code == 2
+    assert str(info.value) == "reason: must not be empty"
 
 
 def _raw(path: Path, payload: bytes) -> dict[str, Any]:
