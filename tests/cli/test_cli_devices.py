@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from dockd.cli import cli
 from dockd.cli.devices import _utc
-from dockd.clock import SystemClock, isoformat_utc
-from dockd.config import load_config
+from dockd.clock import isoformat_utc
 from dockd.errors import UsageError
-from dockd.service import Service
+from tests.cli.harness import CliEnv, write_config
 from tests.conftest import camera_name, put, recent
 from tests.volumes import run_dockd
 
@@ -33,49 +30,20 @@ SERIAL = "CAM0001"
 
 
 @dataclass
-class Env:
+class Env(CliEnv):
     tmp: Path
-    config: Path
-    state: Path
-
-    def run(self, *args: str, env: dict[str, str | None] | None = None) -> Result:
-        # SUDO_USER unset unless a test sets it: local_actor() reads it.
-        return CliRunner().invoke(
-            cli,
-            ["--config", str(self.config), "--state-dir", str(self.state), *args],
-            env={"SUDO_USER": None, "DOCKD_STATE_DIR": None, **(env or {})},
-        )
-
-    def ok(self, *args: str, env: dict[str, str | None] | None = None) -> Result:
-        result = self.run(*args, env=env)
-        assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
 
     def json(self, *args: str, env: dict[str, str | None] | None = None) -> Any:
-        return json.loads(self.ok(*args, "--json", env=env).stdout)
+        return super().json(*args, "--json", env=env)
 
     def assign(self, *args: str, env: dict[str, str | None] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self.json("device", "assign", *args, env=env)
         return result
 
-    def log_entry(self, seq: int) -> dict[str, Any]:
-        with Service(load_config(self.config, self.state), SystemClock(), write=False) as service:
-            raw = service.log_entry(seq)
-        assert raw is not None
-        entry: dict[str, Any] = json.loads(raw)
-        return entry
-
 
 @pytest.fixture
 def env(tmp_path: Path) -> Env:
-    config = tmp_path / "dockd.toml"
-    # The runtime directory is ours and empty: no daemon answers, so changes are direct.
-    config.write_text(
-        "[ingest]\nmin_free_bytes = 0\nchange_retry_delay = 0\n"
-        f'[daemon]\nruntime_dir = "{tmp_path / "run"}"\n',
-        encoding="utf-8",
-    )
-    return Env(tmp_path, config, tmp_path / "state")
+    return Env(write_config(tmp_path), tmp_path / "state", tmp_path)
 
 
 # -- assign / unassign ----------------------------------------------------------------------

@@ -10,24 +10,21 @@ and the hole count; `--all` adds the ordinary pauses.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import ffmpeg
 import pytest
-from click.testing import CliRunner, Result
 
-from dockd.cli import cli
 from dockd.clock import FixedClock, isoformat_utc, parse_utc
 from dockd.config import load_config
 from dockd.demo import gat947_name, make_clip
 from dockd.devices.profiles import make_profile
 from dockd.runner.session import run_session
 from dockd.service import Service
+from tests.cli.harness import CliEnv, write_config
 from tests.conftest import put
 
 SERIAL = "DSJ0007"
@@ -46,26 +43,9 @@ SHIFT = [
 
 
 @dataclass
-class Env:
-    config: Path
-    state: Path
+class Env(CliEnv):
     ids: dict[int, int]  # sequence -> recording id
     first: datetime
-
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(
-            cli,
-            ["--config", str(self.config), "--state-dir", str(self.state), *args],
-            env={"SUDO_USER": None, "DOCKD_STATE_DIR": None},
-        )
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args).stdout)
 
     def gap(self, kind: str, a: int, b: int) -> str:
         return f"{kind}{self.ids[a]}-{self.ids[b]}"
@@ -74,12 +54,7 @@ class Env:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, now_utc: datetime) -> Env:
     tmp = tmp_path_factory.mktemp("gaps")
-    config = tmp / "dockd.toml"
-    config.write_text(
-        "[ingest]\nmin_free_bytes = 0\nchange_retry_delay = 0\n"
-        f'[daemon]\nruntime_dir = "{tmp / "run"}"\n',
-        encoding="utf-8",
-    )
+    config = write_config(tmp)
     state, cam = tmp / "state", tmp / "cam"
     # Recorded four hours ago (whole seconds, as names carry them): on time, any day.
     first = now_utc.replace(microsecond=0) - timedelta(hours=4)

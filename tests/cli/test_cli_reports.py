@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 import shutil
 from collections.abc import Callable
@@ -22,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from dockd.cli import cli
 from dockd.cli.common import local_actor
 from dockd.cli.reports import gap, report
-from dockd.clock import FixedClock, SystemClock, parse_utc
+from dockd.clock import FixedClock, parse_utc
 from dockd.config import load_config
 from dockd.devices.profiles import make_profile
 from dockd.integrity.chain import LogEntry
 from dockd.runner.session import run_session
 from dockd.service import Service
+from tests.cli.harness import CliEnv, write_config
 from tests.conftest import put
 
 # Until dockd/cli/main.py registers them itself.
@@ -44,30 +43,10 @@ AS_OF = "2026-12-10T12:00:00Z"
 
 
 @dataclass
-class Env:
+class Env(CliEnv):
     tmp: Path
-    config: Path
-    state: Path
     # (serial, sequence) -> recording id
     ids: dict[tuple[str, int], int]
-
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(
-            cli,
-            ["--config", str(self.config), "--state-dir", str(self.state), *args],
-            env={"SUDO_USER": None, "DOCKD_STATE_DIR": None},
-        )
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args).stdout)
-
-    def service(self) -> Service:
-        return Service(load_config(self.config, self.state), SystemClock(), write=False)
 
     def entries(self, kind: str) -> list[LogEntry]:
         with self.service() as service:
@@ -107,12 +86,7 @@ def _dock(
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, clip_bank: list[Path]) -> Env:
     tmp = tmp_path_factory.mktemp("reports")
-    config = tmp / "dockd.toml"
-    config.write_text(
-        "[ingest]\nmin_free_bytes = 0\nchange_retry_delay = 0\n"
-        f'[daemon]\nruntime_dir = "{tmp / "run"}"\n',
-        encoding="utf-8",
-    )
+    config = write_config(tmp)
     state = tmp / "state"
     cam = tmp / "cam"
     clock = FixedClock(datetime(2026, 11, 20, 0, 0, tzinfo=UTC))
@@ -161,14 +135,14 @@ def template(tmp_path_factory: pytest.TempPathFactory, clip_bank: list[Path]) ->
             t_gap, f"s{ids['DSJ0001', 2]}-{ids['DSJ0001', 5]}",
         }  # fmt: skip
         service.explain_gap(t_gap, "battery swap", actor="012345")
-    return Env(tmp, config, state, ids)
+    return Env(config, state, tmp, ids)
 
 
 @pytest.fixture
 def env(template: Env, tmp_path: Path) -> Env:
     state = tmp_path / "state"
     shutil.copytree(template.state, state)
-    return Env(template.tmp, template.config, state, template.ids)
+    return Env(template.config, state, template.tmp, template.ids)
 
 
 def _counts(**kw: Any) -> dict[str, Any]:
