@@ -172,6 +172,26 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class AccessConfig:
+    """Who holds which role (dockd/access/roles.py): Unix groups, by name or number.
+
+    A member of any group listed for a role holds it; root holds every role.
+    `confidential` is not a role of its own: it is the grant an approver needs
+    besides `supervisor` for a recording marked confidential.
+    """
+
+    officer: tuple[str, ...] = ("dockd-officer",)
+    clerk: tuple[str, ...] = ("dockd-clerk",)
+    supervisor: tuple[str, ...] = ("dockd-supervisor",)
+    archivist: tuple[str, ...] = ("dockd-archivist",)
+    auditor: tuple[str, ...] = ("dockd-auditor",)
+    admin: tuple[str, ...] = ("dockd-admin",)
+    confidential: tuple[str, ...] = ("dockd-confidential",)
+    # An approval not given an end lasts this long (R6: a grant is for a time).
+    approval_days: int = 7
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -181,6 +201,7 @@ class Config:
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
@@ -277,6 +298,7 @@ NUMERIC_RANGES: dict[str, Range] = {
     "daemon.recent_sessions": Range(0, 10_000),
     # 0: an expired recording is deleted by the next sweep, with no restore.
     "retention.grace_days": Range(0, _CENTURY_DAYS),
+    "access.approval_days": Range(1, 366),
     # 0 would let the next sweep expire a recording just restored.
     "retention.restore_days": Range(1, _CENTURY_DAYS),
     "retention.sweep_interval_hours": Range(0, _YEAR_H, low_inclusive=False),
@@ -297,6 +319,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "devices": DevicesConfig,
     "daemon": DaemonConfig,
     "retention": RetentionConfig,
+    "access": AccessConfig,
 }
 
 

@@ -34,6 +34,12 @@ class UsageError(DockdError):
         self.field = field
 
 
+class NotPermitted(DockdError):
+    """The caller's roles do not allow the request (dockd/access/roles.py); nothing changed."""
+
+    exit_code = 5
+
+
 class CatalogError(DockdError):
     """The catalog cannot be opened, migrated or written."""
 

@@ -73,6 +73,8 @@ class Recording:
     retention_state: str = LIVE
     pending_since: str | None = None
     deleted_at: str | None = None
+    # Access (schema 7): state_secret | commercial_secret | privacy, or None.
+    confidential: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Recording:

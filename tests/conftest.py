@@ -141,3 +141,17 @@ def put(root: Path, rel: str | bytes, data: bytes | Path) -> Path:
 
 def is_root_with_fuse() -> bool:
     return os.geteuid() == 0 and os.path.exists("/dev/fuse") and shutil.which("fusefat") is not None
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A fresh folder that other uids may enter (pytest's tmp_path is root's 0700):
+    for sockets and files that a `setpriv` client as another uid must reach."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="dockd-reachable-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

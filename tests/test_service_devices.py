@@ -298,12 +298,12 @@ def test_assigning_an_unknown_device_registers_it(service: Service) -> None:
     [
         ({"serial": "", "officer": "A", "unit": "U1"}, "invalid device serial"),
         ({"serial": "   ", "officer": "A", "unit": "U1"}, "invalid device serial"),
-        ({"officer": "A", "unit": None}, "needs both --officer and --unit"),
-        ({"officer": "A", "unit": "  "}, "needs both --officer and --unit"),
-        ({"officer": " ", "unit": "U1"}, "needs both --officer and --unit"),
+        ({"officer": "A", "unit": None}, "needs both an officer and a unit"),
+        ({"officer": "A", "unit": "  "}, "needs both an officer and a unit"),
+        ({"officer": " ", "unit": "U1"}, "needs both an officer and a unit"),
         (
             {"officer": "A", "unit": "U1", "valid_to": NOW - timedelta(seconds=1)},
-            "must be after --from",
+            "must be after its start",
         ),
         (
             {
@@ -312,7 +312,7 @@ def test_assigning_an_unknown_device_registers_it(service: Service) -> None:
                 "valid_from": NOW - timedelta(hours=1),
                 "valid_to": NOW - timedelta(hours=1),
             },
-            "must be after --from",
+            "must be after its start",
         ),
         (
             {
@@ -321,7 +321,7 @@ def test_assigning_an_unknown_device_registers_it(service: Service) -> None:
                 "valid_from": NOW,
                 "valid_to": NOW - timedelta(days=2),
             },
-            "--to (2026-11-23T09:00:00Z) must be after --from (2026-11-25T09:00:00Z)",
+            "end (2026-11-23T09:00:00Z) must be after its start (2026-11-25T09:00:00Z)",
         ),
     ],
 )

@@ -73,6 +73,11 @@ class CustodyEvent:
     def as_json(self) -> dict[str, Any]:
         return {**_fields_of(self), "leaf_index": self.leaf_index}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CustodyEvent:
+        """Back from `as_json` (the daemon's answer); the report is not re-checked."""
+        return cls(**_from_fields(cls, data))
+
 
 @dataclass(frozen=True)
 class CustodyReport:
@@ -96,6 +101,23 @@ class CustodyReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **_fields_of(self), "events": [e.as_json() for e in self.events]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CustodyReport:
+        """Back from `as_json` (the daemon's answer), to render it; not re-checked."""
+        if data.get("format") != FORMAT:
+            raise UsageError(f"not a custody report of format {FORMAT}")
+        values = _from_fields(cls, data)
+        values["events"] = tuple(CustodyEvent.from_json(e) for e in data["events"])
+        return cls(**values)
+
+
+def _from_fields(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataclass's fields from JSON: arrays back to tuples."""
+    return {
+        f.name: tuple(data[f.name]) if isinstance(data[f.name], list) else data[f.name]
+        for f in fields(cls)
+    }
 
 
 def _fields_of(value: CustodyEvent | CustodyReport) -> dict[str, Any]:

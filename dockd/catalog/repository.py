@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from dockd.catalog import schema
+from dockd.catalog.access import AccessTables
 from dockd.catalog.exports import ExportTables
 from dockd.catalog.labels import LabelTables
 from dockd.catalog.ledger import LedgerTables
@@ -32,11 +33,23 @@ from dockd.integrity.merkle import CompactRange
 # Tables whose rows get their id from the writer (`next_id`), before the
 # log entry that names the id is written.
 ID_TABLES = frozenset(
-    {"recordings", "sessions", "assignments", "holds", "gap_explanations", "exports", "checkpoints"}
+    {
+        "recordings",
+        "sessions",
+        "assignments",
+        "holds",
+        "gap_explanations",
+        "exports",
+        "checkpoints",
+        "access_requests",
+        "access_uses",
+    }
 )
 
 
-class Catalog(LedgerTables, RecordingTables, LabelTables, RetentionTables, ExportTables):
+class Catalog(
+    LedgerTables, RecordingTables, LabelTables, RetentionTables, ExportTables, AccessTables
+):
     """The catalog: recordings, sessions and the evidence log in one SQLite file.
 
     Only the service calls the writing methods, inside `transaction()`.

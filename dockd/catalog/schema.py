@@ -329,6 +329,55 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_7(db: sqlite_utils.Database) -> None:
+    """Access (R6): requests and their decisions, each use of a grant, confidential marks."""
+    db.executescript(
+        """
+        CREATE TABLE access_requests (
+            id             INTEGER PRIMARY KEY,
+            kind           TEXT NOT NULL,      -- view | copy | export
+            recordings     TEXT NOT NULL,      -- JSON ids, resolved when asked
+            case_no        TEXT,
+            reason         TEXT NOT NULL,
+            for_party      TEXT,
+            until          TEXT,               -- the end the requester asked for
+            requested_by   TEXT NOT NULL,
+            requested_uid  INTEGER NOT NULL,
+            requested_at   TEXT NOT NULL,
+            log_seq        INTEGER NOT NULL REFERENCES log(seq),
+            state          TEXT NOT NULL,      -- pending | approved | refused
+            decided_by     TEXT,
+            decided_uid    INTEGER,
+            decided_at     TEXT,
+            decision_note  TEXT,
+            expires_at     TEXT,               -- an approval's end
+            decision_log_seq INTEGER REFERENCES log(seq)
+        );
+        CREATE TRIGGER access_requests_no_delete BEFORE DELETE ON access_requests
+        BEGIN SELECT RAISE(ABORT, 'requests are history'); END;
+        CREATE TRIGGER access_requests_decided_once BEFORE UPDATE ON access_requests
+        WHEN OLD.state != 'pending'
+        BEGIN SELECT RAISE(ABORT, 'a request is decided once'); END;
+        CREATE TABLE access_uses (
+            id          INTEGER PRIMARY KEY,
+            request_id  INTEGER NOT NULL REFERENCES access_requests(id),
+            kind        TEXT NOT NULL,         -- viewed | copied
+            recordings  TEXT NOT NULL,         -- JSON ids
+            by          TEXT NOT NULL,
+            at          TEXT NOT NULL,
+            detail      TEXT NOT NULL,         -- JSON: package_sha256, out, ...
+            log_seq     INTEGER NOT NULL REFERENCES log(seq)
+        );
+        CREATE INDEX access_uses_request ON access_uses(request_id);
+        CREATE TRIGGER access_uses_no_update BEFORE UPDATE ON access_uses
+        BEGIN SELECT RAISE(ABORT, 'uses are history'); END;
+        CREATE TRIGGER access_uses_no_delete BEFORE DELETE ON access_uses
+        BEGIN SELECT RAISE(ABORT, 'uses are history'); END;
+        ALTER TABLE recordings ADD COLUMN confidential TEXT;
+        """
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_1,
@@ -337,5 +386,6 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_4,
     _migrate_5,
     _migrate_6,
+    _migrate_7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

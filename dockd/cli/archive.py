@@ -151,8 +151,14 @@ lock): this command waits for it, and `dockd status` shows the progress.
 @click.option("--not-exported", is_flag=True, help="Only recordings on no disc yet.")
 @click.option("--copies", type=int, default=1, show_default=True, help="Identical disc sets.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--approved-by", required=True, help="The supervisor who approved this copy (R6).")
-@click.option("--reason", required=True, help="Why the discs are made.")
+@click.option(
+    "--request",
+    "request_id",
+    type=int,
+    required=True,
+    help="The approved export request (dockd request export …; dockd approve REQ).",
+)
+@click.option("--approved-by", default=None, hidden=True, help="No longer taken: see --request.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def export_build(
@@ -164,16 +170,24 @@ def export_build(
     not_exported: bool,
     copies: int,
     out_dir: Path,
-    approved_by: str,
-    reason: str,
+    request_id: int,
+    approved_by: str | None,
     as_json: bool,
 ) -> None:
     """Record an approved export and build one ISO image per disc in OUT.
 
     The discs are those of a saved plan (--plan), or of the selection
     options. A saved plan must still be what its selection gives now: if
-    the catalog changed since, plan again.
+    the catalog changed since, plan again. --request names the approved
+    export request (R6) that covers every recording of the discs; its
+    approver and reason are those of the export.
     """
+    if approved_by is not None:
+        raise UsageError(
+            "--approved-by is no longer taken: an export needs an approved request. Ask with "
+            "`dockd request export IDS|--case NO --reason …`, have a supervisor run "
+            "`dockd approve REQ --note …`, then `dockd export build --request REQ`"
+        )
     saved: dict[str, Any] | None = None
     if plan_file is not None:
         try:
@@ -192,8 +206,7 @@ def export_build(
         "saved_discs": None if saved is None else saved.get("discs"),
         "plan_file": None if plan_file is None else str(plan_file),
         "out": str(out_dir.absolute()),
-        "approved_by": approved_by,
-        "reason": reason,
+        "request": request_id,
     }
     result = _long_request(ctx.find_root(), "export.build", args, as_json)
     _report_build(int(result["export"]), result["discs"], as_json)

@@ -42,6 +42,7 @@ Exit codes:
   2  usage or configuration error
   3  ingest: ingested, but some files are flagged
   4  ingest: something could not be ingested (it stays on the camera)
+  5  not permitted: your roles do not allow it, or it is not your grant
 """
 
 # Piped output is read by people too (logs, mail); give tables room to breathe.

@@ -14,6 +14,7 @@ from dockd.cli.common import (
     change,
     out,
     progress_bar,
+    run_change,
     wants_bar,
 )
 from dockd.cli.common import service_for as _service
@@ -231,26 +232,30 @@ def log_export(
         raise click.UsageError("give --case or --ids, not both")
     if (case is not None or ids is not None) and ranged:
         raise click.UsageError("--from/--to export a range; --case and --ids a scope, not both")
-    _sign_if_grown(ctx.find_root())
+    args = {
+        "out": str(out.absolute()),
+        "first": first,
+        "last": last,
+        "case": case,
+        "ids": ids or [],
+    }
+    result = run_change(ctx.find_root(), "log.export", args)
     if case is not None or ids is not None:
-        with _service(ctx.find_root(), write=False) as service:
-            scoped = service.export_log_scoped(out, case=case, recordings=ids or ())
         about = (
-            f"case {scoped.case}"
-            if scoped.case is not None
-            else "recordings " + ", ".join(map(str, scoped.recordings))
+            f"case {result['case']}"
+            if result["case"] is not None
+            else "recordings " + ", ".join(map(str, result["recordings"]))
         )
         click.echo(
-            f"exported the {scoped.entries} log entries about {about} (tree size "
-            f"{scoped.tree_size}) to {scoped.out}; they prove inclusion in the log, not that "
-            "it holds no others. Anyone can check them there with `python3 verify.py --key KEY`"
+            f"exported the {result['entries']} log entries about {about} (tree size "
+            f"{result['tree_size']}) to {result['out']}; they prove inclusion in the log, not "
+            "that it holds no others. Anyone can check them there with "
+            "`python3 verify.py --key KEY`"
         )
         return
-    with _service(ctx.find_root(), write=False) as service:
-        result = service.export_log(out, first, last)
     click.echo(
-        f"exported entries {result.first}..{result.last} (tree size "
-        f"{result.tree_size}) to {result.out}; anyone can check it there with "
+        f"exported entries {result['from']}..{result['to']} (tree size "
+        f"{result['tree_size']}) to {result['out']}; anyone can check it there with "
         "`python3 verify.py --key KEY` (Python 3.8+ and the cryptography package; "
         "KEY from a copy of this dock's public key kept elsewhere)"
     )

@@ -15,6 +15,7 @@ from rich.table import Table
 from dockd.cli.common import echo_change, out, run_change, service_for
 from dockd.errors import UsageError
 from dockd.retention.policy import CATEGORIES, CATEGORY_HELP
+from dockd.service.access import LEVELS
 
 CATEGORY_CHOICE = click.Choice(sorted(CATEGORIES))
 CATEGORY_LIST = "; ".join(f"{c}: {CATEGORY_HELP[c]}" for c in sorted(CATEGORIES))
@@ -33,6 +34,15 @@ CATEGORY_LIST = "; ".join(f"{c}: {CATEGORY_HELP[c]}" for c in sorted(CATEGORIES)
     help="Take a category off (needs --reason: it may shorten retention).",
 )
 @click.option("--note", default=None, help="A note kept with the recordings.")
+@click.option(
+    "--confidential",
+    type=click.Choice(LEVELS),
+    default=None,
+    help="Mark confidential (needs --reason; supervisor): never in a party's copy.",
+)
+@click.option(
+    "--not-confidential", is_flag=True, help="Take the confidential mark off (needs --reason)."
+)
 @click.option("--reason", default=None, help="Why (kept in the log entry).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -44,10 +54,29 @@ def tag(
     categories: tuple[str, ...],
     remove_categories: tuple[str, ...],
     note: str | None,
+    confidential: str | None,
+    not_confidential: bool,
     reason: str | None,
     as_json: bool,
 ) -> None:
-    """Label recordings IDS: cause, parties, categories, a note. The footage never changes."""
+    """Label recordings IDS: cause, parties, categories, a note. The footage never changes.
+
+    --confidential / --not-confidential mark them (001 Art. 29) or take the
+    mark off: a request of its own kind (recording.confidential), for a
+    supervisor, and nothing else may be given with it.
+    """
+    if confidential is not None or not_confidential:
+        if confidential is not None and not_confidential:
+            raise UsageError("give --confidential LEVEL or --not-confidential, not both")
+        if cause or parties or categories or remove_categories or note:
+            raise UsageError("--confidential is set on its own, not with other labels")
+        if not reason:
+            raise UsageError("marking confidential needs --reason")
+        marks = {"ids": list(ids), "level": confidential, "reason": reason}
+        marked = run_change(ctx, "recording.confidential", marks)
+        what = f"marked {confidential}" if confidential else "no longer confidential"
+        echo_change(marked, as_json, f"{len(marked['recordings'])} recording(s) {what}")
+        return
     args = {
         "ids": list(ids),
         "cause": cause,

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from dockd import logs
+from dockd.cli.access import approve, copy, custody, refuse, request_group, view
 from dockd.cli.archive import export, verify_disc_command
 from dockd.cli.common import EXIT_CODES
 from dockd.cli.daemon import doctor, run, status
@@ -95,7 +96,7 @@ def cli(
 for _command in (
     ingest, list_, show, verify, checkpoint, proof, audit, log_group, key, demo,
     run, status, doctor, device, tag, case, hold, retention, sweep, restore, report, gap,
-    export, verify_disc_command,
+    export, verify_disc_command, request_group, approve, refuse, view, copy, custody,
 ):  # fmt: skip
     cli.add_command(_command)
 

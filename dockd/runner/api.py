@@ -6,8 +6,9 @@ Response: {"ok": true, "result": ...} or {"ok": false, "error": "...", "exit_cod
 
 The socket lives in the runtime directory, owned by root and group-writable
 by the `dockd` group, so that `dockd status` works for the group's members
-and nobody else can reach the service. The peer's uid (SO_PEERCRED) is the
-actor recorded in log entries of changes made through the socket.
+and nobody else can reach the service. The peer's uid and groups
+(SO_PEERCRED, SO_PEERGROUPS) are its Identity: the roles it holds
+(access/roles.py) and the actor recorded in log entries of its changes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import grp
 import json
 import os
-import pwd
 import socket
 import socketserver
 import struct
@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from dockd.access.roles import Identity
 from dockd.config import Config
 from dockd.errors import DockdError, UsageError
 
@@ -36,7 +37,7 @@ SOCKET_NAME = "dockd.sock"
 # A request line longer than this is refused: nothing legitimate is that long.
 MAX_LINE = 1 << 20
 
-Handler = Callable[[str, dict[str, Any], str], Any]
+Handler = Callable[[str, dict[str, Any], Identity], Any]
 
 
 class DaemonUnavailable(DockdError):
@@ -47,14 +48,23 @@ def socket_path(config: Config) -> Path:
     return config.daemon.runtime_dir / SOCKET_NAME
 
 
-def peer_name(sock: socket.socket) -> str:
-    """`user(uid)` of the process at the other end of a Unix socket."""
+# Linux's SO_PEERGROUPS (asm-generic/socket.h; Python's socket module lacks the name).
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+def peer_identity(sock: socket.socket) -> Identity:
+    """Who is at the other end of a Unix socket: uid, gid and supplementary groups,
+    as the kernel recorded them when the peer connected (not what it claims)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
+    _pid, uid, gid = struct.unpack("3i", creds)
+    groups: tuple[int, ...] = ()
     try:
-        return f"{pwd.getpwuid(uid).pw_name}({uid})"
-    except KeyError:
-        return f"uid {uid}"
+        # 1024 bytes (256 groups) is the most Python lets getsockopt ask for.
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
+        groups = struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4])
+    except OSError:  # a kernel before 4.13: the primary group only
+        log.warning("api.no_peer_groups", uid=uid)
+    return Identity.of_uid(uid, gid, groups)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -66,7 +76,7 @@ class _Connection(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        actor = peer_name(self.connection)
+        actor = peer_identity(self.connection)
         while True:
             line = self.rfile.readline(MAX_LINE + 1)
             if not line:
@@ -78,7 +88,7 @@ class _Connection(socketserver.StreamRequestHandler):
             except OSError:
                 return
 
-    def _answer(self, line: bytes, actor: str) -> dict[str, Any]:
+    def _answer(self, line: bytes, actor: Identity) -> dict[str, Any]:
         if len(line) > MAX_LINE:
             return {"ok": False, "error": "request too long", "exit_code": 2}
         try:
@@ -102,7 +112,7 @@ class _Connection(socketserver.StreamRequestHandler):
 
 
 class ApiServer:
-    """Serves `handler(op, args, actor)` on the daemon's socket, in its own threads."""
+    """Serves `handler(op, args, identity)` on the daemon's socket, in its own threads."""
 
     def __init__(self, path: Path, handler: Handler, group: str = "dockd") -> None:
         self.path = path

@@ -39,6 +39,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from dockd import __version__
+from dockd.access.roles import Caller, Identity, check, needed, roles_of
 from dockd.clock import Clock, SystemClock, isoformat_utc
 from dockd.config import Config
 from dockd.devices.identity import DockEvent
@@ -46,7 +47,7 @@ from dockd.devices.matching import list_names
 from dockd.devices.mount import Mounter
 from dockd.devices.profiles import make_profile
 from dockd.devices.usbhook import UsbWatcher
-from dockd.errors import ConfigError, DockdError
+from dockd.errors import ConfigError, DockdError, NotPermitted
 from dockd.runner.api import ApiServer, socket_path
 from dockd.runner.docking import Docking
 from dockd.runner.dropfolder import DropBatch, DropFolder
@@ -408,11 +409,24 @@ class Daemon(Docking):
 
     # -- the socket API --------------------------------------------------------------
 
-    def handle(self, op: str, args: dict[str, Any], actor: str) -> Any:
-        """One request from the socket (api.py): one entry of the table (operations.py)."""
+    def handle(self, op: str, args: dict[str, Any], who: Identity) -> Any:
+        """One request from the socket (api.py): one entry of the table (operations.py),
+        if the caller's roles allow it (access/roles.py); a refusal is logged."""
         assert self.service is not None
         entry = operation(op)
-        host = _DaemonHost(self, self.service)
+        caller = Caller(who, roles_of(who, self.config.access))
+        try:
+            check(op, who, caller.roles)
+        except NotPermitted as refused:
+            ids = args.get("ids")
+            named = [
+                i for i in (ids if isinstance(ids, list) else [])
+                if isinstance(i, int) and not isinstance(i, bool)
+            ]  # fmt: skip
+            self.service.log_denied(op, caller, needed(op), str(refused), named)
+            raise
+        host = _DaemonHost(self, self.service, caller)
+        actor = caller.actor
         if not entry.long:
             return wire(entry.run(host, args, actor))
         return wire(self._in_thread(op, lambda: entry.run(host, args, actor)))
@@ -471,8 +485,8 @@ class DaemonStopping(DockdError):
 class _DaemonHost(Host):
     """The daemon as the host of a request: status and reload are its own."""
 
-    def __init__(self, daemon: Daemon, service: Service) -> None:
-        super().__init__(service)
+    def __init__(self, daemon: Daemon, service: Service, caller: Caller) -> None:
+        super().__init__(service, caller=caller)
         self.daemon = daemon
 
     def status(self) -> dict[str, Any]:

@@ -13,18 +13,29 @@ the daemon, and report their progress to `dockd status` (an "exports" entry).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from dockd.access.roles import Caller, Identity, roles_of
 from dockd.archive.iso import burn, sha256_of_drive
 from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.catalog import RecordingFilter
-from dockd.clock import parse_time
-from dockd.errors import DockdError, UsageError
+from dockd.config import AccessConfig
+from dockd.errors import DockdError, NotPermitted, UsageError
+from dockd.runner.access_operations import ACCESS_READS, ACCESS_RUNS
 from dockd.runner.api import DaemonUnavailable
+from dockd.runner.arguments import (
+    ids_of,
+    int_of,
+    moment_of,
+    recording_filter,
+    required_of,
+    text_of,
+    texts_of,
+)
 from dockd.service import Service
 from dockd.service.results import wire
 
@@ -53,9 +64,13 @@ class _NoTracker:
 class Host:
     """Where a request runs. This one is the CLI's own Service (no daemon runs)."""
 
-    def __init__(self, service: Service, tracker: Tracker | None = None) -> None:
+    def __init__(
+        self, service: Service, tracker: Tracker | None = None, caller: Caller | None = None
+    ) -> None:
         self.service = service
         self._tracker = tracker
+        # Who asks: the socket's peer (the daemon), else this process's user.
+        self.caller = caller or local_caller()
 
     def status(self) -> dict[str, Any]:
         raise DaemonUnavailable("dockd is not running: only the daemon can answer this")
@@ -88,78 +103,18 @@ class Operation:
     long: bool = False
 
 
-def _ids(args: dict[str, Any], key: str = "ids") -> list[int]:
-    value = args.get(key)
-    if not isinstance(value, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in value
-    ):
-        raise UsageError(f"{key}: expected a list of recording ids")
-    return value
-
-
-def _text(args: dict[str, Any], key: str, required: bool = False) -> str | None:
-    value = args.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise UsageError(f"{key}: expected a string")
-    return value
-
-
-def _texts(args: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = args.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{key}: expected a list of strings")
-    return tuple(value)
-
-
-def _int(args: dict[str, Any], key: str, required: bool = True) -> int | None:
-    value = args.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise UsageError(f"{key}: expected an integer")
-    return value
-
-
-def _moment(args: dict[str, Any], key: str) -> datetime | None:
-    """A time of a request: clock.parse_time's rule, the CLI's too (no offset = UTC)."""
-    value = args.get(key)
-    return None if value is None else parse_time(value, key)
-
-
-def recording_filter(value: Any) -> RecordingFilter:
-    """A RecordingFilter from its JSON form (RecordingFilter.as_json)."""
-    if value is None:
-        return RecordingFilter()
-    if not isinstance(value, dict):
-        raise UsageError("filters: expected an object")
-    fields = set(RecordingFilter.__dataclass_fields__)
-    unknown = set(value) - fields
-    if unknown:
-        raise UsageError(f"filters: unknown {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    return RecordingFilter(**values)
-
-
 def _spot_check(s: Service, a: dict[str, Any], actor: str | None) -> Any:
     chosen = recording_filter(a.get("filters"))
     ids = None
     if chosen != RecordingFilter():
         ids = [r.id for r in s.catalog.search(chosen) if not r.deleted]
     return s.spot_check(
-        _int(a, "sample") or 0,
-        seed=_int(a, "seed", required=False),
+        int_of(a, "sample") or 0,
+        seed=int_of(a, "seed", required=False),
         ids=ids,
         filters=chosen.as_json(),
         actor=actor,
     )
-
-
-def _required(args: dict[str, Any], key: str) -> str:
-    value = _text(args, key, required=True)
-    assert value is not None
-    return value
 
 
 def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
@@ -168,12 +123,12 @@ def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
         raise UsageError("device.assign needs a serial")
     assignment, changed = s.assign_device(
         serial,
-        officer=_text(a, "officer"),
-        unit=_text(a, "unit"),
-        device_number=_text(a, "device_number"),
-        valid_from=_moment(a, "valid_from"),
-        valid_to=_moment(a, "valid_to"),
-        reason=_text(a, "reason"),
+        officer=text_of(a, "officer"),
+        unit=text_of(a, "unit"),
+        device_number=text_of(a, "device_number"),
+        valid_from=moment_of(a, "valid_from"),
+        valid_to=moment_of(a, "valid_to"),
+        reason=text_of(a, "reason"),
         actor=actor,
     )
     return {"assignment": assignment.as_json(), "reattributed": changed}
@@ -183,52 +138,52 @@ def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
 _CHANGES: dict[str, Callable[[Service, dict[str, Any], str | None], Any]] = {
     "device.assign": _assign,
     "tag": lambda s, a, actor: s.tag(
-        _ids(a),
-        cause=_text(a, "cause"),
-        parties=_texts(a, "parties"),
-        categories=_texts(a, "categories"),
-        remove_categories=_texts(a, "remove_categories"),
-        note=_text(a, "note"),
-        reason=_text(a, "reason"),
+        ids_of(a),
+        cause=text_of(a, "cause"),
+        parties=texts_of(a, "parties"),
+        categories=texts_of(a, "categories"),
+        remove_categories=texts_of(a, "remove_categories"),
+        note=text_of(a, "note"),
+        reason=text_of(a, "reason"),
         actor=actor,
     ),
     "case.create": lambda s, a, actor: s.create_case(
-        _required(a, "case"),
-        cause=_required(a, "cause"),
-        parties=_texts(a, "parties"),
-        categories=_texts(a, "categories"),
+        required_of(a, "case"),
+        cause=required_of(a, "cause"),
+        parties=texts_of(a, "parties"),
+        categories=texts_of(a, "categories"),
         actor=actor,
     ),
     "case.link": lambda s, a, actor: s.link_case(
-        _required(a, "case"), _ids(a), reason=_text(a, "reason"), actor=actor
+        required_of(a, "case"), ids_of(a), reason=text_of(a, "reason"), actor=actor
     ),
     "case.unlink": lambda s, a, actor: s.unlink_case(
-        _required(a, "case"), _ids(a), reason=_required(a, "reason"), actor=actor
+        required_of(a, "case"), ids_of(a), reason=required_of(a, "reason"), actor=actor
     ),
     "case.close": lambda s, a, actor: s.set_case_state(
-        _required(a, "case"), "closed", reason=_required(a, "reason"), actor=actor
+        required_of(a, "case"), "closed", reason=required_of(a, "reason"), actor=actor
     ),
     "case.reopen": lambda s, a, actor: s.set_case_state(
-        _required(a, "case"), "open", reason=_required(a, "reason"), actor=actor
+        required_of(a, "case"), "open", reason=required_of(a, "reason"), actor=actor
     ),
     "hold.set": lambda s, a, actor: s.set_hold(
-        case=_text(a, "case"),
-        ids=_ids(a) if a.get("ids") else None,
-        reason=_required(a, "reason"),
+        case=text_of(a, "case"),
+        ids=ids_of(a) if a.get("ids") else None,
+        reason=required_of(a, "reason"),
         actor=actor,
     ),
     "hold.release": lambda s, a, actor: s.release_hold(
-        _int(a, "hold") or 0, reason=_required(a, "reason"), actor=actor
+        int_of(a, "hold") or 0, reason=required_of(a, "reason"), actor=actor
     ),
     "retention.sweep": lambda s, a, actor: s.sweep(
-        _moment(a, "as_of"), dry_run=bool(a.get("dry_run")), actor=actor
+        moment_of(a, "as_of"), dry_run=bool(a.get("dry_run")), actor=actor
     ).summary(),
     "retention.restore": lambda s, a, actor: s.restore(
-        _int(a, "recording") or 0, reason=_required(a, "reason"), actor=actor
+        int_of(a, "recording") or 0, reason=required_of(a, "reason"), actor=actor
     ),
     "report.spot_check": _spot_check,
     "gap.explain": lambda s, a, actor: s.explain_gap(
-        _required(a, "gap"), _required(a, "text"), actor=actor
+        required_of(a, "gap"), required_of(a, "text"), actor=actor
     ),
 }
 
@@ -268,7 +223,7 @@ def export_plan(service: Service, selection: dict[str, Any]) -> DiscPlan:
 
 
 def _out_dir(a: dict[str, Any], key: str = "out") -> Path:
-    out = Path(_required(a, key))
+    out = Path(required_of(a, key))
     if not out.is_absolute():
         raise UsageError(f"{key}: expected an absolute path, not {str(out)!r}")
     return out
@@ -303,11 +258,21 @@ def _export_build(host: Host, a: dict[str, Any], actor: str | None) -> Any:
             f"{a.get('plan_file') or 'the saved plan'}: the catalog changed since this plan "
             "was made (recordings added, deleted or exported); run `dockd export plan` again"
         )
+    if a.get("approved_by") is not None:
+        raise UsageError(
+            "approved_by is no longer taken as text: ask with `dockd request export`, have a "
+            "supervisor approve it (`dockd approve REQ`), then build with the request",
+            field="approved_by",
+        )
+    # The approved export request that covers every recording of the plan (R6).
+    ids = sorted({i for d in plan.discs for i in d.recordings})
+    request = host.service.approved_export(int_of(a, "request") or 0, ids, host.caller)
     created = host.service.create_export(
         plan,
         selection,  # type: ignore[arg-type]
-        approved_by=_required(a, "approved_by"),
-        reason=_required(a, "reason"),
+        approved_by=request.decided_by or "",
+        reason=request.reason,
+        request=request.request,
         actor=actor,
     )
     return build_discs(host, created.export, out_dir, actor)
@@ -315,9 +280,9 @@ def _export_build(host: Host, a: dict[str, Any], actor: str | None) -> Any:
 
 def _export_burn(host: Host, a: dict[str, Any], actor: str | None) -> Any:
     return host.service.burn_disc(
-        _required(a, "label"),
+        required_of(a, "label"),
         _out_dir(a, "images"),
-        _required(a, "drive"),
+        required_of(a, "drive"),
         burn=burn,
         read_back=sha256_of_drive,
         actor=actor,
@@ -340,14 +305,16 @@ OPERATIONS: dict[str, Operation] = {
     **{name: _change(fn) for name, fn in _CHANGES.items()},
     "export.build": Operation(_export_build, long=True),
     "export.resume": Operation(
-        lambda host, a, actor: build_discs(host, _int(a, "export") or 0, _out_dir(a), actor),
+        lambda host, a, actor: build_discs(host, int_of(a, "export") or 0, _out_dir(a), actor),
         long=True,
     ),
     "export.burn": Operation(_export_burn, long=True),
+    **{name: Operation(run, writes=name not in ACCESS_READS) for name, run in ACCESS_RUNS.items()},
 }
-# Not in the table: read-only commands (list, show, verify, verify-disc, export plan,
-# export list, reports, proofs). They open the catalog without the lock, so they run
-# beside the daemon as they are; verify-disc also hashes the caller's disc with a live bar.
+# Not in the table: the read-only commands that open the catalog themselves (list, show,
+# verify, verify-disc, export plan, export list, reports, consistency proofs). They run
+# beside the daemon, without its lock, for root: the state directory is root's (0700),
+# so nobody else reads it but through the daemon (the entries above).
 
 
 def operation(op: str) -> Operation:
@@ -357,7 +324,29 @@ def operation(op: str) -> Operation:
     return found
 
 
+def local_caller() -> Caller:
+    """This process's user, as the caller of what it runs without the daemon.
+
+    Without the daemon only root works on the state directory (it owns it):
+    root holds every role, and its login name (sudo's SUDO_USER, else the
+    login) is logged with it and tells two people working as root apart.
+    """
+    who = Identity.of_uid(os.getuid(), os.getgid(), os.getgroups())
+    login = os.environ.get("SUDO_USER") or None
+    return Caller(who, roles_of(who, AccessConfig()), login)
+
+
 def perform(host: Host | Service, op: str, args: dict[str, Any], actor: str | None) -> Any:
-    """Run `op` against `host` (a bare Service: the CLI's own, no daemon)."""
+    """Run `op` against `host` (a bare Service: the CLI's own, no daemon).
+
+    Without the daemon, only root may: anyone else must ask the daemon, which
+    checks their roles (NotPermitted, exit 5).
+    """
     entry = operation(op)
-    return wire(entry.run(host if isinstance(host, Host) else Host(host), args, actor))
+    host = host if isinstance(host, Host) else Host(host)
+    if not host.caller.identity.root:
+        raise NotPermitted(
+            f"{op}: without the daemon only root may work on the state directory; "
+            "start dockd (systemctl start dockd) and ask it"
+        )
+    return wire(entry.run(host, args, actor))

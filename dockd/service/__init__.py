@@ -13,8 +13,10 @@ start-up recovery (which empties store/tmp) never races another writer.
 the shared state of base.py: ledger (lock, recovery, log, keys,
 checkpoints, proofs), docking (sessions, staging, committing recordings),
 registry (devices, assignments), labels (tags, cases, holds, gaps, spot
-checks), retention (policy, plan, sweep, restore), exports (archival discs)
-and fixity (audit, verify). Nothing below the service imports it.
+checks), retention (policy, plan, sweep, restore), exports (archival discs,
+copy packages), fixity (audit, verify), access (requests, approvals,
+views, copies, confidential marks, refusals) and custody (the report).
+Nothing below the service imports it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dockd.config import Config
 from dockd.errors import DockdError
 from dockd.integrity.keys import host_id
 from dockd.integrity.note import VerifierKey
+from dockd.service.access import Access
+from dockd.service.custody import Custody
 from dockd.service.docking import Docking
 from dockd.service.exports import Exports
 from dockd.service.fixity import Fixity
@@ -76,7 +80,7 @@ __all__ = [
 ]
 
 
-class Service(Ledger, Docking, Registry, Labels, Retention, Exports, Fixity):
+class Service(Ledger, Docking, Registry, Labels, Retention, Exports, Fixity, Access, Custody):
     def __init__(
         self,
         config: Config,

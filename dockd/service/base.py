@@ -25,9 +25,12 @@ from dockd.service.results import Disc, Moved
 from dockd.store import Store
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from dockd.devices.identity import DeviceIdentity
+    from dockd.progress import Meter
+    from dockd.service.results import PackageWritten
 
 
 class ServiceBase:
@@ -56,6 +59,8 @@ class ServiceBase:
 
         def trusted_keys(self) -> list[VerifierKey]: ...
 
+        def log_grew(self) -> bool: ...
+
         def _covering_checkpoint(self, size: int) -> dict[str, Any]: ...
 
         # registry.py
@@ -76,6 +81,18 @@ class ServiceBase:
 
         # exports.py
         def discs(self, export_id: int | None = None) -> list[Disc]: ...
+
+        def write_copy_package(
+            self,
+            ids: Sequence[int],
+            out: Path,
+            *,
+            purpose: str,
+            for_party: str | None,
+            request_id: int | None,
+            actor: str | None,
+            progress: Meter = ...,
+        ) -> PackageWritten: ...
 
 
 def _b64(data: bytes) -> str:

@@ -73,9 +73,13 @@ class Exports(ServiceBase):
         *,
         approved_by: str,
         reason: str,
+        request: int | None = None,
         actor: str | None = None,
     ) -> ExportCreated:
-        """Record an approved export and its discs (R6: a copy needs approval), before any I/O."""
+        """Record an approved export and its discs (R6: a copy needs approval), before any I/O.
+
+        `request` is the approved export request it carries out (access.approved
+        names `approved_by`); it is logged with the export."""
         approved_by = _clean(approved_by, "approved_by")
         reason = _clean(reason, "reason")
         if not disc_plan.discs:
@@ -102,6 +106,7 @@ class Exports(ServiceBase):
                     "approved_by": approved_by,
                     "reason": reason,
                     "by": actor,
+                    **({"request": request} if request is not None else {}),
                 },
                 now,
             )

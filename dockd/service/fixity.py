@@ -22,6 +22,7 @@ from dockd.integrity.crosscheck import (
     logged_keys,
     parse_entries,
 )
+from dockd.integrity.crosscheck_access import check_access_against_log
 from dockd.integrity.crosscheck_store import (
     check_exports_against_log,
     check_fixity_against_log,
@@ -204,6 +205,12 @@ class Fixity(ServiceBase):
                 self.catalog.export_rows(),
                 self.catalog.discs(),
                 self.catalog.disc_item_rows(),
+                parsed,
+            )
+            problems += check_access_against_log(
+                self.catalog.access_request_rows(),
+                self.catalog.access_use_rows(),
+                recordings,
                 parsed,
             )
             # As Catalog.cases() gives them, but a value that is not JSON is reported.

@@ -292,3 +292,60 @@ class PackageWritten(_AsJson):
     bytes: int
     entries: int
     kept: str
+
+
+@dataclass(frozen=True)
+class AccessRequest(_AsJson):
+    """A request to view, copy or export recordings, and its decision (R6).
+
+    `state` is pending, approved, refused, or expired (approved, but its
+    `expires_at` has passed: computed when read, never stored).
+    """
+
+    request: int
+    kind: str
+    recordings: tuple[int, ...]
+    case: str | None
+    reason: str
+    for_party: str | None
+    until: str | None
+    requested_by: str
+    requested_at: str
+    state: str
+    decided_by: str | None
+    decided_at: str | None
+    note: str | None
+    expires_at: str | None
+    log_entry: int
+    decision_entry: int | None
+    uses: int
+
+
+@dataclass(frozen=True)
+class Viewed(_AsJson):
+    """A view grant opened: read-only copies in `folder`, removed when the grant ends."""
+
+    request: int
+    folder: str
+    files: tuple[str, ...]
+    until: str
+    log_entry: int
+
+
+@dataclass(frozen=True)
+class Copied(_AsJson):
+    """A copy package written for an approved request, and its `access.copied` entry."""
+
+    request: int
+    package: PackageWritten
+    for_party: str | None
+    log_entry: int
+
+
+@dataclass(frozen=True)
+class Marked(_AsJson):
+    """Recordings marked confidential (or the mark removed: level None)."""
+
+    recordings: tuple[int, ...]
+    level: str | None
+    log_entry: int

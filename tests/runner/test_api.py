@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dockd.access.roles import Identity
 from dockd.errors import ConfigError, DockdError, UsageError
 from dockd.runner.api import MAX_LINE, ApiServer, DaemonUnavailable, request
 
 
-def _handler(op: str, args: dict[str, Any], actor: str) -> Any:
+def _handler(op: str, args: dict[str, Any], who: Identity) -> Any:
     if op == "echo":
-        return {"args": args, "actor": actor}
+        return {"args": args, "actor": who.actor, "uid": who.uid, "groups": list(who.groups)}
     if op == "bad":
         raise ConfigError("no such thing")
     if op == "bug":
@@ -41,7 +46,31 @@ def server(tmp_path: Path) -> Iterator[Path]:
 def test_request_and_reply(server: Path) -> None:
     result = request(server, "echo", {"a": 1})
     assert result["args"] == {"a": 1}
-    assert result["actor"].endswith(f"({__import__('os').getuid()})")
+    assert result["actor"].endswith(f"({os.getuid()})") and result["uid"] == os.getuid()
+    assert set(os.getgroups()) | {os.getgid()} <= set(result["groups"])
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_identity_is_the_kernels_not_the_callers_word(reachable: Path) -> None:
+    # Another uid and groups, no account needed: what SO_PEERCRED/SO_PEERGROUPS report.
+    server = reachable / "dockd.sock"
+    api = ApiServer(server, _handler, group="no-such-group-here")
+    api.start()
+    os.chmod(server, 0o666)
+    code = (
+        "import json,sys; from dockd.runner.api import request; "
+        "print(json.dumps(request(sys.argv[1], 'echo', {})))"
+    )
+    done = subprocess.run(
+        ["setpriv", "--reuid=4321", "--regid=4400", "--groups=4401,4402",
+         sys.executable, "-c", code, str(server)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    api.stop()
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["uid"] == 4321 and seen["actor"] == "uid(4321)"
+    assert seen["groups"] == [4400, 4401, 4402]
 
 
 def test_socket_is_not_world_accessible(server: Path) -> None:

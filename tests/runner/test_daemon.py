@@ -34,8 +34,16 @@ import pytest
 import structlog
 
 from dockd import logs
+from dockd.access.roles import Identity
 from dockd.clock import FixedClock, SystemClock, isoformat_utc
-from dockd.config import Config, DaemonConfig, IntegrityConfig, ProfileConfig, load_config
+from dockd.config import (
+    AccessConfig,
+    Config,
+    DaemonConfig,
+    IntegrityConfig,
+    ProfileConfig,
+    load_config,
+)
 from dockd.demo import gat947_name
 from dockd.devices.profiles import make_profile
 from dockd.errors import DockdError, UsageError
@@ -553,8 +561,9 @@ def test_device_assign_goes_through_the_daemon(
         "device", "assign", SERIAL, "--officer", "054321", "--unit", "Traffic 2",
         "--from", "2026-11-25", "--to", "2026-11-24",
     )  # fmt: skip
-    assert bad.returncode == 1, bad.stderr
-    assert "must be after --from" in bad.stderr
+    # A usage error (2), its field spelled as the CLI's option though the daemon raised it.
+    assert bad.returncode == 2, bad.stderr
+    assert "must be after its start" in bad.stderr and "(--to)" in bad.stderr
     assert dockd.answers()
 
 
@@ -695,8 +704,9 @@ def inproc_config(config: Config, tmp_path: Path) -> Config:
 
 @pytest.fixture
 def daemon(inproc_config: Config, clock: FixedClock, log_stream: io.StringIO) -> Iterator[Daemon]:
-    d = Daemon(inproc_config, clock=clock, udev=False, notifier=RecordingNotifier())
-    service = d.service = Service(inproc_config, clock)
+    config = dataclasses.replace(inproc_config, access=PEOPLE)
+    d = Daemon(config, clock=clock, udev=False, notifier=RecordingNotifier())
+    service = d.service = Service(config, clock)
     try:
         yield d
     finally:
@@ -964,14 +974,21 @@ def test_reload_keeps_track_of_mounted_slots(
 
 # -- in process: the socket operations --------------------------------------------------------
 
+ROOT = Identity(0, 0, (0,), "root")
+# As the socket reports them (SO_PEERCRED/SO_PEERGROUPS): a clerk, two supervisors.
+ALICE = Identity(1000, 1000, (1000, 5001), "alice")
+BOB = Identity(1001, 1001, (1001, 5002), "bob")
+CAROL = Identity(1002, 1002, (1002, 5002), "carol")
+PEOPLE = AccessConfig(clerk=("5001",), supervisor=("5002",))
+
 
 def test_handle_status_devices_checkpoint_reload(daemon: Daemon) -> None:
-    status = daemon.handle("status", {}, "root(0)")
+    status = daemon.handle("status", {}, ROOT)
     assert status["daemon"]["pid"] == os.getpid() and status["slots"] == []
-    assert daemon.handle("devices", {}, "root(0)") == []
-    note = daemon.handle("checkpoint", {}, "root(0)")["checkpoint"]
+    assert daemon.handle("devices", {}, ROOT) == []
+    note = daemon.handle("checkpoint", {}, ROOT)["checkpoint"]
     assert daemon.service is not None and note.startswith(daemon.service.origin + "\n")
-    assert daemon.handle("reload", {}, "root(0)") == {"reloading": True}
+    assert daemon.handle("reload", {}, ROOT) == {"reloading": True}
     assert daemon._reload.is_set() and daemon._wake.is_set()
 
 
@@ -985,19 +1002,19 @@ def test_handle_device_assign_records_the_actor(daemon: Daemon) -> None:
             "valid_from": "2026-11-24T00:00:00Z",
             "valid_to": "2026-11-26T00:00:00Z",
         },
-        "alice(1000)",
+        ALICE,
     )
     assert result["assignment"]["valid_to"] == "2026-11-26T00:00:00Z"
     assert daemon.service is not None
     raw = daemon.service.log_entry(result["assignment"]["log_seq"])
     assert raw is not None and json.loads(raw)["data"]["by"] == "alice(1000)"
-    [device] = daemon.handle("devices", {}, "root(0)")
+    [device] = daemon.handle("devices", {}, ROOT)
     assert device["assigned_to"]["officer"] == "012345"
 
 
 def test_handle_unknown_op_is_a_dockd_error(daemon: Daemon) -> None:
     with pytest.raises(DockdError, match="unknown request 'format-disk'") as info:
-        daemon.handle("format-disk", {}, "root(0)")
+        daemon.handle("format-disk", {}, ROOT)
     assert info.value.exit_code == 1
 
 
@@ -1008,14 +1025,14 @@ def test_handle_device_assign_with_a_bad_time_is_a_usage_error(
 ) -> None:
     args = {"serial": SERIAL, "officer": "012345", "unit": "Patrol 3", key: value}
     with pytest.raises(UsageError, match="not a time") as info:
-        daemon.handle("device.assign", args, "root(0)")
+        daemon.handle("device.assign", args, ROOT)
     assert info.value.exit_code == 2
-    assert daemon.handle("devices", {}, "root(0)") == []  # nothing half-done
+    assert daemon.handle("devices", {}, ROOT) == []  # nothing half-done
 
 
 def test_handle_device_assign_without_a_serial_is_a_dockd_error(daemon: Daemon) -> None:
     with pytest.raises(DockdError):
-        daemon.handle("device.assign", {"officer": "012345", "unit": "U"}, "root(0)")
+        daemon.handle("device.assign", {"officer": "012345", "unit": "U"}, ROOT)
 
 
 def test_handle_device_assign_time_without_offset_is_not_local_time(
@@ -1033,7 +1050,7 @@ def test_handle_device_assign_time_without_offset_is_not_local_time(
                 "unit": "U",
                 "valid_from": "2026-11-25T09:00:00",
             },
-            "root(0)",
+            ROOT,
         )
         assert result["assignment"]["valid_from"] == "2026-11-25T09:00:00Z"
     finally:
@@ -1061,7 +1078,7 @@ def test_periodic_sweep_marks_then_deletes_after_grace(
     service = daemon.service
     assert service is not None
     ids = _docked(service, tmp_path, 3)
-    daemon.handle("tag", {"ids": [ids[0]], "categories": ["evidence"]}, "alice(1000)")
+    daemon.handle("tag", {"ids": [ids[0]], "categories": ["evidence"]}, ALICE)
     clock.advance(timedelta(days=2 * 366))  # the routine ones are past 2 years
     first = daemon.periodic_sweep()
     assert first["marked_pending"] == ids[1:] and first["deleted"] == []
@@ -1100,10 +1117,10 @@ def test_handle_tag_case_hold_record_the_actor(daemon: Daemon, tmp_path: Path) -
     service = daemon.service
     assert service is not None
     ids = _docked(service, tmp_path, 2)
-    tagged = daemon.handle("tag", {"ids": ids, "cause": "占道经营"}, "alice(1000)")
-    daemon.handle("case.create", {"case": "C-1", "cause": "无照经营"}, "bob(1001)")
-    daemon.handle("case.link", {"case": "C-1", "ids": [ids[0]]}, "bob(1001)")
-    held = daemon.handle("hold.set", {"case": "C-1", "reason": "court order"}, "carol(1002)")
+    tagged = daemon.handle("tag", {"ids": ids, "cause": "占道经营"}, ALICE)
+    daemon.handle("case.create", {"case": "C-1", "cause": "无照经营"}, BOB)
+    daemon.handle("case.link", {"case": "C-1", "ids": [ids[0]]}, BOB)
+    held = daemon.handle("hold.set", {"case": "C-1", "reason": "court order"}, CAROL)
     assert held["recordings"] == [ids[0]]
     by = {
         e["kind"]: e["data"]["by"]
@@ -1114,7 +1131,7 @@ def test_handle_tag_case_hold_record_the_actor(daemon: Daemon, tmp_path: Path) -
     assert by["hold.set"] == "carol(1002)"
     assert tagged["recordings"] == ids
     with pytest.raises(UsageError, match="ids: expected a list of recording ids"):
-        daemon.handle("tag", {"ids": "1,2", "cause": "x"}, "alice(1000)")
+        daemon.handle("tag", {"ids": "1,2", "cause": "x"}, ALICE)
 
 
 def test_reload_with_a_new_retention_preset_retiers(

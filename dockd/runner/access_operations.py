@@ -1,0 +1,132 @@
+"""The request table's access entries (R6): requests, decisions, views, copies,
+confidential marks, custody reports, scoped log exports, proofs.
+
+Each runs with the Host's caller (the socket's peer, or root without the
+daemon): the permission table has already let the caller ask
+(access/roles.py); the service checks the rest (four eyes, the requester's
+own grant, confidentiality, expiry). Files written for a caller who is not
+root go only into a folder the caller owns, and are handed to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from dockd.access.roles import Caller
+from dockd.errors import NotPermitted, UsageError
+from dockd.runner.arguments import ids_of, int_of, moment_of, required_of, text_of
+from dockd.service import Service
+
+
+class _Host(Protocol):
+    service: Service
+    caller: Caller
+
+
+def _recordings(a: dict[str, Any]) -> list[int]:
+    return ids_of(a) if a.get("ids") else []
+
+
+def _out(a: dict[str, Any]) -> Path:
+    out = Path(required_of(a, "out"))
+    if not out.is_absolute():
+        raise UsageError(f"out: expected an absolute path, not {str(out)!r}", field="out")
+    return out
+
+
+def _request_create(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.request_access(
+        required_of(a, "kind"),
+        ids=_recordings(a),
+        case=text_of(a, "case"),
+        reason=required_of(a, "reason"),
+        for_party=text_of(a, "for_party"),
+        until=moment_of(a, "until"),
+        caller=host.caller,
+    )
+
+
+def _request_list(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    # Those who decide or audit see every request; anyone else sees their own.
+    overseer = any(host.caller.holds(r) for r in ("supervisor", "auditor", "admin"))
+    mine = bool(a.get("mine")) or not overseer
+    return host.service.access_requests(
+        uid=host.caller.identity.uid if mine else None, pending=bool(a.get("pending"))
+    )
+
+
+def _decide(approve: bool) -> Callable[[_Host, dict[str, Any], str | None], Any]:
+    def run(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+        return host.service.decide_request(
+            int_of(a, "request") or 0,
+            approve=approve,
+            note=required_of(a, "note" if approve else "reason"),
+            until=moment_of(a, "until") if approve else None,
+            caller=host.caller,
+        )
+
+    return run
+
+
+def _view(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.view(int_of(a, "request") or 0, caller=host.caller, ids=_recordings(a))
+
+
+def _copy(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.copy(int_of(a, "request") or 0, _out(a), caller=host.caller)
+
+
+def _confidential(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.mark_confidential(
+        ids_of(a), text_of(a, "level"), reason=required_of(a, "reason"), caller=host.caller
+    )
+
+
+def _custody(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.custody(_recordings(a), text_of(a, "case"))
+
+
+def _log_export(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    """The log (or only the entries about a case or recordings) to a folder of the caller's."""
+    out, caller, service = _out(a), host.caller, host.service
+    case, ids = text_of(a, "case"), _recordings(a)
+    scoped = case is not None or bool(ids)
+    # The whole log names every case's parties: only an auditor or admin takes it away.
+    if not scoped and not (caller.holds("auditor") or caller.holds("admin")):
+        raise NotPermitted(
+            f"log.export: the whole log is for auditor or admin ({caller.actor}); "
+            "export the entries of a case or of recordings instead (--case, --ids)"
+        )
+    service.check_destination(out, caller)
+    if service.log_grew():
+        service.checkpoint()
+    if scoped:
+        result: Any = service.export_log_scoped(out, case=case, recordings=ids)
+    else:
+        first = int_of(a, "first", required=False) or 1
+        result = service.export_log(out, first, int_of(a, "last", required=False))
+    service.hand_over(out, caller)
+    return result
+
+
+def _proof(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
+    return host.service.inclusion(int_of(a, "recording") or 0)
+
+
+# Entries of the request table (merged into runner/operations.py OPERATIONS).
+ACCESS_RUNS: dict[str, Callable[[_Host, dict[str, Any], str | None], Any]] = {
+    "request.create": _request_create,
+    "request.list": _request_list,
+    "request.approve": _decide(True),
+    "request.refuse": _decide(False),
+    "access.view": _view,
+    "access.copy": _copy,
+    "recording.confidential": _confidential,
+    "custody": _custody,
+    "log.export": _log_export,
+    "proof.inclusion": _proof,
+}
+# Those that only read (a local run needs no lock).
+ACCESS_READS = frozenset({"request.list", "proof.inclusion"})

@@ -1,0 +1,512 @@
+"""Access (R6): requests, four-eyes decisions, views, copies, confidential marks, refusals.
+
+Viewing and copying need the approval of the unit's head (002 Art. 20, 004
+Art. 18); parties may get copies with the head's consent, except what must
+stay confidential (001 Art. 28, 004 Art. 19; 001 Art. 29); copies given out
+are made centrally and a copy kept (004 Art. 17). So:
+
+- a request names recordings (ids, or a case: its recordings when asked),
+  a kind (view, copy, export), a reason, optionally a party and an end;
+- a supervisor who is not the requester approves or refuses it, once; an
+  approval lasts until its `expires_at` (default access.approval_days);
+  a recording marked confidential needs an approver with the confidential
+  grant, and is never in a party's copy;
+- only the requester uses the grant, while it lasts: a view opens read-only
+  copies in a folder of theirs that dockd removes when the grant ends; a
+  copy writes a self-verifying package (Exports.write_copy_package) and
+  the dock keeps its record;
+- every step is one log entry (access.requested / approved / refused /
+  viewed / copied, recording.confidential), and so is every refusal by the
+  permission table (access.denied), so that `dockd custody` and an outsider
+  with the log see every grant and every access.
+
+Which role may ask for which operation is the table's business
+(access/roles.py, checked by the front); this module checks what depends on
+the request itself: who asked, who decides, what is confidential, until when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dockd.access.roles import CONFIDENTIAL, Caller
+from dockd.catalog import Recording
+from dockd.clock import isoformat_utc, parse_utc
+from dockd.errors import NotPermitted, UsageError
+from dockd.service.base import ServiceBase, _clean
+from dockd.service.results import AccessRequest, Copied, Marked, Viewed
+from dockd.service.values import IntegrityError
+from dockd.store import hash_file
+
+log = structlog.get_logger("dockd.service")
+
+KINDS = ("view", "copy", "export")
+LEVELS = ("state_secret", "commercial_secret", "privacy")
+RULE = "002 Art. 20, 004 Art. 18"
+
+
+class Access(ServiceBase):
+    """Requests and approvals, views and copies, confidential marks, refusals."""
+
+    # -- requests and decisions ---------------------------------------------------------
+
+    def request_access(
+        self,
+        kind: str,
+        *,
+        ids: Sequence[int] = (),
+        case: str | None = None,
+        reason: str,
+        for_party: str | None = None,
+        until: datetime | None = None,
+        caller: Caller,
+    ) -> AccessRequest:
+        """Ask to view, copy or export recordings (`ids`, or `case`'s); pending until decided."""
+        if kind not in KINDS:
+            raise UsageError(f"kind: {kind!r} is not one of {', '.join(KINDS)}", field="kind")
+        reason = _clean(reason, "reason")
+        party = _clean(for_party, "for_party") if for_party is not None else None
+        if party is not None and kind != "copy":
+            raise UsageError("only a copy is made for a party", field="for_party")
+        now = self.clock.now()
+        if until is not None and until <= now:
+            raise UsageError(f"until: {isoformat_utc(until)} has passed", field="until")
+        if bool(ids) == (case is not None):
+            raise UsageError("a request names either recording ids or a case")
+        if case is not None:
+            if self.catalog.case(case) is None:
+                raise UsageError(f"no case {case!r}")
+            ids = sorted({int(link["recording_id"]) for link in self.catalog.case_links(case)})
+            if not ids:
+                raise UsageError(f"case {case} has no recordings")
+        recordings = self._live(list(ids))
+        if party is not None:
+            self._refuse_confidential_for_party(recordings)
+        with self.catalog.transaction():
+            request_id = self.catalog.next_id("access_requests")
+            data = {
+                "request": request_id,
+                "action": kind,
+                "recordings": [r.id for r in recordings],
+                "case": case,
+                "reason": reason,
+                "for_party": party,
+                "until": isoformat_utc(until) if until else None,
+                "by": caller.actor,
+                "uid": caller.identity.uid,
+            }
+            entry = self._log("access.requested", data, now)
+            self.catalog.insert_request(
+                {
+                    "id": request_id,
+                    "kind": kind,
+                    "recordings": data["recordings"],
+                    "case_no": case,
+                    "reason": reason,
+                    "for_party": party,
+                    "until": data["until"],
+                    "requested_by": caller.actor,
+                    "requested_uid": caller.identity.uid,
+                    "requested_at": entry.time,
+                    "log_seq": entry.seq,
+                    "state": "pending",
+                }
+            )
+        log.info("access.requested", request=request_id, kind=kind, by=caller.actor)
+        return self.access_request(request_id)
+
+    def decide_request(
+        self,
+        request_id: int,
+        *,
+        approve: bool,
+        note: str,
+        until: datetime | None = None,
+        caller: Caller,
+    ) -> AccessRequest:
+        """Approve or refuse a pending request: never its requester's own (four eyes)."""
+        row = self._request_row(request_id)
+        note = _clean(note, "note" if approve else "reason")
+        if row["state"] != "pending":
+            raise UsageError(f"request {request_id} is {row['state']} already: it is decided once")
+        if self._requester(row) == caller.person:
+            raise NotPermitted(
+                f"request {request_id} is yours ({row['requested_by']}): another supervisor "
+                f"must decide it (four eyes, {RULE})"
+            )
+        now = self.clock.now()
+        expires: str | None = None
+        if approve:
+            recordings = self._live(list(row["recordings"]))
+            secret = [r.id for r in recordings if r.confidential]
+            if secret and not caller.holds(CONFIDENTIAL):
+                raise NotPermitted(
+                    f"request {request_id} takes in confidential recordings "
+                    f"{', '.join(map(str, secret))}: approving it needs the confidential grant "
+                    f"as well as supervisor (001 Art. 29)"
+                )
+            if row["for_party"] is not None:
+                self._refuse_confidential_for_party(recordings)
+            end = until or (parse_utc(row["until"]) if row["until"] else None)
+            end = end or now + timedelta(days=self.config.access.approval_days)
+            if end <= now:
+                raise UsageError(f"until: {isoformat_utc(end)} has passed", field="until")
+            expires = isoformat_utc(end)
+        kind = "access.approved" if approve else "access.refused"
+        with self.catalog.transaction():
+            data = {
+                "request": request_id,
+                "recordings": list(row["recordings"]),
+                "by": caller.actor,
+                "uid": caller.identity.uid,
+                ("note" if approve else "reason"): note,
+            }
+            if approve:
+                data["until"] = expires
+            entry = self._log(kind, data, now)
+            self.catalog.record_decision(
+                request_id,
+                {
+                    "state": "approved" if approve else "refused",
+                    "decided_by": caller.actor,
+                    "decided_uid": caller.identity.uid,
+                    "decided_at": entry.time,
+                    "decision_note": note,
+                    "expires_at": expires,
+                    "decision_log_seq": entry.seq,
+                },
+            )
+        log.info(kind, request=request_id, by=caller.actor, expires_at=expires)
+        return self.access_request(request_id)
+
+    def access_request(self, request_id: int) -> AccessRequest:
+        return self._as_request(self._request_row(request_id), self.clock.now())
+
+    def access_requests(
+        self, *, uid: int | None = None, pending: bool = False
+    ) -> list[AccessRequest]:
+        """Every request in id order; only `uid`'s, only those still pending, if asked."""
+        now = self.clock.now()
+        rows = self.catalog.access_requests()
+        found = [
+            self._as_request(row, now)
+            for row in rows
+            if uid is None or int(row["requested_uid"]) == uid
+        ]
+        return [r for r in found if not pending or r.state == "pending"]
+
+    # -- using a grant ------------------------------------------------------------------
+
+    def view(self, request_id: int, *, caller: Caller, ids: Sequence[int] = ()) -> Viewed:
+        """Open an approved view: read-only copies of its recordings (or `ids` of them)
+        in `<runtime>/view/<uid>/<request>/`, the requester's only, until the grant ends."""
+        row, until = self._grant(request_id, "view", caller)
+        chosen = self._chosen(row, ids)
+        folder = self._view_root() / str(caller.identity.uid) / str(request_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        uid, gid = caller.identity.uid, caller.identity.gid
+        _own(folder.parent, uid, gid, 0o500)
+        _own(folder, uid, gid, 0o500)
+        files = []
+        for recording in chosen:
+            name = f"{recording.id}-{Path(recording.source_path_text).name}"
+            dest = folder / name
+            if not dest.exists():
+                part = folder / f".{name}.part"
+                shutil.copyfile(self.store.object_path(recording.sha256), part)
+                digest, _size = hash_file(part, self.config.ingest.buffer_size)
+                if digest != recording.sha256:
+                    part.unlink()
+                    raise IntegrityError(
+                        f"recording {recording.id}: the store copy reads as {digest}, not "
+                        f"{recording.sha256}: run dockd audit; nothing was shown"
+                    )
+                _own(part, uid, gid, 0o400)
+                os.replace(part, dest)
+            files.append(str(dest))
+        with self.catalog.transaction():
+            data = {
+                "request": request_id,
+                "recordings": [r.id for r in chosen],
+                "by": caller.actor,
+                "until": until,
+            }
+            entry = self._log("access.viewed", data)
+            self._use(row, "viewed", chosen, caller, {"folder": str(folder)}, entry.seq, entry.time)
+        log.info("access.viewed", request=request_id, by=caller.actor, files=len(files))
+        return Viewed(request_id, str(folder), tuple(files), until, entry.seq)
+
+    def close_ended_views(self) -> list[str]:
+        """Remove the view folders whose grant has ended (or whose request is gone)."""
+        root = self._view_root()
+        if not root.is_dir():
+            return []
+        now = self.clock.now()
+        removed = []
+        for folder in sorted(root.glob("*/*")):
+            row = self.catalog.access_request(int(folder.name)) if folder.name.isdigit() else None
+            ended = (
+                row is None
+                or row["state"] != "approved"
+                or not row["expires_at"]
+                or parse_utc(row["expires_at"]) <= now
+            )
+            if ended:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(str(folder))
+        if removed:
+            log.info("access.views_closed", folders=len(removed))
+        return removed
+
+    def copy(self, request_id: int, out: Path, *, caller: Caller) -> Copied:
+        """Write the self-verifying copy package of an approved copy request to `out`."""
+        row, _until = self._grant(request_id, "copy", caller)
+        self.check_destination(out, caller)
+        chosen = self._chosen(row, ())
+        if row["for_party"] is not None:
+            self._refuse_confidential_for_party(chosen)
+        written = self.write_copy_package(
+            [r.id for r in chosen],
+            out,
+            purpose=row["reason"],
+            for_party=row["for_party"],
+            request_id=request_id,
+            actor=caller.actor,
+        )
+        self.hand_over(out, caller)
+        with self.catalog.transaction():
+            data = {
+                "request": request_id,
+                "recordings": [r.id for r in chosen],
+                "package_sha256": written.package_sha256,
+                "out": written.out,
+                "for_party": row["for_party"],
+                "by": caller.actor,
+            }
+            entry = self._log("access.copied", data)
+            detail = {"package_sha256": written.package_sha256, "out": written.out}
+            self._use(row, "copied", chosen, caller, detail, entry.seq, entry.time)
+        log.info(
+            "access.copied", request=request_id, by=caller.actor, sha256=written.package_sha256
+        )
+        return Copied(request_id, written, row["for_party"], entry.seq)
+
+    def approved_export(self, request_id: int, ids: Sequence[int], caller: Caller) -> AccessRequest:
+        """The approved export request that covers recordings `ids` (export build)."""
+        row, _until = self._grant(request_id, "export", caller)
+        outside = sorted(set(ids) - set(row["recordings"]))
+        if outside:
+            raise NotPermitted(
+                f"request {request_id} does not cover recordings "
+                f"{', '.join(map(str, outside[:10]))}: ask for an export of these"
+            )
+        return self._as_request(row, self.clock.now())
+
+    def check_destination(self, out: Path, caller: Caller) -> None:
+        """`out` (absolute) may receive files for `caller`: the daemon writes as root, so
+        for anyone else only into a folder they own, and never through a link."""
+        if not out.is_absolute():
+            raise UsageError(f"out: expected an absolute path, not {str(out)!r}", field="out")
+        if not caller.identity.root:
+            _check_theirs(out, caller.identity.uid)
+
+    def hand_over(self, out: Path, caller: Caller) -> None:
+        """Give what was written under `out` to `caller` (root's stays root's)."""
+        if caller.identity.root:
+            return
+        uid, gid = caller.identity.uid, caller.identity.gid
+        _own(out, uid, gid, None)
+        for folder, dirs, files in os.walk(out):
+            for name in (*dirs, *files):
+                _own(Path(folder) / name, uid, gid, None)
+
+    # -- marks and refusals -------------------------------------------------------------
+
+    def mark_confidential(
+        self, ids: Sequence[int], level: str | None, *, reason: str, caller: Caller
+    ) -> Marked:
+        """Mark recordings confidential (state_secret, commercial_secret, privacy), or
+        remove the mark (level None): never in a party's copy, approvals need the grant."""
+        if level is not None and level not in LEVELS:
+            raise UsageError(f"confidential: {level!r} is not one of {', '.join(LEVELS)}")
+        reason = _clean(reason, "reason")
+        recordings = self._live(list(ids))
+        with self.catalog.transaction():
+            data = {
+                "recordings": [r.id for r in recordings],
+                "level": level,
+                "reason": reason,
+                "by": caller.actor,
+            }
+            entry = self._log("recording.confidential", data)
+            self.catalog.mark_confidential([r.id for r in recordings], level)
+        return Marked(tuple(r.id for r in recordings), level, entry.seq)
+
+    def log_denied(
+        self,
+        op: str,
+        caller: Caller,
+        needs: Iterable[str],
+        detail: str,
+        recordings: Sequence[int] = (),
+    ) -> int:
+        """Record that the permission table refused `op` to `caller` (nothing else changes):
+        who, what they asked for (and about which recordings), and the roles it needs."""
+        data = {
+            "op": op,
+            "recordings": sorted(set(recordings)),
+            "by": caller.actor,
+            "uid": caller.identity.uid,
+            "groups": list(caller.identity.groups),
+            "roles": sorted(caller.roles - {CONFIDENTIAL}),
+            "needs": sorted(needs),
+            "detail": detail,
+        }
+        with self.catalog.transaction():
+            entry = self._log("access.denied", data)
+        log.warning("access.denied", op=op, by=caller.actor, needs=",".join(sorted(needs)))
+        return entry.seq
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _view_root(self) -> Path:
+        return self.config.daemon.runtime_dir / "view"
+
+    def _request_row(self, request_id: int) -> dict[str, Any]:
+        row = self.catalog.access_request(request_id)
+        if row is None:
+            raise UsageError(f"no request {request_id} (dockd request list)")
+        return row
+
+    @staticmethod
+    def _requester(row: dict[str, Any]) -> tuple[int, str | None]:
+        uid = int(row["requested_uid"])
+        by = str(row["requested_by"])
+        login = by.partition(" via sudo by ")[2] or None
+        return (uid, login if uid == 0 else None)
+
+    def _grant(self, request_id: int, kind: str, caller: Caller) -> tuple[dict[str, Any], str]:
+        """The approved, unexpired request `request_id` of `kind`, if it is the caller's."""
+        row = self._request_row(request_id)
+        if row["kind"] != kind:
+            raise UsageError(f"request {request_id} is for {row['kind']}, not {kind}")
+        if self._requester(row) != caller.person:
+            raise NotPermitted(
+                f"request {request_id} is {row['requested_by']}'s: a grant is for the one "
+                "who asked for it"
+            )
+        if row["state"] != "approved":
+            raise NotPermitted(f"request {request_id} is {row['state']}, not approved ({RULE})")
+        expires = str(row["expires_at"])
+        if parse_utc(expires) <= self.clock.now():
+            raise NotPermitted(
+                f"the approval of request {request_id} ended at {expires}: ask again"
+            )
+        return row, expires
+
+    def _chosen(self, row: dict[str, Any], ids: Sequence[int]) -> list[Recording]:
+        granted = list(row["recordings"])
+        if ids:
+            outside = sorted(set(ids) - set(granted))
+            if outside:
+                raise NotPermitted(
+                    f"request {row['id']} does not cover recordings {', '.join(map(str, outside))}"
+                )
+            granted = [i for i in granted if i in set(ids)]
+        return self._live(granted)
+
+    def _live(self, ids: list[int]) -> list[Recording]:
+        if not ids:
+            raise UsageError("no recordings named")
+        recordings = self._existing(ids)
+        gone = [r.id for r in recordings if r.deleted]
+        if gone:
+            raise UsageError(f"recordings {', '.join(map(str, gone))} are deleted (tombstones)")
+        return recordings
+
+    @staticmethod
+    def _refuse_confidential_for_party(recordings: Sequence[Recording]) -> None:
+        secret = [r for r in recordings if r.confidential]
+        if secret:
+            listed = ", ".join(f"{r.id} ({r.confidential})" for r in secret)
+            raise NotPermitted(
+                f"recordings {listed} are confidential: a party's copy may not hold them "
+                "(001 Art. 28, 004 Art. 19)"
+            )
+
+    def _use(
+        self,
+        row: dict[str, Any],
+        kind: str,
+        recordings: Sequence[Recording],
+        caller: Caller,
+        detail: dict[str, Any],
+        seq: int,
+        at: str,
+    ) -> None:
+        self.catalog.insert_access_use(
+            {
+                "id": self.catalog.next_id("access_uses"),
+                "request_id": int(row["id"]),
+                "kind": kind,
+                "recordings": [r.id for r in recordings],
+                "by": caller.actor,
+                "at": at,
+                "detail": detail,
+                "log_seq": seq,
+            }
+        )
+
+    def _as_request(self, row: dict[str, Any], now: datetime) -> AccessRequest:
+        state = str(row["state"])
+        if state == "approved" and row["expires_at"] and parse_utc(row["expires_at"]) <= now:
+            state = "expired"
+        return AccessRequest(
+            request=int(row["id"]),
+            kind=str(row["kind"]),
+            recordings=tuple(row["recordings"]),
+            case=row["case_no"],
+            reason=str(row["reason"]),
+            for_party=row["for_party"],
+            until=row["until"],
+            requested_by=str(row["requested_by"]),
+            requested_at=str(row["requested_at"]),
+            state=state,
+            decided_by=row["decided_by"],
+            decided_at=row["decided_at"],
+            note=row["decision_note"],
+            expires_at=row["expires_at"],
+            log_entry=int(row["log_seq"]),
+            decision_entry=row["decision_log_seq"],
+            uses=len(self.catalog.access_uses(int(row["id"]))),
+        )
+
+
+def _own(path: Path, uid: int, gid: int, mode: int | None) -> None:
+    """Give `path` to the caller (the daemon runs as root); `mode` if given."""
+    with contextlib.suppress(PermissionError):  # not root (tests as a user): keep ours
+        os.chown(path, uid, gid, follow_symlinks=False)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def _check_theirs(out: Path, uid: int) -> None:
+    """The daemon writes as root: only into a folder the caller owns, never via a link."""
+    parent = out.parent
+    for place in (out, parent):
+        if place.is_symlink():
+            raise UsageError(f"out: {place} is a symbolic link", field="out")
+    try:
+        owner = parent.stat().st_uid
+    except OSError as exc:
+        raise UsageError(f"out: cannot use {parent}: {exc.strerror}", field="out") from None
+    if owner != uid:
+        raise NotPermitted(f"out: {parent} is not your folder: give a folder you own")
