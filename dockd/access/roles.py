@@ -85,6 +85,9 @@ class Identity:
     gid: int
     groups: tuple[int, ...] = ()
     name: str | None = None
+    # The person behind a root shell, as root's client says (sudo's SUDO_USER):
+    # root could do anything anyway, so its word is taken; nobody else's is.
+    login: str | None = None
 
     @property
     def actor(self) -> str:

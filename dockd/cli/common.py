@@ -76,7 +76,8 @@ def change(
     if timeout is None:
         timeout = 24 * 3600.0 if entry.long else 30.0
     try:
-        return request(socket_path(config), op, args, timeout=timeout)
+        login = os.environ.get("SUDO_USER") or None
+        return request(socket_path(config), op, args, timeout=timeout, login=login)
     except DaemonUnavailable:
         if entry.daemon_only:
             raise

@@ -1,6 +1,6 @@
 """The daemon's Unix socket: one JSON object per line each way.
 
-Request:  {"op": "status", "args": {...}}
+Request:  {"op": "status", "args": {...}} (plus "login": sudo's user, taken from root only)
 Response: {"ok": true, "result": ...} or {"ok": false, "error": "...", "exit_code": n}
           (plus "field": the argument at fault, when a UsageError names one)
 
@@ -14,6 +14,7 @@ and nobody else can reach the service. The peer's uid and groups
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import json
 import os
@@ -95,8 +96,11 @@ class _Connection(socketserver.StreamRequestHandler):
             request = json.loads(line)
             op = request["op"]
             args = request.get("args") or {}
+            login = request.get("login")
             if not isinstance(op, str) or not isinstance(args, dict):
                 raise TypeError
+            if actor.root and isinstance(login, str) and login.isprintable() and login:
+                actor = dataclasses.replace(actor, login=login[:64])  # root's word only
         except (ValueError, KeyError, TypeError):
             return {"ok": False, "error": "not a request: expected {op, args}", "exit_code": 2}
         try:
@@ -145,8 +149,18 @@ class ApiServer:
             self.path.unlink()
 
 
-def request(path: Path, op: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-    """Ask the daemon; DaemonUnavailable when none listens, DockdError when it refuses."""
+def request(
+    path: Path,
+    op: str,
+    args: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+    login: str | None = None,
+) -> Any:
+    """Ask the daemon; DaemonUnavailable when none listens, DockdError when it refuses.
+
+    `login` is the person behind a root shell (sudo's SUDO_USER): the daemon
+    takes it from root only, to log it and to tell two people apart.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -158,7 +172,10 @@ def request(path: Path, op: str, args: dict[str, Any] | None = None, timeout: fl
             raise DockdError(
                 f"{path}: permission denied; members of the dockd group may use dockd status"
             ) from None
-        sock.sendall(json.dumps({"op": op, "args": args or {}}).encode() + b"\n")
+        message: dict[str, Any] = {"op": op, "args": args or {}}
+        if login:
+            message["login"] = login
+        sock.sendall(json.dumps(message).encode() + b"\n")
         with sock.makefile("rb") as stream:
             line = stream.readline(MAX_LINE * 64)
     except TimeoutError:

@@ -414,7 +414,7 @@ class Daemon(Docking):
         if the caller's roles allow it (access/roles.py); a refusal is logged."""
         assert self.service is not None
         entry = operation(op)
-        caller = Caller(who, roles_of(who, self.config.access))
+        caller = Caller(who, roles_of(who, self.config.access), who.login)
         try:
             check(op, who, caller.roles)
         except NotPermitted as refused:

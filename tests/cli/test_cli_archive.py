@@ -17,7 +17,6 @@ from dockd.clock import isoformat_utc
 from tests.conftest import camera_name, put, recent
 
 pytestmark = pytest.mark.skipif(shutil.which("xorriso") is None, reason="needs xorriso")
-APPROVAL = ("--approved-by", "Supervisor Li", "--reason", "court copy, case C-1")
 
 
 @pytest.fixture
@@ -28,10 +27,26 @@ def env(tmp_path: Path) -> dict[str, Path]:
             "out": tmp_path / "discs"}  # fmt: skip
 
 
-def run(env: dict[str, Path], *args: str) -> Result:
+def run(env: dict[str, Path], *args: str, login: str | None = None) -> Result:
+    # Root with no daemon: the login (sudo's SUDO_USER) tells requester and approver apart.
     return CliRunner().invoke(
-        cli, ["--config", str(env["cfg"]), "--state-dir", str(env["state"]), *args]
+        cli,
+        ["--config", str(env["cfg"]), "--state-dir", str(env["state"]), *args],
+        env={"SUDO_USER": login},
     )
+
+
+def approval(env: dict[str, Path]) -> tuple[str, str]:
+    """An export request for every recording, asked by an archivist, approved by another
+    person (four eyes): the `--request REQ` that export build takes (R6)."""
+    ids = [str(r["id"]) for r in ok(env, "list")]
+    asked = run(env, "request", "export", *ids, "--reason", "court copy, case C-1", "--json",
+                login="archivist-wang")  # fmt: skip
+    assert asked.exit_code == 0, asked.output
+    request = str(json.loads(asked.output)["request"])
+    done = run(env, "approve", request, "--note", "approved", login="supervisor-li")
+    assert done.exit_code == 0, done.output
+    return ("--request", request)
 
 
 def ok(env: dict[str, Path], *args: str) -> Any:
@@ -89,12 +104,14 @@ def test_build_verify_burn_and_the_log(
                    "--from", isoformat_utc(now_utc - timedelta(days=1)))  # fmt: skip
     assert assigned.exit_code == 0, assigned.output
     built = ok(env, "export", "build", "--media", "dvd", "--copies", "2",
-               "--out", str(env["out"]), *APPROVAL)  # fmt: skip
+               "--out", str(env["out"]), *approval(env))  # fmt: skip
     labels = [d["label"] for d in built["discs"]]
     assert [x.split("_")[0] for x in labels] == ["E00001D001C1", "E00001D001C2"]
     assert sorted(p.name for p in env["out"].iterdir()) == [f"{x}.iso" for x in labels]
     [planned] = log_entries(env, "export.planned")
-    assert planned["approved_by"] == "Supervisor Li" and planned["reason"].startswith("court")
+    # The approver and reason are those of the approved request it names.
+    assert planned["approved_by"] == "root(0) via sudo by supervisor-li"
+    assert planned["reason"].startswith("court") and planned["request"] == 1
     assert planned["discs"][0]["recordings"] == evidence[:4]
     made = {e["label"]: e for e in log_entries(env, "export.disc_built")}
     for d in built["discs"]:
@@ -125,7 +142,7 @@ def test_build_verify_burn_and_the_log(
 def test_verify_disc_checks_the_disc_against_the_catalog(
     env: dict[str, Path], evidence: list[int], tmp_path: Path, now_utc: datetime
 ) -> None:
-    built = ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *APPROVAL)
+    built = ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *approval(env))
     image = Path(built["discs"][0]["image"])
     # A byte changed in the image's unused system area: the bag still checks out,
     # but this is not the image the catalog recorded.
@@ -148,7 +165,7 @@ def test_verify_disc_checks_the_disc_against_the_catalog(
         put(tmp_path / "cam2", f"DCIM/100MEDIA/{name}", bytes([9, i]) * 1000)
     assert run(other, "ingest", str(tmp_path / "cam2"), "--serial", "DSJ0002").exit_code in (0, 3)
     built2 = ok(other, "export", "build", "--media", "dvd", "--tier", "any",
-                "--out", str(other["out"]), *APPROVAL)  # fmt: skip
+                "--out", str(other["out"]), *approval(other))  # fmt: skip
     foreign = run(env, "verify-disc", built2["discs"][0]["image"], "--json")
     assert foreign.exit_code == 1
     problems = json.loads(foreign.output)["problems"]
@@ -173,7 +190,7 @@ def test_an_interrupted_build_resumes_and_never_leaves_a_complete_looking_image(
 
     monkeypatch.setattr(service_module, "build_iso", flaky)
     result = run(env, "export", "build", "--media", "dvd", "--copies", "2",
-                 "--out", str(env["out"]), *APPROVAL)  # fmt: skip
+                 "--out", str(env["out"]), *approval(env))  # fmt: skip
     assert result.exit_code != 0
     isos = sorted(p.name for p in env["out"].glob("*.iso"))
     assert [x.split("_")[0] for x in isos] == ["E00001D001C1"]  # none for the other
@@ -192,13 +209,25 @@ def test_empty_selection_and_missing_approval_are_usage_errors(
     env: dict[str, Path], evidence: list[int]
 ) -> None:
     empty = run(env, "export", "build", "--media", "dvd", "--case", "NOPE",
-                "--out", str(env["out"]), *APPROVAL)  # fmt: skip
+                "--out", str(env["out"]), *approval(env))  # fmt: skip
     assert empty.exit_code == 2 and "nothing to export" in empty.output
     unapproved = run(env, "export", "build", "--media", "dvd", "--out", str(env["out"]))
-    assert unapproved.exit_code == 2 and "--approved-by" in unapproved.output
-    ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *APPROVAL)
+    assert unapproved.exit_code == 2 and "--request" in unapproved.output
+    legacy = run(env, "export", "build", "--media", "dvd", "--out", str(env["out"]),
+                 "--approved-by", "Supervisor Li", "--request", "1")  # fmt: skip
+    assert legacy.exit_code == 2 and "dockd request export" in legacy.output
+    # A request that is not approved (yet) is no approval; nor is one's own.
+    asked = run(env, "request", "export", str(evidence[0]), "--reason", "x", "--json",
+                login="wang")  # fmt: skip
+    pending = str(json.loads(asked.output)["request"])
+    refused = run(env, "export", "build", "--media", "dvd", "--out", str(env["out"]),
+                  "--request", pending, login="wang")  # fmt: skip
+    assert refused.exit_code == 5 and "is pending, not approved" in refused.output
+    own = run(env, "approve", pending, "--note", "mine", login="wang")
+    assert own.exit_code == 5 and "four eyes" in own.output
+    ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *approval(env))
     again = run(env, "export", "build", "--media", "dvd", "--not-exported",
-                "--out", str(env["out"]), *APPROVAL)  # fmt: skip
+                "--out", str(env["out"]), *approval(env))  # fmt: skip
     assert again.exit_code == 2 and "nothing to export" in again.output
 
 
@@ -209,14 +238,14 @@ def test_build_from_a_saved_plan_refuses_a_stale_one(
     plan_file.write_text(run(env, "export", "plan", "--media", "dvd", "--json").output)
     ok(env, "tag", str(evidence[4]), "--category", "incident")  # the selection grows
     stale = run(env, "export", "build", "--plan", str(plan_file), "--out", str(env["out"]),
-                *APPROVAL)  # fmt: skip
+                *approval(env))  # fmt: skip
     assert stale.exit_code == 2 and "the catalog changed since this plan" in stale.output
     plan_file.write_text(run(env, "export", "plan", "--media", "dvd", "--json").output)
     built = ok(env, "export", "build", "--plan", str(plan_file), "--out", str(env["out"]),
-               *APPROVAL)  # fmt: skip
+               *approval(env))  # fmt: skip
     [planned] = log_entries(env, "export.planned")
     assert planned["discs"][0]["recordings"] == evidence and len(built["discs"]) == 1
-    assert run(env, "export", "build", "--out", str(env["out"]), *APPROVAL).exit_code == 2
+    assert run(env, "export", "build", "--out", str(env["out"]), *approval(env)).exit_code == 2
 
 
 @pytest.mark.parametrize(
@@ -234,7 +263,7 @@ def test_verify_finds_a_rewritten_record_of_copies(
 ) -> None:
     import sqlite3
 
-    ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *APPROVAL)
+    ok(env, "export", "build", "--media", "dvd", "--out", str(env["out"]), *approval(env))
     assert ok(env, "verify")["ok"]
     with sqlite3.connect(env["state"] / "catalog.sqlite") as db:
         db.execute(sql)

@@ -134,9 +134,18 @@ def docked(tmp_path_factory: pytest.TempPathFactory, now_utc: datetime) -> State
     assert ingested.code in (0, 3), ingested.stderr  # 3: random bytes are no MP4 (flagged)
     ids = [str(r["id"]) for r in json.loads(ingested.stdout)["recordings"]]
     assert piped(state, "tag", *ids, "--category", "evidence", "--json").code == 0
+    # Four eyes: asked by one person, approved by another (root, told apart by login).
+    asked = piped(state, "request", "export", *ids, "--reason", "progress test", "--json")
+    assert asked.code == 0, asked.stderr
+    request = str(json.loads(asked.stdout)["request"])
+    approved = subprocess.run(
+        _args(state, "approve", request, "--note", "ok"), capture_output=True, text=True,
+        env={**_env(), "SUDO_USER": "supervisor-li"}, check=False,
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stderr
     built = piped(
         state, "export", "build", "--media", "dvd", "--out", str(state.iso),
-        "--approved-by", "Supervisor Li", "--reason", "progress test", "--json",
+        "--request", request, "--json",
     )  # fmt: skip
     assert built.code == 0, built.stderr
     [image] = [d["image"] for d in json.loads(built.stdout)["discs"]]

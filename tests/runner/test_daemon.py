@@ -58,7 +58,9 @@ from tests.volumes import REPO
 SERIAL = "CAM0007"
 ZONE = "Asia/Shanghai"
 # Environment variables that would change what the daemon under test does.
-_FOREIGN_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "DOCKD_STATE_DIR", "LISTEN_FDS")
+_FOREIGN_ENV = (
+    "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "DOCKD_STATE_DIR", "LISTEN_FDS", "SUDO_USER",
+)  # fmt: skip
 
 
 def clip_name(

@@ -34,6 +34,7 @@ from tests.conftest import recent
 from tests.runner.test_daemon import (  # noqa: F401  (fixtures)
     _FOREIGN_ENV,
     REPO,
+    ROOT,
     Dockd,
     clip_name,
     daemon,
@@ -43,8 +44,6 @@ from tests.runner.test_daemon import (  # noqa: F401  (fixtures)
     log_entry,
     log_stream,
 )
-
-APPROVAL = ("--approved-by", "Supervisor Li", "--reason", "court copy")
 
 
 def _entries(d: Dockd, kind: str) -> list[dict[str, Any]]:
@@ -65,9 +64,15 @@ def test_export_build_and_resume_through_the_running_daemon(
     ids = ingest_directly(dockd, clips)
     dockd.start()
     out = dockd.tmp / "discs"
+    # Asked for and approved through the daemon by two people (root, by sudo's login).
+    asked = dockd.cli_json("request", "export", *map(str, ids), "--reason", "court copy",
+                           env={"SUDO_USER": "archivist-wang"})  # fmt: skip
+    approved = dockd.cli_json("approve", str(asked["request"]), "--note", "yes",
+                              env={"SUDO_USER": "supervisor-li"})  # fmt: skip
+    assert approved["state"] == "approved" and approved["decided_by"].endswith("supervisor-li")
     argv = [sys.executable, "-m", "dockd", "--config", str(dockd.config), "export", "build",
-            "--media", "dvd", "--tier", "any", "--copies", "2", "--out", str(out), *APPROVAL,
-            "--json"]  # fmt: skip
+            "--media", "dvd", "--tier", "any", "--copies", "2", "--out", str(out),
+            "--request", str(asked["request"]), "--json"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
     build = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env
@@ -98,7 +103,8 @@ def test_export_build_and_resume_through_the_running_daemon(
         assert 0 <= e["bytes_done"] <= e["bytes_total"]
 
     [planned] = _entries(dockd, "export.planned")
-    assert planned["by"] == caller and planned["approved_by"] == "Supervisor Li"
+    assert planned["by"] == caller and planned["approved_by"].endswith("via sudo by supervisor-li")
+    assert planned["request"] == asked["request"]
     assert sorted(planned["discs"][0]["recordings"]) == sorted(ids)
     made = _entries(dockd, "export.disc_built")
     assert [m["label"] for m in made] == labels and all(m["by"] == caller for m in made)
@@ -152,7 +158,7 @@ def test_daemon_handle_is_one_lookup(daemon: Daemon) -> None:  # noqa: F811
     assert not compared, "handle compares the op name"
     # The same refusal of an unknown op, from the daemon and from the table.
     with pytest.raises(DockdError, match="unknown request 'format-disk'") as by_daemon:
-        daemon.handle("format-disk", {}, "root(0)")
+        daemon.handle("format-disk", {}, ROOT)
     assert daemon.service is not None
     with pytest.raises(DockdError) as locally:
         perform(daemon.service, "format-disk", {}, None)
@@ -160,5 +166,5 @@ def test_daemon_handle_is_one_lookup(daemon: Daemon) -> None:  # noqa: F811
     assert by_daemon.value.exit_code == locally.value.exit_code == 1
     # A long entry runs in its own thread, and its errors reach the caller.
     with pytest.raises(DockdError, match="no export 7"):
-        daemon.handle("export.resume", {"export": 7, "out": "/nonexistent"}, "root(0)")
-    assert daemon.handle("status", {}, "root(0)")["exports"] == []
+        daemon.handle("export.resume", {"export": 7, "out": "/nonexistent"}, ROOT)
+    assert daemon.handle("status", {}, ROOT)["exports"] == []
