@@ -8,9 +8,10 @@ BIN       := $(VENV)/bin
 # What a dock needs to run dockd (`make install`), and what the tests need besides.
 RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev ffmpeg \
                 fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev procps xorriso \
-                libpango-1.0-0 libpangoft2-1.0-0 fonts-wqy-microhei
+                libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-wqy-microhei
 APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd faketime \
-                umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev
+                umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev \
+                poppler-utils
 CHECKED   := dockd tests bench
 
 .PHONY: all setup apt apt-runtime venv demo test lint typecheck unit unit-any-day bench clean install

@@ -301,7 +301,7 @@ def to_html(report: CustodyReport, lang: str = "zh") -> str:
 <style>{css}</style>
 </head>
 <body>
-<h1>{escape(_w("title", lg))}<span class="other">{escape(_w("title", other))}</span></h1>
+<h1>{escape(_w("title", lg))} <span class="other">{escape(_w("title", other))}</span></h1>
 <h2>{escape(_w("checkpoint", lg))}</h2>
 <table class="facts">{facts}</table>
 <h2>{escape(_w("how", lg))}</h2>

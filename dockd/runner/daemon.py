@@ -66,6 +66,8 @@ from dockd.service.results import wire
 from dockd.settings import load as load_config
 
 log = structlog.get_logger("dockd.daemon")
+# How often the folders of ended view grants are looked for and removed.
+VIEWS_CHECK_MINUTES = 5.0
 
 __all__ = ["Daemon"]
 
@@ -126,6 +128,7 @@ class Daemon(Docking):
         self.notify("STATUS=starting: recovering state")
         self.service = Service(self.config, self.clock)
         try:
+            self.service.close_ended_views()  # grants that ended while dockd was down
             self._start_parts()
             self.notify("READY=1")
             self._status_changed()
@@ -279,6 +282,8 @@ class Daemon(Docking):
             "audit": (d.audit_interval_minutes, self.periodic_audit),
             "overdue": (d.overdue_check_interval_minutes, self.check_overdue),
             "sweep": (self.config.retention.sweep_interval_hours * 60, self.periodic_sweep),
+            # A view's read-only copies go within minutes of the grant's end (R6).
+            "views": (VIEWS_CHECK_MINUTES, self.close_ended_views),
         }
 
     def _start_scheduler(self) -> None:
@@ -332,6 +337,10 @@ class Daemon(Docking):
             auto_delete=False,
         )
         return {"dry_run": True, **plan.as_json()}
+
+    def close_ended_views(self) -> list[str]:
+        assert self.service is not None
+        return self.service.close_ended_views()
 
     def check_overdue(self) -> list[str]:
         assert self.service is not None

@@ -156,7 +156,9 @@ class Access(ServiceBase):
             if row["for_party"] is not None:
                 self._refuse_confidential_for_party(recordings)
             end = until or (parse_utc(row["until"]) if row["until"] else None)
-            end = end or now + timedelta(days=self.config.access.approval_days)
+            # Whole seconds: the end is read by people (and typed back as --until).
+            end = end or (now + timedelta(days=self.config.access.approval_days))
+            end = end.replace(microsecond=0)
             if end <= now:
                 raise UsageError(f"until: {isoformat_utc(end)} has passed", field="until")
             expires = isoformat_utc(end)
@@ -212,6 +214,7 @@ class Access(ServiceBase):
         chosen = self._chosen(row, ids)
         folder = self._view_root() / str(caller.identity.uid) / str(request_id)
         folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(self._view_root(), 0o711)  # enter your own folder, list nobody's
         uid, gid = caller.identity.uid, caller.identity.gid
         _own(folder.parent, uid, gid, 0o500)
         _own(folder, uid, gid, 0o500)

@@ -23,9 +23,12 @@ class Custody(ServiceBase):
     def custody(self, ids: Sequence[int] = (), case: str | None = None) -> CustodyReport:
         if bool(ids) == (case is not None):
             raise UsageError("a custody report is of recording ids or of a case (one of the two)")
-        if case is not None and self.catalog.case(case) is None:
-            raise UsageError(f"no case {case!r} (dockd case list)")
-        if ids:
+        if case is not None:
+            if self.catalog.case(case) is None:
+                raise UsageError(f"no case {case!r} (dockd case list)")
+            # The case's recordings as linked now, and the case's own entries.
+            ids = sorted({int(link["recording_id"]) for link in self.catalog.case_links(case)})
+        elif ids:
             self._existing(list(ids))
         if self._signer is not None and self.log_grew():
             self.checkpoint()

@@ -928,6 +928,7 @@ def test_scheduler_runs_the_jobs_at_the_configured_intervals(daemon: Daemon) -> 
         "audit": timedelta(minutes=30),
         "overdue": timedelta(minutes=45),
         "sweep": timedelta(hours=12),
+        "views": timedelta(minutes=5),
     }
 
 
