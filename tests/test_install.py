@@ -47,6 +47,7 @@ from pathlib import Path
 import pytest
 
 from dockd.config import (
+    AccessConfig,
     Config,
     DaemonConfig,
     DeviceRule,
@@ -889,6 +890,7 @@ def test_example_shows_the_true_defaults() -> None:
         ("[devices.rules]", DeviceRule),
         ("daemon", DaemonConfig),
         ("retention", RetentionConfig),
+        ("access", AccessConfig),
     ],
 )
 def test_example_documents_every_key(section: str, cls: type) -> None:
@@ -911,6 +913,7 @@ def test_example_documents_every_key(section: str, cls: type) -> None:
             "daemon",
             "rules",
             "retention",
+            "access",
         ):
             continue  # tables, not keys
         match = re.search(rf"^#{f.name} = ", body, flags=re.M)

@@ -148,6 +148,33 @@ LOGGED: dict[str, str] = {
     "gap_explanations.by": "gap.explained by",
     "gap_explanations.at": "gap.explained time",
     "gap_explanations.log_seq": "gap.explained seq",
+    # check_access_against_log (crosscheck_access.py): requests, decisions, uses, marks.
+    "access_requests.id": "access.requested request",
+    "access_requests.kind": "access.requested action",
+    "access_requests.recordings": "access.requested recordings",
+    "access_requests.case_no": "access.requested case",
+    "access_requests.reason": "access.requested reason",
+    "access_requests.for_party": "access.requested for_party",
+    "access_requests.until": "access.requested until",
+    "access_requests.requested_by": "access.requested by",
+    "access_requests.requested_uid": "access.requested uid",
+    "access_requests.requested_at": "access.requested time",
+    "access_requests.log_seq": "access.requested seq",
+    "access_requests.state": "access.approved / access.refused (pending: neither)",
+    "access_requests.decided_by": "access.approved / access.refused by",
+    "access_requests.decided_uid": "access.approved / access.refused uid",
+    "access_requests.decided_at": "access.approved / access.refused time",
+    "access_requests.decision_note": "access.approved note / access.refused reason",
+    "access_requests.expires_at": "access.approved until",
+    "access_requests.decision_log_seq": "access.approved / access.refused seq",
+    "access_uses.request_id": "access.viewed / access.copied request",
+    "access_uses.kind": "access.viewed / access.copied (the kind)",
+    "access_uses.recordings": "access.viewed / access.copied recordings",
+    "access_uses.by": "access.viewed / access.copied by",
+    "access_uses.at": "access.viewed / access.copied time",
+    "access_uses.detail": "access.viewed folder / access.copied package_sha256, out",
+    "access_uses.log_seq": "access.viewed / access.copied seq",
+    "recordings.confidential": "the last recording.confidential level naming it",
 }
 
 # "table.column" -> why no entry vouches for it (what checks it instead, if anything).
@@ -157,6 +184,7 @@ NOT_LOGGED: dict[str, str] = {
     "recordings.media": "ffprobe's metadata of the stored object; not in the entry "
     "(re-probe the object to check it)",
     "gap_explanations.id": "a row number; explanations are matched to their entry by log_seq",
+    "access_uses.id": "a row number; uses are matched to their entry by log_seq",
     "disc_items.bag_path": "where the disc holds the file; the disc's own manifest "
     "(dockd verify-disc) checks it, the log does not record it",
     "log.seq": "the log itself: check_chain and the signed checkpoints",

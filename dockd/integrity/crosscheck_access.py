@@ -85,11 +85,12 @@ def check_access_against_log(
             "by": (row["by"], use.data.get("by")),
             "at": (row["at"], use.time),
         }
-        if use.kind == "access.copied" and isinstance(detail, dict):
-            facts["package_sha256"] = (
-                detail.get("package_sha256"),
-                use.data.get("package_sha256"),
-            )
+        logged = (
+            {"folder": use.data.get("folder")}
+            if use.kind == "access.viewed"
+            else {"package_sha256": use.data.get("package_sha256"), "out": use.data.get("out")}
+        )
+        facts["detail"] = (detail, logged)
         problems += _changed("access_use_changed", where, f"log entry {row['log_seq']}", facts)
     for seq, entry in sorted(used.items()):
         problems.append(

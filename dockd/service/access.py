@@ -241,6 +241,7 @@ class Access(ServiceBase):
                 "recordings": [r.id for r in chosen],
                 "by": caller.actor,
                 "until": until,
+                "folder": str(folder),
             }
             entry = self._log("access.viewed", data)
             self._use(row, "viewed", chosen, caller, {"folder": str(folder)}, entry.seq, entry.time)

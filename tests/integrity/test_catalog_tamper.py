@@ -29,11 +29,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from dockd.access.roles import Caller, Identity
 from dockd.archive.plan import pack, parse_medium
 from dockd.catalog import Catalog
 from dockd.cli import cli
 from dockd.clock import FixedClock, isoformat_utc, parse_utc
-from dockd.config import Config, IngestConfig
+from dockd.config import Config, DaemonConfig, IngestConfig
 from dockd.demo import gat947_name
 from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import make_profile
@@ -45,6 +46,9 @@ from tests.conftest import NOW, put
 from tests.integrity.test_replay import Scenario, _make_history
 
 FORMAT_MD = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
+_OFFICER_ID = Identity(1000, 1000, (1000,), "officer")
+OFFICER = Caller(_OFFICER_ID, frozenset({"officer"}))
+SUPERVISOR = Caller(Identity(1001, 1001, (1001,), "sgt"), frozenset({"supervisor"}))
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Facts:
     export: int
     label: str
     checkpoints: int  # how many were signed (the last one's id)
+    request: int  # an approved view request
+    use: int  # its opening
 
 
 def _honest(root: Path, clips: list[Path]) -> Facts:
@@ -72,6 +78,7 @@ def _honest(root: Path, clips: list[Path]) -> Facts:
         Config(),
         state_dir=root / "state",
         ingest=IngestConfig(change_retry_delay=0.0, min_free_bytes=0),
+        daemon=DaemonConfig(runtime_dir=root / "run"),
     )
     clock = FixedClock(NOW)
     zone = config.profiles.camera_timezone
@@ -119,6 +126,14 @@ def _honest(root: Path, clips: list[Path]) -> Facts:
             actor="clerk",
         )  # fmt: skip
 
+        # Access: a view asked for, approved by another, opened; a confidential mark.
+        asked = svc.request_access("view", ids=[r[2]], reason="review", caller=OFFICER)
+        svc.decide_request(asked.request, approve=True, note="ok", caller=SUPERVISOR)
+        viewed = svc.view(asked.request, caller=OFFICER)
+        [use] = svc.catalog.access_uses(asked.request)
+        assert use["log_seq"] == viewed.log_entry
+        svc.mark_confidential([r[2]], "privacy", reason="a minor", caller=SUPERVISOR)
+
         # An audit finds r5's object damaged; the file is put back afterwards.
         recs = {rec.id: rec for rec in svc.recordings()}
         failed, intact = recs[r[5]].sha256, recs[r[2]].sha256
@@ -148,7 +163,8 @@ def _honest(root: Path, clips: list[Path]) -> Facts:
         checkpoints = len(reader.catalog.checkpoints())
     return Facts(
         config, now, history, assignment.id, docked, interrupted, running, old_key, new_key,
-        failed, intact, created.export, str(disc["label"]), checkpoints,
+        failed, intact, created.export, str(disc["label"]), checkpoints, asked.request,
+        int(use["id"]),
     )  # fmt: skip
 
 
@@ -217,6 +233,12 @@ def _targets(f: Facts) -> dict[str, Target]:
         "holds": Target("id = ?", (f.history.hold_recordings,), lambda row: {f"hold {row['id']}"}),
         "hold_items": Target(
             "hold_id = ?", (f.history.hold_recordings,), lambda row: {f"hold {row['hold_id']}"}
+        ),
+        "access_requests": Target("id = ?", (f.request,), lambda row: {f"request {row['id']}"}),
+        "access_uses": Target(
+            "id = ?",
+            (f.use,),
+            lambda row: {f"access use {row['id']}", f"log entry {row['log_seq']}"},
         ),
         "gap_explanations": Target(
             "id = ?",
