@@ -101,13 +101,13 @@ def check_access_against_log(
             )
         )
     for recording in recordings:
-        logged = marks.get(recording.id)
-        if recording.confidential != logged:
+        level = marks.get(recording.id)
+        if recording.confidential != level:
             problems.append(
                 Problem(
                     "confidential_changed",
                     f"recording {recording.id}",
-                    f"marked {recording.confidential!r} in the catalog; the log gives {logged!r}",
+                    f"marked {recording.confidential!r} in the catalog; the log gives {level!r}",
                 )
             )
     return problems
