@@ -61,6 +61,22 @@ class RecordingTables(Tables):
         report a row no writer could have stored rather than fail on it."""
         yield from self.db["recordings"].rows_where(order_by="id")
 
+    def recording_ids_of_objects(self, shas: Sequence[str]) -> list[int]:
+        """The live recordings that refer to any of these store objects, by id."""
+        found: set[int] = set()
+        for start in range(0, len(shas), 500):
+            chunk = list(shas[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                int(r[0])
+                for r in self.db.execute(
+                    f"SELECT id FROM recordings WHERE sha256 IN ({marks}) "
+                    "AND retention_state != 'deleted'",
+                    chunk,
+                )
+            )
+        return sorted(found)
+
     def recording_ids_of_object(self, sha256: str) -> list[int]:
         """The recordings (deleted ones too) that refer to this store object, by id."""
         return [

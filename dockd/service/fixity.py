@@ -89,6 +89,10 @@ class Fixity(ServiceBase):
                     "first": results[0][0] if results else None,
                     "last": results[-1][0] if results else None,
                     "failures": failures,
+                    # Whose bytes were re-hashed: each recording's custody shows the audit.
+                    "recordings": self.catalog.recording_ids_of_objects(
+                        [sha for sha, _, _ in results]
+                    ),
                 },
                 now,
             )
