@@ -29,7 +29,7 @@ from rich.text import Text
 
 from dockd.clock import SystemClock, isoformat_utc, parse_time
 from dockd.config import Config
-from dockd.errors import DockdError
+from dockd.errors import DockdError, NotPermitted
 from dockd.ingest.scanner import FoundFile
 from dockd.runner.api import DaemonUnavailable, request, socket_path
 from dockd.runner.operations import operation, perform
@@ -51,8 +51,15 @@ err = Console(stderr=True)
 
 
 def service_for(ctx: click.Context, write: bool) -> Service:
+    """The state directory opened here (no daemon): root's, as the files are."""
     config: Config = ctx.obj
-    return Service(config, SystemClock(), write=write)
+    try:
+        return Service(config, SystemClock(), write=write)
+    except PermissionError:
+        raise NotPermitted(
+            f"{config.state_dir}: only root (the service) reads the state directory; ask the "
+            "running daemon (dockd request …, dockd custody, dockd log export --case), or use sudo"
+        ) from None
 
 
 def change(
@@ -81,6 +88,11 @@ def change(
     except DaemonUnavailable:
         if entry.daemon_only:
             raise
+        if os.getuid() != 0:
+            raise NotPermitted(
+                f"{op}: dockd is not running, and without it only root may work on the state "
+                "directory; start it (systemctl start dockd), or use sudo"
+            ) from None
         with service_for(ctx, write=entry.writes) as service:
             if local is not None:
                 return local(service)

@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.cli.harness import write_config
 from tests.conftest import camera_name, put, recent
 
 OTHER_PARTY = "王五"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(env: dict[str, Path], *args: str, login: str | None = None) -> Result:
@@ -134,3 +136,23 @@ def test_a_scoped_log_export_holds_only_its_case(env: dict[str, Path]) -> None:
     assert OTHER_PARTY.encode() not in blob and "另案".encode() not in blob
     both = run(env, "log", "export", str(env["tmp"] / "y"), "--case", "A-1", "--ids", "1")
     assert both.exit_code == 2 and "not both" in both.output
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv")
+def test_without_the_daemon_a_user_is_told_to_ask_it(env: dict[str, Path], reachable: Path) -> None:
+    # The state directory is root's (0700): another uid cannot read it, and is told so.
+    shutil.copytree(env["state"], reachable / "state", symlinks=True)
+    config = write_config(reachable)
+    config.write_text(f'state_dir = "{reachable / "state"}"\n' + config.read_text())
+    config.chmod(0o644)
+    for args, words in (
+        (["list"], "only root (the service) reads the state directory"),
+        (["tag", "1", "--cause", "x"], "dockd is not running, and without it only root"),
+    ):
+        done = subprocess.run(
+            ["setpriv", "--reuid=4321", "--regid=4321", "--clear-groups", sys.executable,
+             "-m", "dockd", "--config", str(config), *args],
+            capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 5, done.stderr
+        assert words in done.stderr and "Traceback" not in done.stderr
