@@ -37,6 +37,7 @@ from dockd.runner.daemon import Daemon
 from dockd.runner.operations import OPERATIONS
 from dockd.service import Service
 from tests.runner.test_daemon import RecordingNotifier
+from tests.test_service_retention import Shot, at, dock
 
 # One group per role (and the confidential grant), by number: no accounts needed.
 GID = {role: 7001 + i for i, role in enumerate((*ROLES, CONFIDENTIAL))}
@@ -175,3 +176,61 @@ def test_every_operation_for_every_role_through_the_socket(served: tuple[Daemon,
             code, message = found[op]
             assert not (code == 5 and TABLE_REFUSAL in message), (role, op, message)
     assert len(_denied(service)) == len(expected_denials)  # nothing more was refused
+
+
+_ASK = """
+import json, sys
+from dockd.runner.api import request
+from dockd.errors import DockdError
+try:
+    print(json.dumps([0, request(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), timeout=120)]))
+except DockdError as exc:
+    print(json.dumps([exc.exit_code, str(exc)]))
+"""
+
+
+def _one(uid: int, gid: int, socket: Path, op: str, args: dict[str, Any]) -> tuple[int, Any]:
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={gid}",
+            sys.executable, "-c", _ASK, str(socket), op, json.dumps(args)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    code, result = json.loads(done.stdout)
+    return code, result
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root, setpriv")
+def test_request_approve_view_and_copy_as_two_people_through_the_socket(
+    served: tuple[Daemon, Path], reachable: Path, tmp_path: Path
+) -> None:
+    daemon, socket = served
+    service = daemon.service
+    assert service is not None
+    cam = tmp_path / "cam"
+    [rec] = dock(service, cam, "CAM1", [Shot(at(1), b"\x01" * 4096, 1)])
+    officer, supervisor = (UID["officer"], GID["officer"]), (UID["supervisor"], GID["supervisor"])
+    code, asked = _one(*officer, socket, "request.create",
+                       {"kind": "copy", "ids": [rec.id], "reason": "court"})  # fmt: skip
+    assert code == 0 and asked["requested_by"] == f"uid({UID['officer']})"
+    code, own = _one(*supervisor, socket, "request.create",
+                     {"kind": "view", "ids": [rec.id], "reason": "mine"})  # fmt: skip
+    code, refused = _one(*supervisor, socket, "request.approve",
+                         {"request": own["request"], "note": "self"})  # fmt: skip
+    assert code == 5 and "four eyes" in refused
+    code, approved = _one(*supervisor, socket, "request.approve",
+                          {"request": asked["request"], "note": "ok"})  # fmt: skip
+    assert code == 0 and approved["decided_by"] == f"uid({UID['supervisor']})"
+    # The officer's own folder receives the package, handed to them; not someone else's.
+    home = reachable / "home"
+    home.mkdir()
+    os.chown(home, *officer)
+    elsewhere = str(reachable / "not-mine")
+    code, result = _one(*officer, socket, "access.copy",
+                        {"request": asked["request"], "out": elsewhere})  # fmt: skip
+    assert code == 5 and "is not your folder" in result
+    code, copied = _one(*officer, socket, "access.copy",
+                        {"request": asked["request"], "out": str(home / "pkg")})  # fmt: skip
+    assert code == 0, copied
+    assert {p.stat().st_uid for p in (home / "pkg").rglob("*")} == {UID["officer"]}
+    # The supervisor's own view: refused to the officer, who did not ask for it.
+    code, other = _one(*officer, socket, "access.view", {"request": own["request"]})
+    assert code == 5 and "a grant is for the one who asked" in other
