@@ -67,6 +67,14 @@ else
             --shell /usr/sbin/nologin --comment "dockd evidence ingest" "$GROUP"
         say "created system user $GROUP"
     fi
+    # The roles' groups ([access] in dockd.toml; README "Access and approvals"):
+    # add people with `usermod -aG dockd,dockd-supervisor NAME`.
+    for role in officer clerk supervisor archivist auditor admin confidential; do
+        if ! getent group "dockd-$role" >/dev/null; then
+            groupadd --system "dockd-$role"
+            say "created system group dockd-$role"
+        fi
+    done
 fi
 
 # 2. The venv, with dockd installed from this checkout (not editable: the

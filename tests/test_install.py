@@ -1043,6 +1043,7 @@ def test_install_as_root_in_a_private_namespace(tmp_path: Path) -> None:
             env {env} DESTDIR= DOCKD_SKIP_VENV=1 sh {INSTALL} > {tmp_path}/out$run 2>&1
         done
         getent group dockd | cut -d: -f1
+        getent group dockd-supervisor dockd-confidential | cut -d: -f1
         getent passwd dockd | cut -d: -f7
         stat -c '%n %U:%G %a' /etc/dockd /etc/dockd/dockd.toml \
             /etc/systemd/system/dockd.service /etc/udev/rules.d/70-dockd.rules
@@ -1053,6 +1054,8 @@ def test_install_as_root_in_a_private_namespace(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr + (tmp_path / "out1").read_text()
     assert done.stdout.splitlines() == [
         "dockd",
+        "dockd-supervisor",  # the roles' groups (README "Access and approvals")
+        "dockd-confidential",
         "/usr/sbin/nologin",
         "/etc/dockd root:dockd 750",
         "/etc/dockd/dockd.toml root:dockd 640",
