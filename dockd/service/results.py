@@ -178,33 +178,32 @@ class Hold(_AsJson):
     release_reason: str | None
 
 
-@dataclass(frozen=True)
-class Case(_AsJson):
+@dataclass(frozen=True, kw_only=True)
+class _CaseFacts(_AsJson):
+    """What a case is (case.created, closed/reopened): Case and CaseDetail share it."""
+
+    cause: str
+    parties: tuple[str, ...]
+    categories: tuple[str, ...]
+    state: str
+    created_at: str
+    closed_at: str | None
+    log_seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case(_CaseFacts):
     """A case as `dockd case list` shows it: its facts and how many recordings it has."""
 
     no: str
-    cause: str
-    parties: tuple[str, ...]
-    categories: tuple[str, ...]
-    state: str
-    created_at: str
-    closed_at: str | None
-    log_seq: int
     recordings: int
 
 
-@dataclass(frozen=True)
-class CaseDetail(_AsJson):
+@dataclass(frozen=True, kw_only=True)
+class CaseDetail(_CaseFacts):
     """A case with its recordings and holds (`dockd case show`)."""
 
     case: str
-    cause: str
-    parties: tuple[str, ...]
-    categories: tuple[str, ...]
-    state: str
-    created_at: str
-    closed_at: str | None
-    log_seq: int
     recordings: tuple[Jsonable, ...]  # Recording values
     holds: tuple[Hold, ...]
 
