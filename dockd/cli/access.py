@@ -25,7 +25,7 @@ from rich.table import Table
 
 from dockd.access import custody_render
 from dockd.access.custody import CustodyReport
-from dockd.cli.common import out, run_change, utc_text
+from dockd.cli.common import empty_destination, out, receive, run_change, utc_text
 from dockd.errors import UsageError
 
 _KINDS = ("view", "copy", "export")
@@ -217,12 +217,14 @@ def copy(ctx: click.Context, request_id: int, out_dir: Path, as_json: bool) -> N
     proofs, the checkpoint and keys, verify.py and a README (zh/en): the
     disc's format. The dock keeps its record (004 Art. 17).
     """
-    args = {"request": request_id, "out": str(out_dir.absolute())}
+    out_dir = empty_destination(out_dir)
+    args = {"request": request_id, "out": str(out_dir)}
     result = run_change(ctx, "access.copy", args)
+    package = result["package"]
+    package["out"] = str(receive(package["out"], out_dir))
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, sort_keys=True))
         return
-    package = result["package"]
     out.print(
         f"copy of request {request_id}: {package['files']} file(s), {package['bytes']:,} bytes "
         f"in {package['out']}; package SHA-256 {package['package_sha256']} "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO, cast
 
 import click
@@ -29,8 +31,9 @@ from rich.text import Text
 
 from dockd.clock import SystemClock, isoformat_utc, parse_time
 from dockd.config import Config
-from dockd.errors import DockdError, NotPermitted
+from dockd.errors import DockdError, NotPermitted, UsageError
 from dockd.ingest.scanner import FoundFile
+from dockd.integrity import standalone_verify
 from dockd.runner.api import DaemonUnavailable, request, socket_path
 from dockd.runner.operations import operation, perform
 from dockd.service import Service
@@ -97,6 +100,38 @@ def change(
             if local is not None:
                 return local(service)
             return perform(service, op, args, local_actor())
+
+
+def empty_destination(out: Path) -> Path:
+    """`out` as an absolute path, refused unless it is an empty folder or absent."""
+    out = out.absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out}: must be an empty folder or not exist yet")
+    return out
+
+
+def receive(made: str, out: Path) -> Path:
+    """Bring what the daemon made in its outbox (`made`) to `out`, as this user.
+
+    The daemon cannot write into the caller's folders (ProtectHome=,
+    PrivateTmp=); it left the files in `/run/dockd/out/<uid>/`, given to this
+    user. They are copied to `out` and checked there as their verify.py
+    would check them; only then is the outbox copy removed. Without a daemon
+    the files were written to `out` itself, and nothing moves.
+    """
+    source = Path(made)
+    if source == out:
+        return out
+    shutil.copytree(source, out, dirs_exist_ok=True)
+    found = standalone_verify.check(str(out))
+    if found.problems:
+        listed = "; ".join(str(p) for p in found.problems[:5])
+        raise DockdError(
+            f"{out}: the copy from {source} does not check ({listed}); "
+            f"{source} is kept, {out} is not to be used"
+        )
+    shutil.rmtree(source)
+    return out
 
 
 def utc_text(value: str | None, option: str) -> str | None:

@@ -12,8 +12,10 @@ import click
 from dockd.cli.common import (
     EXIT_CODES,
     change,
+    empty_destination,
     out,
     progress_bar,
+    receive,
     run_change,
     wants_bar,
 )
@@ -232,14 +234,16 @@ def log_export(
         raise click.UsageError("give --case or --ids, not both")
     if (case is not None or ids is not None) and ranged:
         raise click.UsageError("--from/--to export a range; --case and --ids a scope, not both")
+    out = empty_destination(out)
     args = {
-        "out": str(out.absolute()),
+        "out": str(out),
         "first": first,
         "last": last,
         "case": case,
         "ids": ids or [],
     }
     result = run_change(ctx.find_root(), "log.export", args)
+    result["out"] = str(receive(result["out"], out))
     if case is not None or ids is not None:
         about = (
             f"case {result['case']}"

@@ -4,8 +4,10 @@ confidential marks, custody reports, scoped log exports, proofs.
 Each runs with the Host's caller (the socket's peer, or root without the
 daemon): the permission table has already let the caller ask
 (access/roles.py); the service checks the rest (four eyes, the requester's
-own grant, confidentiality, expiry). Files written for a caller who is not
-root go only into a folder the caller owns, and are handed to them.
+own grant, confidentiality, expiry). Files made for a caller (a copy
+package, a log export) go where the Host says (`outbox`): the daemon writes
+them into its outbox, `<runtime>/out/<uid>/`, hands them to the caller, and
+the caller's CLI moves them to the folder they named (cli/access.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dockd.service import Service
 class _Host(Protocol):
     service: Service
     caller: Caller
+
+    def outbox(self, out: Path, name: str) -> Path: ...
 
 
 def _recordings(a: dict[str, Any]) -> list[int]:
@@ -75,7 +79,9 @@ def _view(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
 
 
 def _copy(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
-    return host.service.copy(int_of(a, "request") or 0, _out(a), caller=host.caller)
+    request = int_of(a, "request") or 0
+    out = host.outbox(_out(a), f"copy-{request}")
+    return host.service.copy(request, out, caller=host.caller)
 
 
 def _confidential(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
@@ -99,7 +105,7 @@ def _log_export(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
             f"log.export: the whole log is for auditor or admin ({caller.actor}); "
             "export the entries of a case or of recordings instead (--case, --ids)"
         )
-    service.check_destination(out, caller)
+    out = host.outbox(out, "log-export")
     if service.log_grew():
         service.checkpoint()
     if scoped:

@@ -498,6 +498,11 @@ class _DaemonHost(Host):
         super().__init__(service, caller=caller)
         self.daemon = daemon
 
+    def outbox(self, out: Path, name: str) -> Path:
+        """`<runtime>/out/<uid>/<name>`: the caller's (CAP_CHOWN), for the CLI to move to
+        `out`; the daemon never writes into a path a caller names."""
+        return self.service.outbox(self.caller, name)
+
     def status(self) -> dict[str, Any]:
         return self.daemon.status()
 

@@ -72,6 +72,12 @@ class Host:
         # Who asks: the socket's peer (the daemon), else this process's user.
         self.caller = caller or local_caller()
 
+    def outbox(self, out: Path, name: str) -> Path:
+        """Where files asked for into `out` are written. Here: `out` itself. The daemon
+        cannot reach the caller's folders (ProtectHome=, PrivateTmp=): it writes into
+        its outbox and the CLI moves them (_DaemonHost)."""
+        return out
+
     def status(self) -> dict[str, Any]:
         raise DaemonUnavailable("dockd is not running: only the daemon can answer this")
 

@@ -273,7 +273,8 @@ class Access(ServiceBase):
     def copy(self, request_id: int, out: Path, *, caller: Caller) -> Copied:
         """Write the self-verifying copy package of an approved copy request to `out`."""
         row, _until = self._grant(request_id, "copy", caller)
-        self.check_destination(out, caller)
+        if not out.is_absolute():
+            raise UsageError(f"out: expected an absolute path, not {str(out)!r}", field="out")
         chosen = self._chosen(row, ())
         if row["for_party"] is not None:
             self._refuse_confidential_for_party(chosen)
@@ -314,13 +315,16 @@ class Access(ServiceBase):
             )
         return self._as_request(row, self.clock.now())
 
-    def check_destination(self, out: Path, caller: Caller) -> None:
-        """`out` (absolute) may receive files for `caller`: the daemon writes as root, so
-        for anyone else only into a folder they own, and never through a link."""
-        if not out.is_absolute():
-            raise UsageError(f"out: expected an absolute path, not {str(out)!r}", field="out")
-        if not caller.identity.root:
-            _check_theirs(out, caller.identity.uid)
+    def outbox(self, caller: Caller, name: str) -> Path:
+        """A new folder `<runtime>/out/<uid>/<name>` for files made for `caller`: the
+        daemon writes there (it cannot reach their folders) and hands them over; their
+        CLI moves them where they asked. Only they can enter `<uid>/`."""
+        mine = self.config.daemon.runtime_dir / "out" / str(caller.identity.uid)
+        mine.mkdir(parents=True, exist_ok=True)
+        os.chmod(mine.parent, 0o711)
+        _own(mine, caller.identity.uid, caller.identity.gid, 0o700)
+        stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
+        return mine / f"{name}-{stamp}"
 
     def hand_over(self, out: Path, caller: Caller) -> None:
         """Give what was written under `out` to `caller` (root's stays root's)."""
@@ -503,17 +507,3 @@ def _own(path: Path, uid: int, gid: int, mode: int | None) -> None:
         os.chown(path, uid, gid, follow_symlinks=False)
     if mode is not None:
         os.chmod(path, mode)
-
-
-def _check_theirs(out: Path, uid: int) -> None:
-    """The daemon writes as root: only into a folder the caller owns, never via a link."""
-    parent = out.parent
-    for place in (out, parent):
-        if place.is_symlink():
-            raise UsageError(f"out: {place} is a symbolic link", field="out")
-    try:
-        owner = parent.stat().st_uid
-    except OSError as exc:
-        raise UsageError(f"out: cannot use {parent}: {exc.strerror}", field="out") from None
-    if owner != uid:
-        raise NotPermitted(f"out: {parent} is not your folder: give a folder you own")

@@ -219,18 +219,17 @@ def test_request_approve_view_and_copy_as_two_people_through_the_socket(
     code, approved = _one(*supervisor, socket, "request.approve",
                           {"request": asked["request"], "note": "ok"})  # fmt: skip
     assert code == 0 and approved["decided_by"] == f"uid({UID['supervisor']})"
-    # The officer's own folder receives the package, handed to them; not someone else's.
-    home = reachable / "home"
-    home.mkdir()
-    os.chown(home, *officer)
-    elsewhere = str(reachable / "not-mine")
-    code, result = _one(*officer, socket, "access.copy",
-                        {"request": asked["request"], "out": elsewhere})  # fmt: skip
-    assert code == 5 and "is not your folder" in result
+    # The daemon writes only into its outbox, never where a caller points it: the
+    # package is in <runtime>/out/<uid>/, handed to the officer (their CLI moves it).
+    elsewhere = reachable / "etc-passwd-here"
     code, copied = _one(*officer, socket, "access.copy",
-                        {"request": asked["request"], "out": str(home / "pkg")})  # fmt: skip
+                        {"request": asked["request"], "out": str(elsewhere)})  # fmt: skip
     assert code == 0, copied
-    assert {p.stat().st_uid for p in (home / "pkg").rglob("*")} == {UID["officer"]}
+    assert not elsewhere.exists()
+    made = Path(copied["package"]["out"])
+    outbox = daemon.config.daemon.runtime_dir / "out" / str(UID["officer"])
+    assert made.parent == outbox and oct(outbox.stat().st_mode & 0o777) == "0o700"
+    assert {p.stat().st_uid for p in [outbox, made, *made.rglob("*")]} == {UID["officer"]}
     # The supervisor's own view: refused to the officer, who did not ask for it.
     code, other = _one(*officer, socket, "access.view", {"request": own["request"]})
     assert code == 5 and "a grant is for the one who asked" in other

@@ -126,6 +126,36 @@ def test_export_build_and_resume_through_the_running_daemon(
     assert code == 0
 
 
+def test_a_copy_and_a_scoped_export_come_through_the_daemons_outbox(
+    dockd: Dockd,  # noqa: F811  (the fixture)
+    recent_clips: list[Path],
+    now_utc: datetime,
+) -> None:
+    """The daemon (ProtectHome=, PrivateTmp=) writes into /run/dockd/out/<uid>/ only; the
+    CLI moves what it made to the folder asked for, checks it there, and empties the
+    outbox."""
+    start = recent(now_utc)
+    ids = ingest_directly(dockd, [(clip_name(i, i + 1, first=start), recent_clips[i])
+                                  for i in range(2)])  # fmt: skip
+    dockd.start()
+    wang, li = {"SUDO_USER": "wang"}, {"SUDO_USER": "li"}
+    asked = dockd.cli_json("request", "copy", *map(str, ids), "--reason", "court", env=wang)
+    dockd.cli_json("approve", str(asked["request"]), "--note", "ok", env=li)
+    out = dockd.tmp / "for-court"
+    copied = dockd.cli_json("copy", str(asked["request"]), "--out", str(out), env=wang)
+    assert copied["package"]["out"] == str(out) and (out / "verify.py").is_file()
+    outbox = dockd.runtime / "out" / "0"
+    assert outbox.is_dir() and list(outbox.iterdir()) == []  # moved, then emptied
+    exported = dockd.tmp / "entries"
+    done = dockd.cli("log", "export", str(exported), "--ids", ",".join(map(str, ids)))
+    assert done.returncode == 0, done.stderr
+    assert (exported / "entries.jsonl").is_file() and list(outbox.iterdir()) == []
+    busy = dockd.cli("copy", str(asked["request"]), "--out", str(out), env=wang)
+    assert busy.returncode == 2 and "must be an empty folder" in busy.stderr
+    code, _ = dockd.stop()
+    assert code == 0
+
+
 def test_every_operation_runs_here_or_says_it_needs_the_daemon(service: Service) -> None:
     assert {"status", "reload", "devices", "checkpoint", "audit", "key.rotate",
             "export.build", "export.resume", "export.burn"} <= set(OPERATIONS)  # fmt: skip
