@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dockd.catalog import Recording
+from dockd.model import Recording
 from dockd.integrity.chain import LogEntry, Problem
 from dockd.integrity.crosscheck import _changed, json_value
 

@@ -22,7 +22,10 @@ from dockd.runner.api import MAX_LINE, ApiServer, DaemonUnavailable, request
 
 def _handler(op: str, args: dict[str, Any], who: Identity) -> Any:
     if op == "echo":
-        return {"args": args, "actor": who.actor, "uid": who.uid, "groups": list(who.groups)}
+        return {
+            "args": args, "actor": who.actor, "uid": who.uid, "groups": list(who.groups),
+            "login": who.login,
+        }  # fmt: skip
     if op == "bad":
         raise ConfigError("no such thing")
     if op == "bug":
@@ -148,3 +151,26 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     finally:
         api.stop()
     assert not path.exists(), "stop() removes the socket"
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_only_roots_word_on_who_is_behind_it_is_taken(reachable: Path) -> None:
+    server = reachable / "dockd.sock"
+    api = ApiServer(server, _handler, group="no-such-group-here")
+    api.start()
+    os.chmod(server, 0o666)
+    try:
+        assert request(server, "echo", login="alice")["login"] == "alice"  # root's client
+        code = (
+            "import json,sys; from dockd.runner.api import request; "
+            "print(json.dumps(request(sys.argv[1], 'echo', {}, login='root')))"
+        )
+        done = subprocess.run(
+            ["setpriv", "--reuid=4321", "--regid=4321", "--clear-groups", sys.executable,
+             "-c", code, str(server)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        api.stop()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["login"] is None  # a user cannot claim to be someone
