@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dockd.model import Recording
 from dockd.integrity.chain import LogEntry, Problem
 from dockd.integrity.crosscheck import _changed, json_value
+from dockd.model import Recording
 
 _DECISIONS = {"access.approved": "approved", "access.refused": "refused"}
 _USES = {"access.viewed": "viewed", "access.copied": "copied"}
