@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dockd.access.roles import CONFIDENTIAL, ROLES, gids_of
 from dockd.clock import Clock, isoformat_utc
 from dockd.config import DEFAULT_CONFIG_PATH, Config
 from dockd.errors import DockdError
@@ -113,6 +114,7 @@ def run_checks(
         ("free_space", lambda: check_free_space(config)),
         ("signing_key", lambda: check_signing_key(config)),
         ("group", lambda: check_group(config, root)),
+        ("access", lambda: check_access_groups(config)),
         ("systemd_unit", lambda: check_unit(root)),
         ("udev_rules", lambda: check_rules(root)),
         ("clock", lambda: check_clock_plausible(clock)),
@@ -348,6 +350,23 @@ def check_group(config: Config, root: Path) -> Check:
             f"{runs_as!r}",
         )
     return _pass("group", f"group {wanted!r} exists" + (" (the unit's Group=)" if runs_as else ""))
+
+
+def check_access_groups(config: Config) -> Check:
+    """Each role of [access] names a group that exists (else nobody can hold it)."""
+    empty = [role for role in (*ROLES, CONFIDENTIAL) if not gids_of(getattr(config.access, role))]
+    if empty:
+        return _fail(
+            "access",
+            # Not an error: the dock ingests, and root (told apart by sudo's login) can decide.
+            "warning",
+            f"no group exists for the role {', '.join(empty)}: only root can"
+            + (" approve requests, so nobody can view or copy" if "supervisor" in empty else
+               " do what it allows"),
+            f"groupadd --system dockd-{empty[0]} (packaging/install.sh makes them), or name "
+            f"existing groups in [access] {empty[0]} = [...]",
+        )  # fmt: skip
+    return _pass("access", "every role of [access] has a group")
 
 
 def _first_existing(root: Path, dirs: Sequence[str], name: str) -> Path | None:

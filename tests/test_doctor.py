@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from dockd import doctor
+from dockd.access.roles import CONFIDENTIAL, ROLES
 from dockd.clock import FixedClock
-from dockd.config import Config, DaemonConfig, IngestConfig, IntegrityConfig
+from dockd.config import AccessConfig, Config, DaemonConfig, IngestConfig, IntegrityConfig
 from dockd.doctor import Check
 from dockd.integrity.keys import write_new_key
 
@@ -97,6 +98,7 @@ def good(tmp_path: Path) -> Config:
         state_dir=state,
         ingest=IngestConfig(min_free_bytes=1),
         daemon=DaemonConfig(runtime_dir=runtime, socket_group=EXISTING_GROUP),
+        access=AccessConfig(**{r: (EXISTING_GROUP,) for r in (*ROLES, CONFIDENTIAL)}),
     )
 
 
@@ -149,6 +151,7 @@ def test_a_good_host_passes_every_check(good: Config, host: Path) -> None:
         "free_space",
         "signing_key",
         "group",
+        "access",
         "systemd_unit",
         "udev_rules",
         "clock",
@@ -536,3 +539,19 @@ def test_exit_code_and_json() -> None:
 def test_state_dir_mode_reported(good: Config) -> None:
     check = doctor.check_state_dir(good)
     assert check.ok and check.detail.endswith(f"mode {stat.S_IMODE(0o700):04o}")
+
+
+def test_a_role_without_a_group_is_said(good: Config) -> None:
+    """Nobody can hold a role whose groups do not exist: no supervisor, no approvals."""
+    none = dataclasses.replace(good, access=AccessConfig(supervisor=("no-such-group-x",)))
+    check = doctor.check_access_groups(none)
+    failed(check, "warning")
+    assert "supervisor" in check.detail and "nobody can view or copy" in check.detail
+    one = dataclasses.replace(
+        good,
+        access=AccessConfig(
+            **{r: (EXISTING_GROUP,) for r in (*ROLES, CONFIDENTIAL) if r != "auditor"},
+            auditor=("12345",),  # a number is a gid, whether or not it has a name
+        ),
+    )
+    assert doctor.check_access_groups(one).ok
