@@ -180,7 +180,8 @@ class Caller:
     @property
     def person(self) -> tuple[int, str | None]:
         """Who this is, for four eyes: the uid; for root, the uid and the login."""
-        return (self.identity.uid, self.login if self.identity.root else None)
+        login = self.login if self.login != self.identity.name else None
+        return (self.identity.uid, login if self.identity.root else None)
 
     def holds(self, role: str) -> bool:
         return self.identity.root or role in self.roles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -130,7 +131,14 @@ def receive(made: str, out: Path) -> Path:
             f"{out}: the copy from {source} does not check ({listed}); "
             f"{source} is kept, {out} is not to be used"
         )
-    shutil.rmtree(source)
+    # Emptied, not removed: its parent is the daemon's (it takes the empty folder away).
+    for child in source.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    with contextlib.suppress(OSError):
+        source.rmdir()
     return out
 
 

@@ -164,6 +164,11 @@ class Access(ServiceBase):
             expires = isoformat_utc(end)
         kind = "access.approved" if approve else "access.refused"
         with self.catalog.transaction():
+            # Two supervisors at once: the second finds it decided (the catalog's
+            # mutex and the write lock hold from here to the commit).
+            state = self._request_row(request_id)["state"]
+            if state != "pending":
+                raise UsageError(f"request {request_id} is {state} already: it is decided once")
             data = {
                 "request": request_id,
                 "recordings": list(row["recordings"]),
@@ -214,10 +219,12 @@ class Access(ServiceBase):
         chosen = self._chosen(row, ids)
         folder = self._view_root() / str(caller.identity.uid) / str(request_id)
         folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(self._view_root(), 0o711)  # enter your own folder, list nobody's
         uid, gid = caller.identity.uid, caller.identity.gid
-        _own(folder.parent, uid, gid, 0o500)
-        _own(folder, uid, gid, 0o500)
+        # The folders stay the daemon's, enter-only (0711): under systemd dockd is root
+        # without CAP_DAC_OVERRIDE, and must still remove what it put there. Each file
+        # is the requester's alone (0400); they get its path, nobody can list the folder.
+        for level in (self._view_root(), folder.parent, folder):
+            os.chmod(level, 0o711)
         files = []
         for recording in chosen:
             name = f"{recording.id}-{Path(recording.source_path_text).name}"
@@ -316,13 +323,19 @@ class Access(ServiceBase):
         return self._as_request(row, self.clock.now())
 
     def outbox(self, caller: Caller, name: str) -> Path:
-        """A new folder `<runtime>/out/<uid>/<name>` for files made for `caller`: the
-        daemon writes there (it cannot reach their folders) and hands them over; their
-        CLI moves them where they asked. Only they can enter `<uid>/`."""
+        """A new folder `<runtime>/out/<uid>/<name>-<time>` for files made for `caller`:
+        the daemon writes there (it cannot reach their folders) and hands it over
+        (`hand_over`: the folder and all in it become theirs); their CLI moves it
+        where they asked and empties it. `out/` and `<uid>/` stay the daemon's,
+        enter-only (0711), so that it can take away the emptied folders (here, each
+        time) while nobody lists another's; systemd wipes the rest at stop."""
         mine = self.config.daemon.runtime_dir / "out" / str(caller.identity.uid)
         mine.mkdir(parents=True, exist_ok=True)
-        os.chmod(mine.parent, 0o711)
-        _own(mine, caller.identity.uid, caller.identity.gid, 0o700)
+        for level in (mine.parent, mine):
+            os.chmod(level, 0o711)
+        for old in mine.iterdir():
+            with contextlib.suppress(OSError):  # only the emptied ones go
+                old.rmdir()
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         return mine / f"{name}-{stamp}"
 
@@ -503,7 +516,9 @@ class Access(ServiceBase):
 
 def _own(path: Path, uid: int, gid: int, mode: int | None) -> None:
     """Give `path` to the caller (the daemon runs as root); `mode` if given."""
-    with contextlib.suppress(PermissionError):  # not root (tests as a user): keep ours
-        os.chown(path, uid, gid, follow_symlinks=False)
+    # The mode first: once the file is theirs, root without CAP_FOWNER (the unit) may
+    # no longer change it.
     if mode is not None:
         os.chmod(path, mode)
+    with contextlib.suppress(PermissionError):  # not root (tests as a user): keep ours
+        os.chown(path, uid, gid, follow_symlinks=False)

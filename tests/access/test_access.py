@@ -149,7 +149,9 @@ def test_a_view_is_a_readonly_copy_of_the_store(svc: Service, ids: list[int]) ->
     path = Path(name)
     assert path.read_bytes() == svc.store.object_path(recording.sha256).read_bytes()
     assert oct(path.stat().st_mode & 0o777) == "0o400"
-    assert oct(path.parent.stat().st_mode & 0o777) == "0o500"
+    # The folder stays the daemon's and enter-only; the file is the requester's alone.
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o711"
+    assert path.stat().st_uid == 1000 and path.parent.stat().st_uid == os.getuid()
     assert path.parent == svc.config.daemon.runtime_dir / "view" / "1000" / str(request)
     with pytest.raises(NotPermitted, match="does not cover recordings 3"):
         svc.view(request, caller=ALICE, ids=[ids[2]])
