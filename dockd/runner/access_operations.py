@@ -136,3 +136,5 @@ ACCESS_RUNS: dict[str, Callable[[_Host, dict[str, Any], str | None], Any]] = {
 }
 # Those that only read (a local run needs no lock).
 ACCESS_READS = frozenset({"request.list", "proof.inclusion"})
+# Those that copy recordings (gigabytes): a worker thread and the long timeout.
+ACCESS_LONG = frozenset({"access.view", "access.copy", "log.export"})

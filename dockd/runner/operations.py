@@ -25,7 +25,7 @@ from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.catalog import RecordingFilter
 from dockd.config import AccessConfig
 from dockd.errors import DockdError, NotPermitted, UsageError
-from dockd.runner.access_operations import ACCESS_READS, ACCESS_RUNS
+from dockd.runner.access_operations import ACCESS_LONG, ACCESS_READS, ACCESS_RUNS
 from dockd.runner.api import DaemonUnavailable
 from dockd.runner.arguments import (
     ids_of,
@@ -315,7 +315,10 @@ OPERATIONS: dict[str, Operation] = {
         long=True,
     ),
     "export.burn": Operation(_export_burn, long=True),
-    **{name: Operation(run, writes=name not in ACCESS_READS) for name, run in ACCESS_RUNS.items()},
+    **{
+        name: Operation(run, writes=name not in ACCESS_READS, long=name in ACCESS_LONG)
+        for name, run in ACCESS_RUNS.items()
+    },
 }
 # Not in the table: the read-only commands that open the catalog themselves (list, show,
 # verify, verify-disc, export plan, export list, reports, consistency proofs). They run
