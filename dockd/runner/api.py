@@ -5,8 +5,8 @@ Response: {"ok": true, "result": ...} or {"ok": false, "error": "...", "exit_cod
           (plus "field": the argument at fault, when a UsageError names one)
 
 The socket lives in the runtime directory, owned by root and group-writable
-by the `dockd` group, so that `dockd status` works for the group's members
-and nobody else can reach the service. The peer's uid and groups
+by the `dockd` group, so that the group's members can reach the service and
+nobody else can (what each may then ask is their roles' business). The peer's uid and groups
 (SO_PEERCRED, SO_PEERGROUPS) are its Identity: the roles it holds
 (access/roles.py) and the actor recorded in log entries of its changes.
 """
