@@ -196,3 +196,14 @@ class Ceph:
     def stop(self) -> None:
         for name in ("client.rgw.a", "osd.0", "mon.a"):
             self.kill(name)
+
+    def running(self) -> bool:
+        """Whether any of its daemons is still alive (not a zombie)."""
+        for name in ("client.rgw.a", "osd.0", "mon.a"):
+            pid = self._pid(name)
+            try:
+                if pid is not None and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+                    return True
+            except OSError:
+                continue
+        return False

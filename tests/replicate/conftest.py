@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,3 +25,6 @@ def ceph() -> Iterator[tuple[Ceph, S3User]]:
         yield cluster, user
     finally:
         cluster.stop()
+        # Kept when a daemon would not stop (its logs say why); else nothing stays.
+        if not cluster.running():
+            shutil.rmtree(root, ignore_errors=True)
