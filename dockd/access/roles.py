@@ -91,20 +91,26 @@ class Identity:
 
     @property
     def actor(self) -> str:
-        """`name(uid)`, as log entries record the one who asked."""
-        return f"{self.name or 'uid'}({self.uid})"
+        """`name(uid)`, and the login behind it when another (`root(0) via sudo by
+        wang`): as log entries record the one who asked, and four eyes tells them apart."""
+        who = f"{self.name or 'uid'}({self.uid})"
+        if self.login and self.login != self.name:
+            return f"{who} via sudo by {self.login}"
+        return who
 
     @property
     def root(self) -> bool:
         return self.uid == 0
 
     @classmethod
-    def of_uid(cls, uid: int, gid: int, groups: Iterable[int] = ()) -> Identity:
+    def of_uid(
+        cls, uid: int, gid: int, groups: Iterable[int] = (), login: str | None = None
+    ) -> Identity:
         try:
             name: str | None = pwd.getpwuid(uid).pw_name
         except KeyError:
             name = None
-        return cls(uid, gid, tuple(sorted(set(groups) | {gid})), name)
+        return cls(uid, gid, tuple(sorted(set(groups) | {gid})), name, login)
 
 
 def _gid_of_name(name: str) -> int | None:
@@ -167,21 +173,10 @@ class Caller:
 
     identity: Identity
     roles: frozenset[str]
-    # Root's login name where known (sudo's SUDO_USER, the login): two people
-    # both working as root are told apart by it, and it is logged.
-    login: str | None = None
 
     @property
     def actor(self) -> str:
-        if self.login and self.login != self.identity.name:
-            return f"{self.identity.actor} via sudo by {self.login}"
         return self.identity.actor
-
-    @property
-    def person(self) -> tuple[int, str | None]:
-        """Who this is, for four eyes: the uid; for root, the uid and the login."""
-        login = self.login if self.login != self.identity.name else None
-        return (self.identity.uid, login if self.identity.root else None)
 
     def holds(self, role: str) -> bool:
         return self.identity.root or role in self.roles

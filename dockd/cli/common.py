@@ -36,7 +36,12 @@ from dockd.errors import DockdError, NotPermitted, UsageError
 from dockd.ingest.scanner import FoundFile
 from dockd.integrity import standalone_verify
 from dockd.runner.api import DaemonUnavailable, request, socket_path
-from dockd.runner.operations import operation, perform
+from dockd.runner.operations import (
+    local_caller,
+    only_root_without_the_daemon,
+    operation,
+    perform,
+)
 from dockd.service import Service
 
 EXIT_CODES = """\b
@@ -86,17 +91,13 @@ def change(
     entry = operation(op)
     if timeout is None:
         timeout = 24 * 3600.0 if entry.long else 30.0
+    me = local_caller()
     try:
-        login = os.environ.get("SUDO_USER") or None
-        return request(socket_path(config), op, args, timeout=timeout, login=login)
+        return request(socket_path(config), op, args, timeout=timeout, login=me.identity.login)
     except DaemonUnavailable:
         if entry.daemon_only:
             raise
-        if os.getuid() != 0:
-            raise NotPermitted(
-                f"{op}: dockd is not running, and without it only root may work on the state "
-                "directory; start it (systemctl start dockd), or use sudo"
-            ) from None
+        only_root_without_the_daemon(op, me)  # before the state directory is touched
         with service_for(ctx, write=entry.writes) as service:
             if local is not None:
                 return local(service)
@@ -150,16 +151,7 @@ def utc_text(value: str | None, option: str) -> str | None:
 
 def local_actor() -> str:
     """Who runs this command, for log entries of changes made without the daemon."""
-    import os
-    import pwd
-
-    uid = os.getuid()
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = "uid"
-    sudo = os.environ.get("SUDO_USER")
-    return f"{name}({uid})" + (f" via sudo by {sudo}" if sudo else "")
+    return local_caller().actor
 
 
 def run_change(ctx: click.Context, op: str, args: dict[str, Any]) -> Any:

@@ -423,7 +423,7 @@ class Daemon(Docking):
         if the caller's roles allow it (access/roles.py); a refusal is logged."""
         assert self.service is not None
         entry = operation(op)
-        caller = Caller(who, roles_of(who, self.config.access), who.login)
+        caller = Caller(who, roles_of(who, self.config.access))
         try:
             check(op, who, caller.roles)
         except NotPermitted as refused:

@@ -340,9 +340,9 @@ def local_caller() -> Caller:
     root holds every role, and its login name (sudo's SUDO_USER, else the
     login) is logged with it and tells two people working as root apart.
     """
-    who = Identity.of_uid(os.getuid(), os.getgid(), os.getgroups())
     login = os.environ.get("SUDO_USER") or None
-    return Caller(who, roles_of(who, AccessConfig()), login)
+    who = Identity.of_uid(os.getuid(), os.getgid(), os.getgroups(), login)
+    return Caller(who, roles_of(who, AccessConfig()))
 
 
 def perform(host: Host | Service, op: str, args: dict[str, Any], actor: str | None) -> Any:
@@ -353,9 +353,14 @@ def perform(host: Host | Service, op: str, args: dict[str, Any], actor: str | No
     """
     entry = operation(op)
     host = host if isinstance(host, Host) else Host(host)
-    if not host.caller.identity.root:
-        raise NotPermitted(
-            f"{op}: without the daemon only root may work on the state directory; "
-            "start dockd (systemctl start dockd) and ask it"
-        )
+    only_root_without_the_daemon(op, host.caller)
     return wire(entry.run(host, args, actor))
+
+
+def only_root_without_the_daemon(op: str, caller: Caller) -> None:
+    """The one rule for running `op` here, on the state directory itself: root only."""
+    if not caller.identity.root:
+        raise NotPermitted(
+            f"{op}: dockd is not running, and without it only root may work on the state "
+            "directory; start it (systemctl start dockd), or use sudo"
+        )

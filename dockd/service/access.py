@@ -137,7 +137,7 @@ class Access(ServiceBase):
         note = _clean(note, "note" if approve else "reason")
         if row["state"] != "pending":
             raise UsageError(f"request {request_id} is {row['state']} already: it is decided once")
-        if self._requester(row) == caller.person:
+        if self._asked_by(row, caller):
             raise NotPermitted(
                 f"request {request_id} is yours ({row['requested_by']}): another supervisor "
                 f"must decide it (four eyes, {RULE})"
@@ -408,11 +408,12 @@ class Access(ServiceBase):
         return row
 
     @staticmethod
-    def _requester(row: dict[str, Any]) -> tuple[int, str | None]:
-        uid = int(row["requested_uid"])
-        by = str(row["requested_by"])
-        login = by.partition(" via sudo by ")[2] or None
-        return (uid, login if uid == 0 else None)
+    def _asked_by(row: dict[str, Any], caller: Caller) -> bool:
+        """Whether `caller` is who asked for the request: the same uid, and for root the
+        same person behind it (the actor names root's login)."""
+        if int(row["requested_uid"]) != caller.identity.uid:
+            return False
+        return not caller.identity.root or row["requested_by"] == caller.actor
 
     def _grant(self, request_id: int, kind: str, caller: Caller) -> tuple[dict[str, Any], str]:
         """The approved, unexpired request `request_id` of `kind` (a view or copy: the
@@ -422,7 +423,7 @@ class Access(ServiceBase):
             raise UsageError(f"request {request_id} is for {row['kind']}, not {kind}")
         # A view or a copy is the requester's own; an export is made centrally (004
         # Art. 17): any archivist carries out an approved export request.
-        if kind != "export" and self._requester(row) != caller.person:
+        if kind != "export" and not self._asked_by(row, caller):
             raise NotPermitted(
                 f"request {request_id} is {row['requested_by']}'s: a grant is for the one "
                 "who asked for it"

@@ -102,8 +102,8 @@ def test_root_requester_and_root_approver_are_told_apart_by_login(
     svc: Service, ids: list[int]
 ) -> None:
     root = Identity(0, 0, (0,), "root")
-    alice_root = Caller(root, roles_of(root, ACCESS), login="alice")
-    bob_root = Caller(root, roles_of(root, ACCESS), login="bob")
+    alice_root = Caller(dataclasses.replace(root, login="alice"), roles_of(root, ACCESS))
+    bob_root = Caller(dataclasses.replace(root, login="bob"), roles_of(root, ACCESS))
     asked = svc.request_access("view", ids=ids[:1], reason="x", caller=alice_root)
     assert asked.requested_by == "root(0) via sudo by alice"
     with pytest.raises(NotPermitted, match="four eyes"):
