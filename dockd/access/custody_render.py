@@ -340,3 +340,21 @@ def to_pdf(report: CustodyReport, lang: str = "zh") -> bytes:
     from weasyprint.urls import URLFetcher  # type: ignore[import-untyped]
 
     return bytes(HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=())).write_pdf())
+
+
+FORMATS = ("text", "csv", "json", "html", "pdf")
+
+
+def render(report: CustodyReport, fmt: str, lang: str = "zh") -> bytes:
+    """The report in one of FORMATS, as the bytes of its file."""
+    if fmt == "text":
+        return to_text(report, lang).encode("utf-8")
+    if fmt == "csv":
+        return to_csv(report)
+    if fmt == "json":
+        return to_json(report).encode("utf-8")
+    if fmt == "html":
+        return to_html(report, lang).encode("utf-8")
+    if fmt == "pdf":
+        return to_pdf(report, lang)
+    raise UsageError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")

@@ -44,6 +44,11 @@ class AccessTables(Tables):
             for r in self.db["access_uses"].rows_where(where, args, order_by="id")
         ]
 
+    def access_use_counts(self) -> dict[int, int]:
+        """request id -> how many times its grant was used."""
+        query = "SELECT request_id, COUNT(*) FROM access_uses GROUP BY request_id"
+        return {int(r[0]): int(r[1]) for r in self.db.execute(query)}
+
     def access_use_rows(self) -> list[dict[str, Any]]:
         return list(self.db["access_uses"].rows_where(order_by="id"))
 

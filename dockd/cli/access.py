@@ -240,7 +240,7 @@ def copy(ctx: click.Context, request_id: int, out_dir: Path, as_json: bool) -> N
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "csv", "json", "html", "pdf"]),
+    type=click.Choice(custody_render.FORMATS),
     default="text",
     show_default=True,
 )
@@ -269,19 +269,9 @@ def custody(
     """
     data = run_change(ctx, "custody", _ids_or_case(ids, case))
     report = CustodyReport.from_json(data)
-    rendered: bytes
-    if fmt == "text":
-        rendered = custody_render.to_text(report, lang).encode("utf-8")
-    elif fmt == "csv":
-        rendered = custody_render.to_csv(report)
-    elif fmt == "json":
-        rendered = custody_render.to_json(report).encode("utf-8")
-    elif fmt == "html":
-        rendered = custody_render.to_html(report, lang).encode("utf-8")
-    else:
-        if out_file is None and sys.stdout.isatty():
-            raise UsageError("a PDF goes to a file: give --out FILE.pdf")
-        rendered = custody_render.to_pdf(report, lang)
+    if fmt == "pdf" and out_file is None and sys.stdout.isatty():
+        raise UsageError("a PDF goes to a file: give --out FILE.pdf")
+    rendered = custody_render.render(report, fmt, lang)
     if out_file is not None:
         out_file.write_bytes(rendered)
         click.echo(

@@ -195,17 +195,18 @@ class Access(ServiceBase):
         return self.access_request(request_id)
 
     def access_request(self, request_id: int) -> AccessRequest:
-        return self._as_request(self._request_row(request_id), self.clock.now())
+        uses = len(self.catalog.access_uses(request_id))
+        return self._as_request(self._request_row(request_id), self.clock.now(), uses)
 
     def access_requests(
         self, *, uid: int | None = None, pending: bool = False
     ) -> list[AccessRequest]:
         """Every request in id order; only `uid`'s, only those still pending, if asked."""
         now = self.clock.now()
-        rows = self.catalog.access_requests()
+        uses = self.catalog.access_use_counts()  # one query, not one per request
         found = [
-            self._as_request(row, now)
-            for row in rows
+            self._as_request(row, now, uses.get(int(row["id"]), 0))
+            for row in self.catalog.access_requests()
             if uid is None or int(row["requested_uid"]) == uid
         ]
         return [r for r in found if not pending or r.state == "pending"]
@@ -320,7 +321,7 @@ class Access(ServiceBase):
                 f"request {request_id} does not cover recordings "
                 f"{', '.join(map(str, outside[:10]))}: ask for an export of these"
             )
-        return self._as_request(row, self.clock.now())
+        return self._as_request(row, self.clock.now(), len(self.catalog.access_uses(request_id)))
 
     def outbox(self, caller: Caller, name: str) -> Path:
         """A new folder `<runtime>/out/<uid>/<name>-<time>` for files made for `caller`:
@@ -490,7 +491,7 @@ class Access(ServiceBase):
             }
         )
 
-    def _as_request(self, row: dict[str, Any], now: datetime) -> AccessRequest:
+    def _as_request(self, row: dict[str, Any], now: datetime, uses: int) -> AccessRequest:
         state = str(row["state"])
         if state == "approved" and row["expires_at"] and parse_utc(row["expires_at"]) <= now:
             state = "expired"
@@ -511,7 +512,7 @@ class Access(ServiceBase):
             expires_at=row["expires_at"],
             log_entry=int(row["log_seq"]),
             decision_entry=row["decision_log_seq"],
-            uses=len(self.catalog.access_uses(int(row["id"]))),
+            uses=uses,
         )
 
 
