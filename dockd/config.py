@@ -192,6 +192,40 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class ReplicateConfig:
+    """Replication to S3 with Object Lock (dockd/replicate/); off while `bucket` is empty."""
+
+    # The S3 endpoint (Ceph RGW, MinIO: "https://s3.example:7480"); empty: AWS's.
+    endpoint: str = ""
+    bucket: str = ""
+    region: str = "us-east-1"
+    # Key prefix of this dock in the bucket; empty: the log origin, so that
+    # docks share a bucket and a central site tells them apart.
+    prefix: str = ""
+    # An AWS-style credentials file ([default] aws_access_key_id = …,
+    # aws_secret_access_key = …), readable by dockd only; empty: boto3's own
+    # sources (environment, ~/.aws, instance role).
+    credentials: str = ""
+    # Uploads in flight at once.
+    workers: int = 2
+    # Objects larger than this go up in parts of this size (S3: at least 5 MiB).
+    part_size: int = 16 << 20
+    # Bytes per second for all uploads together (0: no limit): a dock shares
+    # its uplink with the station.
+    bandwidth_limit: int = 0
+    # true: a camera's file is deleted only once its object is verified in the
+    # bucket ("waiting for upload" meanwhile). false (default): a dock works offline.
+    require_before_wipe: bool = False
+    # The oldest pending upload older than this is an error in `dockd doctor`
+    # and a journald warning.
+    alert_after_hours: float = 24.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bucket)
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -202,6 +236,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    replicate: ReplicateConfig = field(default_factory=ReplicateConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
@@ -308,6 +343,12 @@ NUMERIC_RANGES: dict[str, Range] = {
     "retention.gap_max_seconds": Range(0, 7 * 24 * _HOUR_S),
     # 0: unlabelled as soon as ingested.
     "retention.label_after_days": Range(0, _CENTURY_DAYS),
+    "replicate.workers": Range(1, 64),
+    # S3's parts are 5 MiB to 5 GiB; each worker holds one part in memory.
+    "replicate.part_size": Range(5 << 20, 1 << 30),
+    # 0: no limit. Below 64 KiB/s a 5 MiB part takes minutes: a typo.
+    "replicate.bandwidth_limit": Range(0, 1 << 40),
+    "replicate.alert_after_hours": Range(0, _YEAR_H, low_inclusive=False),
 }
 
 
@@ -320,6 +361,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "daemon": DaemonConfig,
     "retention": RetentionConfig,
     "access": AccessConfig,
+    "replicate": ReplicateConfig,
 }
 
 
@@ -431,6 +473,17 @@ def _validate(config: Config) -> Config:
         raise ConfigError(
             "retention.gap_max_seconds: must be 0 (no bound) or more than gap_threshold_seconds"
         )
+    replicate = config.replicate
+    if replicate.bandwidth_limit and replicate.bandwidth_limit < 64 << 10:
+        raise ConfigError("replicate.bandwidth_limit: 0 (no limit) or at least 65536 bytes/s")
+    if replicate.endpoint and not re.match(r"^https?://[^/\s]+", replicate.endpoint):
+        raise ConfigError(
+            f"replicate.endpoint: expected http(s)://host[:port], got {replicate.endpoint!r}"
+        )
+    if replicate.bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", replicate.bucket):
+        raise ConfigError(f"replicate.bucket: not an S3 bucket name: {replicate.bucket!r}")
+    if replicate.require_before_wipe and not replicate.enabled:
+        raise ConfigError("replicate.require_before_wipe: needs replicate.bucket")
     if config.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level: must be one of debug, info, warning, error")
     if config.log.format not in ("keyvalue", "json", "console", "journald", "auto"):

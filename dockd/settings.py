@@ -16,8 +16,9 @@ from pathlib import Path
 from dockd.config import Config, load_config, parse_config
 from dockd.devices.profiles import PROFILES
 from dockd.devices.usbhook import parse_usb_command
-from dockd.errors import ConfigError
+from dockd.errors import ConfigError, UsageError
 from dockd.integrity.note import NoteError, VerifierKey
+from dockd.replicate.keys import clean_prefix
 from dockd.retention.policy import PRESETS
 
 
@@ -45,6 +46,11 @@ def check(config: Config) -> Config:
     preset = config.retention.preset
     if preset not in PRESETS:
         raise ConfigError(f"retention.preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if config.replicate.prefix:
+        try:
+            clean_prefix(config.replicate.prefix)
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
     return config
 
 

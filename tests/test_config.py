@@ -147,6 +147,7 @@ ZERO_IS_VALID = {
     "retention.gap_threshold_seconds",  # any pause inside a recording counts
     "retention.gap_max_seconds",  # no upper bound
     "retention.label_after_days",  # unlabelled as soon as ingested
+    "replicate.bandwidth_limit",  # no limit
 }
 
 
@@ -273,3 +274,22 @@ def test_nan_retry_delay_in_a_file_exits_2_naming_the_key(tmp_path: Path) -> Non
     assert "ingest.change_retry_delay: not a number" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stdout == ""
+
+
+def test_replicate_settings_are_checked_naming_the_key() -> None:
+    from dockd.settings import parse
+
+    good = parse('[replicate]\nbucket = "evidence"\nendpoint = "http://127.0.0.1:7480"\n')
+    assert good.replicate.enabled and good.replicate.prefix == ""
+    assert not Config().replicate.enabled
+    for text, key in [
+        ('bucket = "Evidence_Bucket"', "replicate.bucket"),
+        ('bucket = "ev"\nendpoint = "s3.example"', "replicate.endpoint"),
+        ("require_before_wipe = true", "replicate.require_before_wipe"),
+        ('bucket = "evidence"\nbandwidth_limit = 100', "replicate.bandwidth_limit"),
+        ('bucket = "evidence"\npart_size = 1024', "replicate.part_size"),
+        ('bucket = "evidence"\nprefix = "a//b"', "replicate.prefix"),
+        ('bucket = "evidence"\nprefix = "../x"', "replicate.prefix"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            parse(f"[replicate]\n{text}\n")

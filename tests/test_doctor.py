@@ -25,6 +25,7 @@ from dockd.clock import FixedClock
 from dockd.config import AccessConfig, Config, DaemonConfig, IngestConfig, IntegrityConfig
 from dockd.doctor import Check
 from dockd.integrity.keys import write_new_key
+from dockd.integrity.note import VerifierKey
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC)
@@ -89,13 +90,15 @@ def good(tmp_path: Path) -> Config:
     """A state directory in use (0700, key 0600, catalog) and a live runtime dir."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    write_new_key(state / "keys" / "checkpoint.key")
+    key = write_new_key(state / "keys" / "checkpoint.key")
     (state / "catalog.sqlite").write_bytes(b"")
     runtime = tmp_path / "run"
     runtime.mkdir()
     return dataclasses.replace(
         Config(),
         state_dir=state,
+        # Its public key pinned: the log is held against something off the box.
+        integrity=IntegrityConfig(trusted_keys=(VerifierKey.of("dockd/test", key).to_text(),)),
         ingest=IngestConfig(min_free_bytes=1),
         daemon=DaemonConfig(runtime_dir=runtime, socket_group=EXISTING_GROUP),
         access=AccessConfig(**{r: (EXISTING_GROUP,) for r in (*ROLES, CONFIDENTIAL)}),
@@ -160,6 +163,8 @@ def test_a_good_host_passes_every_check(good: Config, host: Path) -> None:
         "block_devices",
         "runtime_dir",
         "daemon",
+        "replication",
+        "anchor",
     ]
     bad = [c for c in checks.values() if not c.ok]
     assert bad == []
@@ -555,3 +560,14 @@ def test_a_role_without_a_group_is_said(good: Config) -> None:
         ),
     )
     assert doctor.check_access_groups(one).ok
+
+
+def test_no_pinned_key_and_no_bucket_is_warned(good: Config) -> None:
+    """The log checked only against itself: root could cut, empty or re-sign it."""
+    bare = dataclasses.replace(good, integrity=IntegrityConfig())
+    anchor = doctor.doctor_replication.check_anchor(bare)
+    assert (anchor.ok, anchor.severity) == (False, "warning")
+    assert "integrity.trusted_keys" in anchor.fix and "[replicate]" in anchor.fix
+    assert doctor.doctor_replication.check_anchor(good).ok
+    off = doctor.doctor_replication.check_replication(bare, FixedClock(datetime.now(UTC)))
+    assert off.ok and "off" in off.detail

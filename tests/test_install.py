@@ -56,6 +56,7 @@ from dockd.config import (
     IntegrityConfig,
     LogConfig,
     ProfileConfig,
+    ReplicateConfig,
     RetentionConfig,
     parse_config,
 )
@@ -892,6 +893,7 @@ def test_example_shows_the_true_defaults() -> None:
         ("daemon", DaemonConfig),
         ("retention", RetentionConfig),
         ("access", AccessConfig),
+        ("replicate", ReplicateConfig),
     ],
 )
 def test_example_documents_every_key(section: str, cls: type) -> None:
@@ -915,6 +917,7 @@ def test_example_documents_every_key(section: str, cls: type) -> None:
             "rules",
             "retention",
             "access",
+            "replicate",
         ):
             continue  # tables, not keys
         match = re.search(rf"^#{f.name} = ", body, flags=re.M)

@@ -26,6 +26,7 @@ from dockd.catalog.exports import ExportTables
 from dockd.catalog.labels import LabelTables
 from dockd.catalog.ledger import LedgerTables
 from dockd.catalog.recordings import RecordingTables
+from dockd.catalog.replication import ReplicationTables
 from dockd.catalog.retention import RetentionTables
 from dockd.errors import CatalogError
 from dockd.integrity.merkle import CompactRange
@@ -48,7 +49,13 @@ ID_TABLES = frozenset(
 
 
 class Catalog(
-    LedgerTables, RecordingTables, LabelTables, RetentionTables, ExportTables, AccessTables
+    LedgerTables,
+    RecordingTables,
+    LabelTables,
+    RetentionTables,
+    ExportTables,
+    AccessTables,
+    ReplicationTables,
 ):
     """The catalog: recordings, sessions and the evidence log in one SQLite file.
 

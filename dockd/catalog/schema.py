@@ -378,6 +378,45 @@ def _migrate_7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_8(db: sqlite_utils.Database) -> None:
+    """The replication queue (issue 16): one row per bucket key, pending to verified."""
+    db.executescript(
+        """
+        CREATE TABLE replication (
+            bucket       TEXT NOT NULL,
+            key          TEXT NOT NULL,
+            kind         TEXT NOT NULL,    -- object | log | checkpoint | key | session
+            ref          TEXT NOT NULL,    -- sha256 | first-last | size | key id | session id
+            state        TEXT NOT NULL,    -- pending | uploading | verified
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            last_error   TEXT,
+            next_try     REAL,             -- not before (seconds since the epoch)
+            queued_at    TEXT NOT NULL,
+            started_at   TEXT,
+            upload_id    TEXT,
+            verified_at  TEXT,
+            version_id   TEXT,
+            size         INTEGER,
+            sha256       TEXT,
+            retain_until TEXT,
+            seconds      REAL,
+            log_seq      INTEGER REFERENCES log(seq),
+            PRIMARY KEY (bucket, key)
+        );
+        CREATE INDEX replication_state ON replication(bucket, state);
+        CREATE INDEX replication_ref ON replication(kind, ref);
+        CREATE TRIGGER replication_no_delete BEFORE DELETE ON replication
+        BEGIN SELECT RAISE(ABORT, 'the replication queue is history'); END;
+        CREATE TRIGGER replication_verified_stays BEFORE UPDATE ON replication
+        WHEN OLD.state = 'verified' AND (
+            NEW.state != 'verified' OR NEW.version_id IS NOT OLD.version_id
+            OR NEW.sha256 IS NOT OLD.sha256 OR NEW.retain_until < OLD.retain_until
+            OR (OLD.log_seq IS NOT NULL AND NEW.log_seq IS NOT OLD.log_seq))
+        BEGIN SELECT RAISE(ABORT, 'a verified upload stays verified; its lock only grows'); END;
+        """
+    )
+
+
 # Index i holds the migration from schema version i to i + 1. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_1,
@@ -387,5 +426,6 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migrate_5,
     _migrate_6,
     _migrate_7,
+    _migrate_8,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

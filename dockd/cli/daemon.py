@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from dockd import logs
-from dockd.cli.common import change, out
+from dockd.cli.common import change, out, size_text
 from dockd.config import Config
 from dockd.runner.api import DaemonUnavailable
 
@@ -46,25 +46,23 @@ def run(ctx: click.Context, no_udev: bool) -> None:
     sys.exit(daemon.run())
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def _slot_line(slot: dict[str, Any]) -> str:
     state = slot["state"]
     if state in ("copying", "scanning") and slot["files_total"]:
-        rate = f", {_size(int(slot['rate_bps']))}/s" if slot["rate_bps"] else ""
+        rate = f", {size_text(int(slot['rate_bps']))}/s" if slot["rate_bps"] else ""
         return (
             f"{state} {slot['files_done']}/{slot['files_total']} files, "
-            f"{_size(slot['bytes_done'])} of {_size(slot['bytes_total'])}{rate}"
+            f"{size_text(slot['bytes_done'])} of {size_text(slot['bytes_total'])}{rate}"
         )
     if state == "error":
         return f"error: {slot['error']}"
+    if state == "waiting for upload":
+        counts = slot.get("counts") or {}
+        return (
+            f"waiting for upload: {counts.get('ingested', 0)} ingested, "
+            f"{counts.get('waiting_for_upload', 0)} kept on the camera until the bucket "
+            "holds them; leave it docked"
+        )
     if state == "done" and slot.get("counts"):
         counts = slot["counts"]
         return f"done: {counts.get('ingested', 0)} ingested, {counts.get('wiped', 0)} cleared"
@@ -111,6 +109,20 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 str(s["counts"].get("ingested", 0)), s["ended_at"],
             )  # fmt: skip
         out.print(recent)
+    replication = data.get("replication")
+    if replication:
+        line = (
+            f"replication to {replication['bucket']}: {replication['queue']:,} waiting, "
+            f"{replication['verified']:,} verified"
+        )
+        if replication.get("oldest_pending_hours") is not None:
+            line += f", oldest {replication['oldest_pending_hours']} h"
+        if replication.get("bytes_per_second"):
+            line += f", {size_text(replication['bytes_per_second'])}/s"
+        out.print(line, markup=False)
+        for name in ("problem", "last_error"):
+            if replication.get(name):
+                out.print(f"  {name.replace('_', ' ')}: {replication[name]}", markup=False)
     if data.get("exports"):
         exports = Table(title="exports")
         for column in ("export", "by", "state", "discs", "bytes", "since"):
@@ -121,7 +133,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 state += f" ({e['disc']})"
             exports.add_row(
                 e["key"], e["by"] or "-", state, f"{e['discs_done']}/{e['discs_total']}",
-                f"{_size(e['bytes_done'])} of {_size(e['bytes_total'])}", e["since"],
+                f"{size_text(e['bytes_done'])} of {size_text(e['bytes_total'])}", e["since"],
             )  # fmt: skip
         out.print(exports)
 

@@ -35,6 +35,8 @@ def print_verify(report: VerifyReport) -> None:
             f"note: store object {sha} is intact but not yet in the catalog "
             "(left by an interrupted docking; the next docking of its camera adopts it)"
         )
+    if report.anchor:
+        out.print(f"anchored: {report.anchor}", markup=False)
     if report.ok:
         out.print("verify: OK, everything intact")
         return
@@ -64,6 +66,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
                     "bytes_hashed": report.bytes_hashed,
                     "problems": [p.as_dict() for p in report.problems],
                     "orphans": list(report.orphans),
+                    "anchor": report.anchor,
                 },
                 sort_keys=True,
             )

@@ -18,6 +18,7 @@ from dockd.cli.devices import device
 from dockd.cli.integrity import audit, checkpoint, key, log_group, proof, verify
 from dockd.cli.labels import case, hold, tag
 from dockd.cli.recordings import ingest, list_, show
+from dockd.cli.replicate import replicate_group
 from dockd.cli.reports import gap, report
 from dockd.cli.retention import restore, retention, sweep
 from dockd.errors import DockdError, UsageError
@@ -97,6 +98,7 @@ for _command in (
     ingest, list_, show, verify, checkpoint, proof, audit, log_group, key, demo,
     run, status, doctor, device, tag, case, hold, retention, sweep, restore, report, gap,
     export, verify_disc_command, request_group, approve, refuse, view, copy, custody,
+    replicate_group,
 ):  # fmt: skip
     cli.add_command(_command)
 

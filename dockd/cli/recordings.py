@@ -74,6 +74,13 @@ def print_report(report: SessionReport) -> None:
         out.print(f"FAILED {f.display!r}: {f.reason} (left on the camera)", markup=False)
     for f in report.wipe_failed:
         out.print(f"not wiped {f.display!r}: {f.reason}", markup=False)
+    for o in report.held:
+        out.print(
+            f"kept on the camera {o.found.display!r}: waiting for upload "
+            "(replicate.require_before_wipe); dock it again once `dockd replicate status` "
+            "shows it verified",
+            markup=False,
+        )
 
 
 @click.command(epilog=EXIT_CODES)

@@ -178,6 +178,10 @@ LOGGED: dict[str, str] = {
 }
 
 # "table.column" -> why no entry vouches for it (what checks it instead, if anything).
+_QUEUE = (
+    "the replication queue; its verified rows are named by replicate.verified entries, "
+    "and the bucket's own versions and locks are checked by dockd verify --bucket"
+)
 NOT_LOGGED: dict[str, str] = {
     "recordings.source_mtime_ns": "the camera file's mtime, only used to spot a re-docked file "
     "(a wrong value makes the next docking re-hash it); not in the ingest entry",
@@ -201,4 +205,25 @@ NOT_LOGGED: dict[str, str] = {
     "checkpoints.note": "checked by its signature (a key the log introduced, or a pinned one)",
     "checkpoints.key_id": "checked against the key that signed the note",
     "checkpoints.created_at": "when it was signed; the note does not say",
+    # The replication queue is the dock's to-do list for the bucket; what the
+    # bucket holds is proven by the bucket itself (`dockd verify` against its
+    # latest checkpoint, `dockd verify --bucket` for every object and version).
+    "replication.bucket": _QUEUE,
+    "replication.key": _QUEUE,
+    "replication.kind": _QUEUE,
+    "replication.ref": _QUEUE,
+    "replication.state": _QUEUE,
+    "replication.attempts": _QUEUE,
+    "replication.last_error": _QUEUE,
+    "replication.next_try": _QUEUE,
+    "replication.queued_at": _QUEUE,
+    "replication.started_at": _QUEUE,
+    "replication.upload_id": _QUEUE,
+    "replication.verified_at": _QUEUE,
+    "replication.version_id": _QUEUE,
+    "replication.size": _QUEUE,
+    "replication.sha256": _QUEUE,
+    "replication.retain_until": _QUEUE,
+    "replication.seconds": _QUEUE,
+    "replication.log_seq": _QUEUE,
 }

@@ -29,7 +29,7 @@ PERMANENT_HORIZON = timedelta(days=10 * 366)
 PERMANENT_RENEW_BEFORE = timedelta(days=366)
 
 
-def _prefix(prefix: str) -> str:
+def clean_prefix(prefix: str) -> str:
     clean = prefix.strip("/")
     if not clean or any(part in ("", ".", "..") for part in clean.split("/")):
         raise UsageError(f"replicate.prefix: {prefix!r} is not a key prefix", field="prefix")
@@ -39,19 +39,19 @@ def _prefix(prefix: str) -> str:
 def object_key(prefix: str, sha256: str) -> str:
     if not SHA256.fullmatch(sha256):
         raise ValueError(f"not a SHA-256 in hex: {sha256!r}")
-    return f"{_prefix(prefix)}/objects/sha256/{sha256[:2]}/{sha256}"
+    return f"{clean_prefix(prefix)}/objects/sha256/{sha256[:2]}/{sha256}"
 
 
 def log_segment_key(prefix: str, first: int, last: int) -> str:
     if not 1 <= first <= last:
         raise ValueError(f"not a range of log entries: {first}..{last}")
-    return f"{_prefix(prefix)}/log/{first:012d}-{last:012d}.jsonl"
+    return f"{clean_prefix(prefix)}/log/{first:012d}-{last:012d}.jsonl"
 
 
 def checkpoint_key(prefix: str, size: int) -> str:
     if size < 0:
         raise ValueError(f"not a tree size: {size}")
-    return f"{_prefix(prefix)}/checkpoints/{size:012d}.txt"
+    return f"{clean_prefix(prefix)}/checkpoints/{size:012d}.txt"
 
 
 def retain_until(
@@ -75,9 +75,10 @@ def needs_extension(
     tier: str | None, expires_at: datetime | None, now: datetime, current: datetime
 ) -> bool:
     """Whether the lock must be pushed out: a later end is wanted, or a permanent
-    object's horizon comes within PERMANENT_RENEW_BEFORE."""
+    object's lock has less than the horizon less PERMANENT_RENEW_BEFORE left (so it
+    is renewed about once a year, and at once when a tier becomes permanent)."""
     if tier == "permanent" or expires_at is None:
-        return current - now < PERMANENT_RENEW_BEFORE
+        return current - now < PERMANENT_HORIZON - PERMANENT_RENEW_BEFORE
     return retain_until(tier, expires_at, now) > current
 
 
@@ -91,3 +92,15 @@ def backoff(
         return 0.0
     ceiling = min(cap_s, base_s * 2 ** min(attempt - 1, 30))
     return (rng or random).uniform(0, ceiling)
+
+
+def public_key_key(prefix: str, key_id: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{8}", key_id):
+        raise ValueError(f"not a key id: {key_id!r}")
+    return f"{clean_prefix(prefix)}/keys/{key_id}.txt"
+
+
+def session_key(prefix: str, session_id: int) -> str:
+    if session_id < 1:
+        raise ValueError(f"not a session id: {session_id}")
+    return f"{clean_prefix(prefix)}/catalog/session-{session_id:012d}.json"

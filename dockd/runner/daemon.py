@@ -48,10 +48,12 @@ from dockd.devices.mount import Mounter
 from dockd.devices.profiles import make_profile
 from dockd.devices.usbhook import UsbWatcher
 from dockd.errors import ConfigError, DockdError, NotPermitted
+from dockd.replicate.bucket import Bucket, BucketError
 from dockd.runner.api import ApiServer, socket_path
 from dockd.runner.docking import Docking
 from dockd.runner.dropfolder import DropBatch, DropFolder
 from dockd.runner.operations import Host, Tracker, operation
+from dockd.runner.replication import Uploader
 from dockd.runner.slots import (
     LAYOUT_LISTING_LIMIT,
     ExportState,
@@ -61,7 +63,7 @@ from dockd.runner.slots import (
     _Job,
     estimate_deadline,
 )
-from dockd.service import Service
+from dockd.service import FileOutcome, Service
 from dockd.service.results import wire
 from dockd.settings import load as load_config
 
@@ -112,6 +114,9 @@ class Daemon(Docking):
             self.clock,
         )
         self._api: ApiServer | None = None
+        self._uploader: Uploader | None = None
+        self._held: list[tuple[_Job, int, list[FileOutcome]]] = []
+        self._held_ready = threading.Condition(self._lock)
         self._scheduler: BackgroundScheduler | None = None
         self._monitor: Any = None
         self._drop: DropFolder | None = None
@@ -129,6 +134,7 @@ class Daemon(Docking):
         self.service = Service(self.config, self.clock)
         try:
             self.service.close_ended_views()  # grants that ended while dockd was down
+            self._start_replication()  # a wrong bucket setting stops the start (exit 2)
             self._start_parts()
             self.notify("READY=1")
             self._status_changed()
@@ -159,6 +165,27 @@ class Daemon(Docking):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
+
+    def _start_replication(self) -> None:
+        """Check the bucket and start the uploader. A bucket that cannot hold evidence
+        (no Object Lock, no versioning, wrong credentials, a clock it rejects) is a
+        ConfigError: dockd does not start. One that does not answer is not: a dock
+        works offline, and the uploader checks it again until it answers."""
+        cfg = self.config.replicate
+        if not cfg.enabled:
+            return
+        assert self.service is not None
+        bucket = Bucket.open(cfg)
+        try:
+            bucket.check_target()
+        except BucketError as exc:
+            log.warning("replicate.unavailable", reason=str(exc))
+        self._uploader = Uploader(self.service, bucket, self.clock)
+        self._uploader.start()
+        if cfg.require_before_wipe:
+            threading.Thread(
+                target=self._wipe_when_uploaded, name="dockd-wipe-after-upload", daemon=True
+            ).start()
 
     def _start_parts(self) -> None:
         self.config.daemon.runtime_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -222,6 +249,8 @@ class Daemon(Docking):
             thread.join()  # an export under way ends its disc (images appear whole or not)
         if self._api is not None:
             self._api.stop()
+        if self._uploader is not None:
+            self._uploader.stop()
         if self.service is not None:
             self.service.close()
         log.info("daemon.stopped")
@@ -239,6 +268,7 @@ class Daemon(Docking):
             "daemon.runtime_dir": (self.config.daemon.runtime_dir, new.daemon.runtime_dir),
             "daemon.workers": (self.config.daemon.workers, new.daemon.workers),
             "daemon.drop_dir": (self.config.daemon.drop_dir, new.daemon.drop_dir),
+            "replicate": (self.config.replicate, new.replicate),
         }
         kept = [name for name, (old, now) in fixed.items() if old != now]
         for name in kept:
@@ -246,6 +276,7 @@ class Daemon(Docking):
         new = dataclasses.replace(
             new,
             state_dir=self.config.state_dir,
+            replicate=self.config.replicate,
             daemon=dataclasses.replace(
                 new.daemon,
                 runtime_dir=self.config.daemon.runtime_dir,
@@ -414,7 +445,16 @@ class Daemon(Docking):
                 "slots": [s.as_json() for s in sorted(self._slots.values(), key=lambda s: s.slot)],
                 "recent": list(self._recent),
                 "exports": [e.as_json() for e in self._exports.values()],
+                "replication": self._replication_status(),
             }
+
+    def _replication_status(self) -> dict[str, Any] | None:
+        if not self.config.replicate.enabled or self.service is None:
+            return None
+        status = self.service.replication_status().as_json(self.clock.now())
+        if self._uploader is not None and self._uploader.problem:
+            status["problem"] = self._uploader.problem
+        return status
 
     # -- the socket API --------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from dockd.devices.mount import Mounter
 from dockd.devices.profiles import make_profile
 from dockd.errors import DockdError
 from dockd.runner.dropfolder import DropFolder, ingest_batch
-from dockd.runner.session import SessionReport, run_session
+from dockd.runner.replication import Uploader
+from dockd.runner.session import Failure, SessionReport, run_session, wipe_uploaded
 from dockd.runner.slots import (
     LAYOUT_LISTING_LIMIT,
     Notifier,
@@ -38,7 +39,7 @@ from dockd.runner.slots import (
     estimate_deadline,
     outcome_problem,
 )
-from dockd.service import Service
+from dockd.service import FileOutcome, Service
 
 log = structlog.get_logger("dockd.daemon")
 
@@ -62,6 +63,10 @@ class Docking:
     _prepare: queue.Queue[DockEvent | None]
     _stopping: threading.Event
     _drop: DropFolder | None
+    _uploader: Uploader | None
+    # Dockings whose files wait for the bucket (replicate.require_before_wipe).
+    _held: list[tuple[_Job, int, list[FileOutcome]]]
+    _held_ready: threading.Condition
 
     # -- docking --------------------------------------------------------------------------
 
@@ -212,9 +217,19 @@ class Docking:
         self._finished(job, report)
 
     def _finished(self, job: _Job, report: SessionReport) -> None:
-        self._release(job)
+        if self._uploader is not None:
+            self._uploader.wake()  # the session's objects and checkpoint are queued
         reason = outcome_problem(report, removed=job.cancelled.is_set())
-        state = "done" if reason is None else "error"
+        waiting = bool(report.held) and reason is None and job.mounted is not None
+        if waiting:
+            # Kept mounted (read-only) until the bucket holds its files; another
+            # thread wipes them then (`_wipe_when_uploaded`). Workers move on.
+            with self._lock:
+                self._held.append((job, report.session_id, list(report.held)))
+                self._held_ready.notify()
+        else:
+            self._release(job)
+        state = "waiting for upload" if waiting else "done" if reason is None else "error"
         summary = {
             "session": report.session_id,
             "serial": report.serial,
@@ -240,6 +255,74 @@ class Docking:
             session=report.session_id,
         )
         self._status_changed()
+
+    def _wipe_when_uploaded(self) -> None:
+        """The thread of `replicate.require_before_wipe`: each held docking's files are
+        wiped once all are verified in the bucket; a camera taken out before keeps them
+        (the next docking finds them duplicates, and wipes them once uploaded)."""
+        while not self._stopping.is_set():
+            with self._lock:
+                if not self._held:
+                    self._held_ready.wait(5.0)
+                held = list(self._held)
+            for job, session_id, outcomes in held:
+                if self._stopping.is_set():
+                    break
+                self._try_held(job, session_id, outcomes)
+            self._stopping.wait(2.0)
+        with self._lock:
+            held, self._held = list(self._held), []
+        for job, _, _ in held:
+            self._release(job)
+
+    def _try_held(self, job: _Job, session_id: int, outcomes: list[FileOutcome]) -> None:
+        assert self.service is not None
+        if job.cancelled.is_set():
+            self._unhold(job)
+            self._release(job)
+            self._update(
+                job,
+                state="error",
+                since=self._now(),
+                error=f"taken out before the upload: {len(outcomes)} file(s) kept on the "
+                "camera; dock it again to finish",
+            )
+            log.warning("slot.undocked_before_upload", slot=job.key, files=len(outcomes))
+            return
+        verified = self.service.replicated([o.recording.sha256 for o in outcomes])
+        if not all(o.recording.sha256 in verified for o in outcomes):
+            return
+        assert job.mounted is not None
+        self._set_state(job, "wiping")
+        try:
+            wiped, failed = wipe_uploaded(
+                self.service, job.mounted.path, job.mounted.writable, outcomes
+            )
+        except (DockdError, OSError) as exc:
+            wiped, failed = [], [Failure(o.found.display, str(exc)) for o in outcomes]
+        self.service.record_late_wipe(session_id, wiped)
+        self._unhold(job)
+        self._release(job)
+        with self._lock:
+            slot = self._slot_of(job)
+            if slot is not None:
+                slot.counts = {
+                    **slot.counts,
+                    "wiped": slot.counts.get("wiped", 0) + len(wiped),
+                    "wipe_failed": slot.counts.get("wipe_failed", 0) + len(failed),
+                    "waiting_for_upload": 0,
+                }
+                slot.state = "done" if not failed else "error"
+                slot.error = (
+                    f"{len(failed)} file(s) not wiped: {failed[0].reason}" if failed else None
+                )
+                slot.since = self._now()
+        log.info("slot.state", slot=job.key, state="done", wiped=len(wiped), after="upload")
+        self._status_changed()
+
+    def _unhold(self, job: _Job) -> None:
+        with self._lock:
+            self._held = [h for h in self._held if h[0] is not job]
 
     def _fail(self, job: _Job, reason: str) -> None:
         log.error("slot.error", slot=job.key, reason=reason)

@@ -84,6 +84,9 @@ class SessionReport:
     failed: tuple[Failure, ...]
     wiped: tuple[int, ...]  # recording ids whose camera copy was deleted
     wipe_failed: tuple[Failure, ...]
+    # Proven here, kept on the camera until the bucket holds them too
+    # (replicate.require_before_wipe): "waiting for upload".
+    held: tuple[FileOutcome, ...] = ()
 
     @property
     def ingested(self) -> tuple[FileOutcome, ...]:
@@ -94,7 +97,7 @@ class SessionReport:
         return tuple(o for o in self.ingested if set(o.recording.flags) - REGISTRY_FLAGS)
 
     def counts(self) -> dict[str, int]:
-        return {
+        counts = {
             "ingested": len(self.ingested),
             "duplicates": len(self.outcomes) - len(self.ingested),
             "flagged": len(self.flagged),
@@ -103,6 +106,9 @@ class SessionReport:
             "wiped": len(self.wiped),
             "wipe_failed": len(self.wipe_failed),
         }
+        if self.held:  # only where replicate.require_before_wipe kept files back
+            counts["waiting_for_upload"] = len(self.held)
+        return counts
 
     @property
     def exit_code(self) -> int:
@@ -128,6 +134,7 @@ class SessionReport:
                     "store_path": o.recording.store_path,
                     "flags": list(o.recording.flags),
                     "wiped": o.recording.id in self.wiped,
+                    "waiting_for_upload": any(h is o for h in self.held),
                 }
                 for o in self.outcomes
             ],
@@ -180,6 +187,7 @@ def run_session(
     wiped: list[int] = []
     wipe_failed: list[Failure] = []
     to_wipe = [o for o in outcomes if o.may_wipe] if wipe and state == "done" else []
+    to_wipe, held = upload_gate(service, to_wipe)
     if to_wipe:
         if progress:
             progress.phase("wiping")
@@ -203,6 +211,7 @@ def run_session(
         tuple(failed),
         tuple(wiped),
         tuple(wipe_failed),
+        tuple(held),
     )
     service.end_session(
         session,
@@ -214,6 +223,31 @@ def run_session(
         },
     )
     return report
+
+
+def upload_gate(
+    service: Service, outcomes: list[FileOutcome]
+) -> tuple[list[FileOutcome], list[FileOutcome]]:
+    """(may be wiped now, must wait): with replicate.require_before_wipe a camera's
+    file is deleted only once its object is verified in the bucket."""
+    if not service.config.replicate.require_before_wipe or not outcomes:
+        return outcomes, []
+    verified = service.replicated([o.recording.sha256 for o in outcomes])
+    return (
+        [o for o in outcomes if o.recording.sha256 in verified],
+        [o for o in outcomes if o.recording.sha256 not in verified],
+    )
+
+
+def wipe_uploaded(
+    service: Service, source: Path, writable: Writable | None, held: list[FileOutcome]
+) -> tuple[list[int], list[Failure]]:
+    """The deferred wipe of a docking's held files, once the bucket holds them: the same
+    checks as at the session's end (each file still looks as it did)."""
+    wiped: list[int] = []
+    failed: list[Failure] = []
+    _wipe(service, source, writable, held, wiped, failed)
+    return wiped, failed
 
 
 def _wipe(

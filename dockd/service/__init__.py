@@ -15,7 +15,8 @@ checkpoints, proofs), docking (sessions, staging, committing recordings),
 registry (devices, assignments), labels (tags, cases, holds, gaps, spot
 checks), retention (policy, plan, sweep, restore), exports (archival discs,
 copy packages), fixity (audit, verify), access (requests, approvals,
-views, copies, confidential marks, refusals) and custody (the report).
+views, copies, confidential marks, refusals), custody (the report) and
+replication (the queue to the bucket, uploads, lock extensions).
 Nothing below the service imports it.
 """
 
@@ -37,6 +38,7 @@ from dockd.service.fixity import Fixity
 from dockd.service.labels import Labels
 from dockd.service.ledger import EXPORT_README, Ledger
 from dockd.service.registry import Registry
+from dockd.service.replication import Replication
 from dockd.service.retention import RETENTION_ENTRY_IDS, UNLINK_GROUP, Retention
 from dockd.service.values import (
     FLAG_CHANGED,
@@ -80,7 +82,9 @@ __all__ = [
 ]
 
 
-class Service(Ledger, Docking, Registry, Labels, Retention, Exports, Fixity, Access, Custody):
+class Service(
+    Ledger, Docking, Registry, Labels, Retention, Exports, Fixity, Access, Custody, Replication
+):
     def __init__(
         self,
         config: Config,
@@ -109,6 +113,7 @@ class Service(Ledger, Docking, Registry, Labels, Retention, Exports, Fixity, Acc
             self.recover()
             self._signer = self._load_signing_key()
             self.apply_retention_policy()
+            self.queue_missing()
 
     def __enter__(self) -> Service:
         return self

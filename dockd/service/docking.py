@@ -108,8 +108,21 @@ class Docking(ServiceBase):
                 {"state": state, "ended_at": isoformat_utc(now), "summary": _json_text(summary)},
             )
             self._log("session.ended", {"session": session.id, "state": state, **summary}, now)
+            self._queue_session(session.id)
         log.info("session.done", session=session.id, serial=session.serial, state=state, **summary)
         self.checkpoint()
+
+    def record_late_wipe(self, session_id: int, wiped: list[int]) -> None:
+        """The camera copies of an ended session's files deleted once the bucket held
+        them (replicate.require_before_wipe): `session.wiped`."""
+        if not wiped:
+            return
+        with self.catalog.transaction():
+            self._log(
+                "session.wiped",
+                {"session": session_id, "wiped_recordings": sorted(wiped), "after": "upload"},
+            )
+        log.info("session.wiped", session=session_id, wiped=len(wiped), after="upload")
 
     # -- ingest ----------------------------------------------------------------------
 
@@ -364,6 +377,8 @@ class Docking(ServiceBase):
                     "expires_at": expires,
                 }
             )
+            # Queued with its row: a duplicate's content key is queued already.
+            self._queue_object(copy.sha256, copy.size)
         recording = self.catalog.recording(recording_id)
         assert recording is not None
         return recording

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from dockd.integrity.merkle import build_nodes, leaf_hash, root_hash
 from dockd.integrity.note import NoteError, VerifierKey, open_note
 from dockd.integrity.replay import check_labels_and_retention
 from dockd.progress import NULL_METER, Meter
+from dockd.replicate.anchor import BucketCheckpoint, compare
+from dockd.replicate.bucket import Bucket, BucketError
 from dockd.service.base import ServiceBase
 from dockd.service.values import FLAG_LATE, AuditReport, VerifyReport
 from dockd.store import hash_file, is_read_only, is_sha256_hex
@@ -301,9 +304,48 @@ class Fixity(ServiceBase):
                     f"recording {ids}",
                 )
             )
+        anchor, anchored = self._anchor(rows)
+        problems += anchored
         return VerifyReport(
-            len(rows), len(recordings), objects, hashed, tuple(problems), tuple(orphans)
+            len(rows), len(recordings), objects, hashed, tuple(problems), tuple(orphans), anchor
         )
+
+    def _anchor(self, rows: list[StoredEntry]) -> tuple[str | None, list[Problem]]:
+        """The local log against the bucket's latest checkpoint (replicate/anchor.py).
+
+        A bucket that does not answer is said, not counted as tampering: a dock
+        works offline, and the next verify with the network checks it.
+        """
+        cfg = self.config.replicate
+        if not cfg.enabled:
+            return None, []
+        prefix = self.replication_prefix()
+        bucket = Bucket.open(cfg)
+        try:
+            latest = bucket.latest_checkpoint(prefix)
+            pinned = self.config.integrity.trusted_keys
+            texts = pinned or tuple(bucket.public_keys(prefix))
+        except BucketError as exc:
+            return f"NOT checked against bucket {cfg.bucket}: {exc}", []
+        trusted = []
+        for text in texts:
+            with contextlib.suppress(NoteError):
+                trusted.append(VerifierKey.from_text(text))
+        keys = {row.seq: LogEntry.from_bytes(row.raw) for row in rows if b'"kind":"key.' in row.raw}
+        anchor, problems = compare(
+            BucketCheckpoint(*latest) if latest else None,
+            trusted,
+            len(rows),
+            lambda n: _root_of(rows[:n]),
+            {int(cp["size"]) for cp in self.catalog.checkpoints()},
+            keys,
+        )
+        return f"bucket {cfg.bucket}: {anchor.detail}", problems
+
+
+def _root_of(rows: list[StoredEntry]) -> bytes:
+    nodes = build_nodes(leaf_hash(row.raw) for row in rows)
+    return root_hash(lambda lv, ix: nodes[(lv, ix)], len(rows))
 
 
 def _size_or_zero(path: Path) -> int:

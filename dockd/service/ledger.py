@@ -247,6 +247,7 @@ class Ledger(ServiceBase):
                         "log_seq": entry.seq,
                     }
                 )
+                self._queue_key(key_id)
             log.info("key.created", key_id=key_id, vkey=vkey.to_text())
         return key, vkey
 
@@ -280,6 +281,7 @@ class Ledger(ServiceBase):
                     "log_seq": entry.seq,
                 }
             )
+            self._queue_key(f"{vkey.key_id:08x}")
         self._signer = (key, vkey)
         log.info("key.rotated", old_key_id=f"{old.key_id:08x}", key_id=f"{vkey.key_id:08x}")
         self.checkpoint()
@@ -321,6 +323,8 @@ class Ledger(ServiceBase):
                     "created_at": isoformat_utc(now),
                 }
             )
+            # Off the box as soon as it is signed (with the log it signs).
+            self._queue_checkpoint(size)
         log.info("checkpoint.signed", size=size, root=base64.b64encode(root).decode())
         return note
 

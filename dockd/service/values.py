@@ -128,6 +128,8 @@ class VerifyReport:
     problems: tuple[Problem, ...] = field(default=())
     # Intact objects no row refers to yet: left by a crash, adopted next docking.
     orphans: tuple[str, ...] = field(default=())
+    # What the log was held against off the box (replication's bucket), or why not.
+    anchor: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -186,3 +188,13 @@ class AuditReport:
             "failures": list(self.failures),
             "log_entry": self.log_seq,
         }
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One claimed row of the replication queue (docs/FORMAT.md "Schema 8")."""
+
+    key: str
+    kind: str  # object | log | checkpoint | key | session
+    ref: str
+    attempts: int  # this try's number

@@ -47,6 +47,10 @@ def test_the_lock_follows_the_tier_and_only_grows() -> None:
     assert not needs_extension("2y", expires, NOW, current=later)
     assert needs_extension("permanent", None, NOW, current=NOW + timedelta(days=30))
     assert not needs_extension("permanent", None, NOW, current=NOW + PERMANENT_HORIZON)
+    # A 2-year lock whose recording became permanent (a tag, a hold): pushed out at once.
+    assert needs_extension("permanent", None, NOW, current=NOW + timedelta(days=2 * 365))
+    # Renewed about yearly: not while more than horizon - one year is left.
+    assert not needs_extension("permanent", None, NOW, current=NOW + timedelta(days=9 * 366 + 1))
 
 
 @given(

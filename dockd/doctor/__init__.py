@@ -17,17 +17,17 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from dockd.access.roles import CONFIDENTIAL, ROLES, gids_of
 from dockd.clock import Clock, isoformat_utc
 from dockd.config import DEFAULT_CONFIG_PATH, Config
+from dockd.doctor import replication as doctor_replication
+from dockd.doctor.check import Check, Severity, _fail, _pass
 from dockd.errors import DockdError
 from dockd.integrity.keys import load_key
 
-Severity = Literal["error", "warning", "info"]
 # (argv, timeout seconds) -> (exit status, output). 127: not found, 124: timed out.
 Runner = Callable[[Sequence[str], float], tuple[int, str]]
 MountCheck = Callable[[str], list[str]]
@@ -42,28 +42,6 @@ SOCKET_NAME = "dockd.sock"
 # recorded time would be wrong (invariant 7, R1).
 EARLIEST_PLAUSIBLE_YEAR = 2025
 FREE_SPACE_WARN_FACTOR = 10
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding. `ok` checks carry severity "info"; `fix` is empty when ok."""
-
-    name: str
-    ok: bool
-    severity: Severity
-    detail: str
-    fix: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _pass(name: str, detail: str) -> Check:
-    return Check(name, True, "info", detail)
-
-
-def _fail(name: str, severity: Severity, detail: str, fix: str) -> Check:
-    return Check(name, False, severity, detail, fix)
 
 
 def run_command(argv: Sequence[str], timeout: float) -> tuple[int, str]:
@@ -123,6 +101,8 @@ def run_checks(
         ("block_devices", lambda: check_block_devices(root)),
         ("runtime_dir", lambda: check_runtime_dir(config)),
         ("daemon", lambda: check_daemon_socket(config)),
+        ("replication", lambda: doctor_replication.check_replication(config, clock)),
+        ("anchor", lambda: doctor_replication.check_anchor(config)),
     ]
     results = []
     for name, check in checks:
