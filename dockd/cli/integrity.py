@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,13 @@ from dockd.cli.common import (
     wants_bar,
 )
 from dockd.cli.common import service_for as _service
+from dockd.clock import SystemClock
+from dockd.config import Config
+from dockd.errors import DockdError, UsageError
+from dockd.integrity.note import NoteError, VerifierKey
 from dockd.progress import NULL_METER
+from dockd.replicate.bucket import BucketError, s3_client
+from dockd.replicate.central import verify_bucket
 from dockd.service import Service, VerifyReport
 from dockd.service.results import ConsistencyProof, InclusionProof
 
@@ -46,10 +54,44 @@ def print_verify(report: VerifyReport) -> None:
 
 
 @click.command(epilog=EXIT_CODES)
+@click.option(
+    "--bucket",
+    "bucket_url",
+    metavar="s3://BUCKET[/PREFIX]",
+    default=None,
+    help="Check every dock's evidence in this bucket instead (no local state needed; "
+    "credentials from boto3's usual sources). With a PREFIX, that dock only.",
+)
+@click.option(
+    "--endpoint",
+    default=None,
+    help="S3 endpoint for --bucket (default: $AWS_ENDPOINT_URL, else replicate.endpoint).",
+)
+@click.option(
+    "--trusted-key",
+    "trusted",
+    multiple=True,
+    metavar="NAME+ID+KEY",
+    help="With --bucket: only checkpoints signed by these keys count (repeatable; default: "
+    "integrity.trusted_keys, else the keys each dock's log introduced).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def verify(ctx: click.Context, as_json: bool) -> None:
-    """Re-walk the hash chain and re-hash every store file."""
+def verify(
+    ctx: click.Context,
+    bucket_url: str | None,
+    endpoint: str | None,
+    trusted: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Re-walk the hash chain and re-hash every store file; with a bucket configured,
+    hold the log against the bucket's latest checkpoint. With --bucket, check the
+    bucket instead: every dock's log, checkpoints, objects and locks."""
+    if bucket_url is not None:
+        verify_bucket_command(ctx.obj, bucket_url, endpoint, trusted, as_json)
+        return
+    if endpoint is not None or trusted:
+        raise UsageError("--endpoint and --trusted-key go with --bucket")
     with (
         _service(ctx, write=False) as service,
         progress_bar(wants_bar(as_json)) as progress,
@@ -279,3 +321,45 @@ def key_rotate(ctx: click.Context) -> None:
     """Replace the signing key; old checkpoints stay verifiable (a logged event)."""
     result = change(ctx.find_root(), "key.rotate", {})
     click.echo(result["vkey"])
+
+
+def verify_bucket_command(
+    config: Config, url: str, endpoint: str | None, trusted: tuple[str, ...], as_json: bool
+) -> None:
+    """`dockd verify --bucket`: what a central site runs nightly across its docks."""
+    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", url)
+    if match is None:
+        raise UsageError(f"--bucket: expected s3://BUCKET[/PREFIX], got {url!r}")
+    bucket, prefix = match.group(1), (match.group(2) or "").strip("/") or None
+    keys = []
+    for text in trusted or config.integrity.trusted_keys:
+        try:
+            keys.append(VerifierKey.from_text(text))
+        except NoteError as exc:
+            raise UsageError(f"--trusted-key: {exc}") from None
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or config.replicate.endpoint
+    client = s3_client(endpoint or "", config.replicate.region, config.replicate.credentials)
+    try:
+        report = verify_bucket(client, bucket, prefix, keys, SystemClock().now())
+    except BucketError as exc:
+        raise DockdError(f"verify --bucket: {exc}") from None  # not checked: exit 1
+    if as_json:
+        click.echo(json.dumps(report.as_json(), sort_keys=True, ensure_ascii=False))
+    else:
+        for dock in report.docks:
+            out.print(
+                f"dock {dock.prefix}: log entries {dock.entries} ({dock.unsigned_entries} not "
+                f"yet signed), checkpoints {dock.checkpoints}, objects {dock.objects_checked}, "
+                f"{'OK' if not dock.problems else f'{len(dock.problems)} problem(s)'}",
+                markup=False,
+            )
+            for p in dock.problems:
+                out.print(f"  {p.kind}: {p.where}: {p.detail}", markup=False)
+        for p in report.bucket_problems:
+            out.print(f"{p.kind}: {p.where}: {p.detail}", markup=False)
+        out.print(
+            f"verify --bucket: {'OK, every dock intact' if report.ok else 'PROBLEMS found'} "
+            f"({len(report.docks)} dock(s) in {bucket})",
+            markup=False,
+        )
+    sys.exit(0 if report.ok else 1)

@@ -76,7 +76,10 @@ class _Hold:
 
 
 @dataclass
-class _Replay:
+class Replay:
+    """What the log says of labels, cases, holds and retention, replayed entry by entry
+    (`apply` in seq order); `dockd verify --bucket` replays a dock's log with it too."""
+
     labels: dict[int, _Labels] = field(default_factory=dict)
     retention: dict[int, _Retention] = field(default_factory=dict)
     cases: dict[str, _Case] = field(default_factory=dict)
@@ -219,19 +222,19 @@ class _Replay:
 
 
 _HANDLERS = {
-    "recording.tagged": _Replay.tagged,
-    "case.created": _Replay.case_created,
-    "case.closed": _Replay.case_state,
-    "case.reopened": _Replay.case_state,
-    "case.linked": _Replay.linked,
-    "case.unlinked": _Replay.unlinked,
-    "hold.set": _Replay.hold_set,
-    "hold.released": _Replay.hold_released,
-    "retention.updated": _Replay.updated,
-    "retention.pending": _Replay.pending,
-    "retention.deleted": _Replay.deleted,
-    "retention.restored": _Replay.restored,
-    "gap.explained": _Replay.gap_explained,
+    "recording.tagged": Replay.tagged,
+    "case.created": Replay.case_created,
+    "case.closed": Replay.case_state,
+    "case.reopened": Replay.case_state,
+    "case.linked": Replay.linked,
+    "case.unlinked": Replay.unlinked,
+    "hold.set": Replay.hold_set,
+    "hold.released": Replay.hold_released,
+    "retention.updated": Replay.updated,
+    "retention.pending": Replay.pending,
+    "retention.deleted": Replay.deleted,
+    "retention.restored": Replay.restored,
+    "gap.explained": Replay.gap_explained,
 }
 
 
@@ -250,7 +253,7 @@ def check_labels_and_retention(
     tables as their `Catalog` readers return them; `parsed` as
     `crosscheck.parse_entries`.
     """
-    replay = _Replay()
+    replay = Replay()
     for seq in sorted(parsed):
         replay.apply(seq, parsed[seq])
     problems = _check_recordings(recordings, replay, parsed)
@@ -271,7 +274,7 @@ _STATE = ("retention_state", "pending_since", "deleted_at")
 
 
 def _check_recordings(
-    recordings: list[Recording], replay: _Replay, parsed: dict[int, LogEntry]
+    recordings: list[Recording], replay: Replay, parsed: dict[int, LogEntry]
 ) -> list[Problem]:
     problems: list[Problem] = []
     for rec in recordings:
@@ -366,7 +369,7 @@ def _logged_expiry(
 # -- cases, links, holds, explanations -------------------------------------------------
 
 
-def _check_cases(cases: list[dict[str, Any]], replay: _Replay) -> list[Problem]:
+def _check_cases(cases: list[dict[str, Any]], replay: Replay) -> list[Problem]:
     problems: list[Problem] = []
     logged = dict(replay.cases)
     for row in cases:
@@ -407,7 +410,7 @@ def _check_cases(cases: list[dict[str, Any]], replay: _Replay) -> list[Problem]:
 _LINK = ("log_seq", "linked_at")
 
 
-def _check_links(links: list[dict[str, Any]], replay: _Replay) -> list[Problem]:
+def _check_links(links: list[dict[str, Any]], replay: Replay) -> list[Problem]:
     problems: list[Problem] = []
     logged = dict(replay.links)
     for row in links:
@@ -439,7 +442,7 @@ def _check_links(links: list[dict[str, Any]], replay: _Replay) -> list[Problem]:
 
 
 def _check_holds(
-    holds: list[dict[str, Any]], hold_items: list[dict[str, Any]], replay: _Replay
+    holds: list[dict[str, Any]], hold_items: list[dict[str, Any]], replay: Replay
 ) -> list[Problem]:
     problems: list[Problem] = []
     items: dict[Any, list[Any]] = {}
@@ -517,7 +520,7 @@ def _check_holds(
     return problems
 
 
-def _check_explanations(explanations: list[dict[str, Any]], replay: _Replay) -> list[Problem]:
+def _check_explanations(explanations: list[dict[str, Any]], replay: Replay) -> list[Problem]:
     problems: list[Problem] = []
     logged = dict(replay.explanations)
     for row in explanations:

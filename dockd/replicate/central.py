@@ -40,7 +40,7 @@ from dockd.integrity.note import NoteError, VerifierKey, open_note
 
 # The one replay of retention, holds and cases (replay.py): the bucket must keep what
 # the dock's own `dockd verify` replays, not what a second reading of the log says.
-from dockd.integrity.replay import _Replay
+from dockd.integrity.replay import Replay
 from dockd.model import DELETED
 from dockd.replicate.bucket import BucketError
 from dockd.replicate.keys import SHA256, checkpoint_key, object_key
@@ -444,7 +444,7 @@ class _Need:
 
 def _needs(dock: _Dock, parsed: dict[int, LogEntry], now: datetime) -> dict[str, _Need]:
     """sha256 -> what its object must be, from every recording.ingested entry."""
-    replay = _Replay()
+    replay = Replay()
     for seq in sorted(parsed):
         replay.apply(seq, parsed[seq])
     protected = _protected(replay)
@@ -465,7 +465,7 @@ def _needs(dock: _Dock, parsed: dict[int, LogEntry], now: datetime) -> dict[str,
     return needs
 
 
-def _protected(replay: _Replay) -> set[int]:
+def _protected(replay: Replay) -> set[int]:
     """Recordings an active hold covers (directly or through its case) or an open case links."""
     linked: dict[str, set[int]] = {}
     for case, rec in replay.links:
@@ -482,7 +482,7 @@ def _protected(replay: _Replay) -> set[int]:
 
 
 def _lock_needed(
-    rec: int, ingest: dict[str, Any], replay: _Replay, protected: bool, now: datetime
+    rec: int, ingest: dict[str, Any], replay: Replay, protected: bool, now: datetime
 ) -> tuple[datetime | None, str]:
     """(locked at least until, why) for one recording, its retention read as replay.py
     reads it; None: deleted by the sweep and expired, its object may be gone."""

@@ -509,3 +509,50 @@ def test_status_json_through_the_cli(
     assert f"replication to {bucket}/" in human.output and "0 waiting" in human.output
     unset = runner.invoke(cli, ["replicate", "status"])
     assert unset.exit_code == 2 and "replicate.bucket" in unset.output
+
+
+def test_central_verification_of_what_the_uploader_sent(
+    ceph: tuple[Ceph, S3User], tmp_path: Path, recent_clips: list[Path], monkeypatch: Any
+) -> None:
+    """`dockd verify --bucket` on the bucket as the real uploader filled it: intact; then
+    an object overwritten by a new version, a log segment hidden, a checkpoint edited."""
+    from click.testing import CliRunner
+
+    from dockd.cli.main import cli
+
+    _, user = ceph
+    bucket = new_bucket(user)
+    with Service(dock_config(tmp_path, user, bucket), SystemClock()) as service:
+        report = dock(service, tmp_path / "cam", recent_clips[:2])
+        push(service)
+        prefix = service.replication_prefix()
+        sha = report.outcomes[0].recording.sha256
+        last = service.catalog.last_checkpoint()
+    assert last is not None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", user.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", user.secret_key)
+    runner = CliRunner()
+    argv = ["verify", "--bucket", f"s3://{bucket}", "--endpoint", user.endpoint, "--json"]
+
+    def kinds() -> set[str]:
+        result = runner.invoke(cli, argv)
+        data = json.loads(result.output)
+        assert result.exit_code == (0 if data["ok"] else 1)
+        assert [d["prefix"] for d in data["docks"]] == [prefix]
+        return {p["kind"] for d in data["docks"] for p in d["problems"]}
+
+    assert kinds() == set()
+    s3 = user.client()
+    key = object_key(prefix, sha)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not the footage", Metadata={"sha256": sha})
+    assert "bucket_object_overwritten" in kinds()
+    segment = sorted(
+        v["Key"] for v in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/log/")["Contents"]
+    )[0]
+    s3.delete_object(Bucket=bucket, Key=segment)  # a delete marker: allowed, and seen
+    assert {"bucket_object_deleted", "bucket_log_segment_missing"} <= kinds()
+    edited = str(last["note"]).replace(f"\n{last['size']}\n", f"\n{int(last['size']) + 1}\n")
+    s3.put_object(Bucket=bucket, Key=checkpoint_key(prefix, int(last["size"])), Body=edited)
+    assert "bucket_checkpoint_untrusted" in kinds()
+    human = runner.invoke(cli, argv[:-1])
+    assert human.exit_code == 1 and "PROBLEMS found" in human.output
