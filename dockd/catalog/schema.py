@@ -405,6 +405,7 @@ def _migrate_8(db: sqlite_utils.Database) -> None:
         );
         CREATE INDEX replication_state ON replication(bucket, state);
         CREATE INDEX replication_ref ON replication(kind, ref);
+        CREATE INDEX replication_verified ON replication(bucket, verified_at);
         CREATE TRIGGER replication_no_delete BEFORE DELETE ON replication
         BEGIN SELECT RAISE(ABORT, 'the replication queue is history'); END;
         CREATE TRIGGER replication_verified_stays BEFORE UPDATE ON replication

@@ -58,3 +58,24 @@ def test_compliance_mode_refuses_deletion_and_shortening(ceph: tuple[Ceph, S3Use
     s3.put_object(Bucket=bucket, Key=key, Body=b"forged")
     kept = s3.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
     assert kept == body
+
+
+def test_the_readmes_bucket_set_up_is_accepted(ceph: tuple[Ceph, S3User]) -> None:
+    """README "Replication": a bucket with Object Lock and the lifecycle rule that
+    aborts multipart uploads a dock lost; dockd's check of the target then passes."""
+    from dockd.replicate.bucket import Bucket
+
+    _, user = ceph
+    s3 = user.client()
+    bucket = f"evidence-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    rule = {
+        "ID": "abort-lost-uploads",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+    }
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [rule]})
+    held = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert held[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
+    Bucket(s3, bucket).check_target()
