@@ -6,7 +6,8 @@ that row off (full jitter) and the worker pauses a little longer after each
 failure in a row, so that an unreachable bucket costs no CPU and no
 docking ever waits for it. A keeper thread checks the bucket until it
 answers (a dock starts offline as well as online), logs verified uploads
-in batches, extends locks hourly, and warns in the journal while the
+in batches, extends locks (within a minute of a tier or hold that makes a
+retention longer, and hourly for permanent footage's horizon), and warns in the journal while the
 oldest upload waits longer than `replicate.alert_after_hours`.
 
 `drain()` is the same work in the foreground until nothing is due, for
@@ -118,7 +119,8 @@ class Uploader:
             now = time.monotonic()
             try:
                 self.service.log_verified()
-                if now - last_extend >= EXTEND_EVERY_S or not last_extend:
+                hourly = now - last_extend >= EXTEND_EVERY_S or not last_extend
+                if self.service.extend_due() or hourly:
                     self.service.extend_locks(self.bucket)
                     last_extend = now
                 self._check_behind()

@@ -22,6 +22,8 @@ Nothing below the service imports it.
 
 from __future__ import annotations
 
+import threading
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dockd.catalog import Catalog, Recording
@@ -97,6 +99,7 @@ class Service(
         self.clock: Clock = clock  # required: nothing below the fronts reads the time
         self.state_dir = config.state_dir
         self._lock_fd = -1
+        self._extend_due = threading.Event()
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:

@@ -9,6 +9,7 @@ the type checker only, so that each part is checked on its own.
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ class ServiceBase:
     # The signing key and its public key; None for a reading Service (and once closed).
     _signer: tuple[Ed25519PrivateKey, VerifierKey] | None
     _lock_fd: int
+    # Set when a recording's retention moved: replicated locks may have to grow.
+    _extend_due: threading.Event
 
     if TYPE_CHECKING:
         # Defined by the part named; declared here so that the others may call them.

@@ -279,6 +279,12 @@ class Replication(ServiceBase):
             logged += len(rows)
         return logged
 
+    def extend_due(self) -> bool:
+        """Whether a retention moved since the last extension pass (and forget it)."""
+        due = self._extend_due.is_set()
+        self._extend_due.clear()
+        return due
+
     def extend_locks(self, bucket: Bucket) -> int:
         """Push out the lock of every verified upload whose retention now wants longer:
         a tier raised, a hold set, permanent footage nearing its horizon. Never shorter.

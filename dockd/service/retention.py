@@ -121,6 +121,8 @@ class Retention(ServiceBase):
                 },
                 now,
             )
+        if ids_moved:
+            self._extend_due.set()  # a bucket's locks may have to grow (the uploader looks)
         return Moved(len(ids_moved), len(kept))
 
     def retention_plan(self, as_of: datetime | None = None) -> Plan:

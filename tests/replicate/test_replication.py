@@ -556,3 +556,33 @@ def test_central_verification_of_what_the_uploader_sent(
     assert "bucket_checkpoint_untrusted" in kinds()
     human = runner.invoke(cli, argv[:-1])
     assert human.exit_code == 1 and "PROBLEMS found" in human.output
+
+
+def test_a_clock_the_server_rejects_is_refused_naming_it(
+    ceph: tuple[Ceph, S3User], tmp_path: Path
+) -> None:
+    """This machine's clock two hours ahead (libfaketime on the dockd process only):
+    the server refuses its signatures, and dockd says which setting to look at."""
+    import subprocess
+    import sys
+
+    from tests.volumes import REPO
+
+    _, user = ceph
+    bucket = new_bucket(user)
+    toml = tmp_path / "dockd.toml"
+    creds = credentials_file(tmp_path, user)
+    toml.write_text(f'state_dir = "{tmp_path / "state"}"\n' + replicate_toml(user, bucket, creds))
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DOCKD_STATE_DIR"},
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "PYTHONPATH": str(REPO / "tests" / "faketime"),
+    }
+    argv = [sys.executable, "-m", "dockd", "--config", str(toml), "replicate", "push"]
+    skewed = subprocess.run(
+        ["faketime", "-f", "+2h", *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert skewed.returncode == 2, skewed.stdout + skewed.stderr
+    assert "replicate.endpoint: the server rejects this machine's clock" in skewed.stderr
+    right = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert right.returncode == 0, right.stdout + right.stderr
