@@ -212,6 +212,31 @@ def _burned(d: dict[str, Any], recs: tuple[int, ...], _: frozenset[int]) -> tupl
     return _Say(en, zh, d).fields(("drive", "drive {}", "刻录机 {}")).done()
 
 
+def _in_bucket(extended: bool) -> _Describe:
+    """replicate.verified / .extended: which version of whose evidence the bucket locks."""
+
+    def describe(d: dict[str, Any], recs: tuple[int, ...], mine: frozenset[int]) -> tuple[str, str]:
+        bucket = d.get("bucket")
+        say = (
+            _Say(
+                f"lock of {rec_en(recs)} in bucket {bucket} extended",
+                f"{rec_zh(recs)}在对象存储 {bucket} 的锁定期已延长",
+            )
+            if extended
+            else _Say(
+                f"{rec_en(recs)} copied to bucket {bucket} and verified there",
+                f"{rec_zh(recs)}已复制至对象存储 {bucket} 并核验",
+            )
+        )
+        for item in d.get("objects") or []:
+            if isinstance(item, dict) and _ours(item.get("recordings"), mine):
+                say.add(item.get("version_id"), "version {}", "版本 {}")
+                say.add(item.get("retain_until"), "locked (COMPLIANCE) until {}", "合规锁定至 {}")
+        return say.done()
+
+    return describe
+
+
 def _audit(d: dict[str, Any], recs: tuple[int, ...], mine: frozenset[int]) -> tuple[str, str]:
     failures = [f for f in d.get("failures") or [] if isinstance(f, dict)]
     failed = [f for f in failures if _ours(f.get("recordings"), mine)]
@@ -319,6 +344,8 @@ DESCRIPTIONS: Mapping[str, _Describe] = {
     ),
     "export.disc_burned": _burned,
     "audit.done": _audit,
+    "replicate.verified": _in_bucket(extended=False),
+    "replicate.extended": _in_bucket(extended=True),
     "access.requested": _requested,
     "access.approved": _Kind(
         "request {request} approved",

@@ -235,6 +235,14 @@ class ReplicationTables(Tables):
         ]
         return {"session": rows[0], "recordings": recordings}
 
+    def recording_ids_of_session(self, session_id: int) -> list[int]:
+        return [
+            int(i)
+            for (i,) in self.db.execute(
+                "SELECT id FROM recordings WHERE session_id = ? ORDER BY id", [session_id]
+            ).fetchall()
+        ]
+
     def ended_session_ids(self) -> list[int]:
         return [
             int(i)

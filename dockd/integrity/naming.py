@@ -45,6 +45,8 @@ RECORDING_FIELDS: Mapping[str, tuple[str, ...]] = {
     "access.viewed": ("recording", "recordings"),
     "access.copied": ("recordings",),
     "access.denied": ("recordings",),
+    "replicate.verified": ("recordings",),
+    "replicate.extended": ("recordings",),
 }
 
 # kind -> the data field that names a case.

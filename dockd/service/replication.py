@@ -16,6 +16,7 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -255,6 +256,14 @@ class Replication(ServiceBase):
             reason=reason,
         )  # fmt: skip
 
+    def _recordings_of(self, kind: str, ref: str) -> list[int]:
+        """The recordings an upload carries: those sharing an object, a session's."""
+        if kind == "object":
+            return self.catalog.recording_ids_of_object(ref)
+        if kind == "session":
+            return self.catalog.recording_ids_of_session(int(ref))
+        return []
+
     def log_verified(self) -> int:
         """One `replicate.verified` entry per batch of verified objects and session
         extracts not logged yet; returns how many were logged."""
@@ -262,17 +271,18 @@ class Replication(ServiceBase):
         logged = 0
         while rows := self.catalog.unlogged_verified(bucket, VERIFIED_PER_ENTRY):
             with self.catalog.transaction():
+                objects = [
+                    {k: row[k] for k in ("key", "version_id", "sha256", "size", "retain_until")}
+                    | {"recordings": self._recordings_of(str(row["kind"]), str(row["ref"]))}
+                    for row in rows
+                ]
                 entry = self._log(
                     "replicate.verified",
                     {
                         "bucket": bucket,
-                        "objects": [
-                            {
-                                k: row[k]
-                                for k in ("key", "version_id", "sha256", "size", "retain_until")
-                            }
-                            for row in rows
-                        ],
+                        # Whose evidence went off the box: custody reports list it.
+                        "recordings": sorted({i for o in objects for i in o["recordings"]}),
+                        "objects": objects,
                     },
                 )
                 self.catalog.mark_logged(bucket, [str(r["key"]) for r in rows], entry.seq)
@@ -290,30 +300,34 @@ class Replication(ServiceBase):
         a tier raised, a hold set, permanent footage nearing its horizon. Never shorter.
         One `replicate.extended` entry per batch; returns how many were extended."""
         now = self.clock.now()
-        due: list[tuple[str, str, datetime]] = []
+        # (key, version, kind, ref, the new retain-until)
+        due: list[tuple[str, str, str, str, datetime]] = []
         for row in self.catalog.object_retention_wanted(bucket.name):
             tier = "permanent" if row["forever"] else None
             expires = parse_utc(row["expires_at"]) if row["expires_at"] else None
             current = parse_utc(str(row["retain_until"]))
             if needs_extension(tier, expires, now, current):
-                due.append(
-                    (row["key"], row["version_id"], retain_until(tier, expires, now, current))
-                )
+                until = retain_until(tier, expires, now, current)
+                due.append((row["key"], row["version_id"], "object", row["sha256"], until))
         for row in self.catalog.locked_for_ever(bucket.name):
             current = parse_utc(str(row["retain_until"]))
             if needs_extension("permanent", None, now, current):
-                due.append(
-                    (row["key"], row["version_id"], retain_until("permanent", None, now, current))
-                )
-        done: list[dict[str, str]] = []
-        for key, version_id, until in due:
+                until = retain_until("permanent", None, now, current)
+                due.append((row["key"], row["version_id"], row["kind"], row["ref"], until))
+        done: list[dict[str, Any]] = []
+        for key, version_id, kind, ref, until in due:
             try:
                 bucket.extend(key, version_id, until)
             except BucketError as exc:
                 log.warning("replicate.extend_failed", key=key, reason=str(exc))
                 continue
             done.append(
-                {"key": key, "version_id": version_id, "retain_until": _whole_seconds(until)}
+                {
+                    "key": key,
+                    "version_id": version_id,
+                    "retain_until": _whole_seconds(until),
+                    "recordings": self._recordings_of(kind, ref),
+                }
             )
         for start in range(0, len(done), VERIFIED_PER_ENTRY):
             batch = done[start : start + VERIFIED_PER_ENTRY]
@@ -322,7 +336,14 @@ class Replication(ServiceBase):
                     self.catalog.update_upload(
                         bucket.name, item["key"], {"retain_until": item["retain_until"]}
                     )
-                self._log("replicate.extended", {"bucket": bucket.name, "objects": batch})
+                self._log(
+                    "replicate.extended",
+                    {
+                        "bucket": bucket.name,
+                        "recordings": sorted({i for o in batch for i in o["recordings"]}),
+                        "objects": batch,
+                    },
+                )
         if done:
             log.info("replicate.extended", count=len(done), bucket=bucket.name)
         return len(done)

@@ -306,6 +306,32 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "access.denied": {"op": "export", "needs": ["supervisor"], "recordings": [1]},
     "retention.deleted": {"recording": 1, "sha256": "ab" * 32, "tier": "6m", "reason": "到期"},
+    "replicate.verified": {
+        "bucket": "evidence",
+        "recordings": [1],
+        "objects": [
+            {
+                "key": "dockd/abc/objects/sha256/ab/" + "ab" * 32,
+                "version_id": "v-AbC",
+                "sha256": "ab" * 32,
+                "size": 123456,
+                "retain_until": "2028-11-25T08:00:00Z",
+                "recordings": [1],
+            }
+        ],
+    },
+    "replicate.extended": {
+        "bucket": "evidence",
+        "recordings": [1],
+        "objects": [
+            {
+                "key": "dockd/abc/objects/sha256/ab/" + "ab" * 32,
+                "version_id": "v-AbC",
+                "retain_until": "2036-11-25T08:00:00Z",
+                "recordings": [1],
+            }
+        ],
+    },
 }
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")

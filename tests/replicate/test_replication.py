@@ -135,6 +135,11 @@ def test_a_docking_goes_up_locked_logged_and_verifiable(
         verified = service.verify()
         assert verified.ok, verified.problems
         assert verified.anchor is not None and "size" in verified.anchor
+        # The chain of custody says where the evidence went, which version, until when.
+        rec = recordings[0]
+        [event] = [e for e in service.custody([rec.id]).events if e.kind == "replicate.verified"]
+        assert f"copied to bucket {bucket}" in event.what_en
+        assert held[object_key(prefix, rec.sha256)][0]["VersionId"] in event.what_en
 
 
 def test_a_duplicate_is_uploaded_once(
