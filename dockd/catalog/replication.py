@@ -182,12 +182,14 @@ class ReplicationTables(Tables):
             ).fetchall()
         }
         oldest = self.db.execute(
-            "SELECT MIN(queued_at) FROM replication WHERE bucket = ? AND state != 'verified'",
+            "SELECT MIN(queued_at) FROM replication WHERE bucket = ? "
+            "AND state IN ('pending', 'uploading')",
             [bucket],
         ).fetchone()[0]
         error = self.db.execute(
             "SELECT key, last_error, attempts FROM replication WHERE bucket = ? "
-            "AND state != 'verified' AND last_error IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+            "AND state IN ('pending', 'uploading') AND last_error IS NOT NULL "
+            "ORDER BY started_at DESC LIMIT 1",
             [bucket],
         ).fetchone()
         recent = self.db.execute(
@@ -214,14 +216,14 @@ class ReplicationTables(Tables):
     def replication_rows(self) -> list[dict[str, Any]]:
         return list(self.db["replication"].rows_where(order_by="rowid"))
 
-    def object_retention(self, sha256: str) -> tuple[bool, str | None]:
-        """(never expires, latest expiry) over the live recordings sharing an object."""
+    def object_retention(self, sha256: str) -> tuple[int, bool, str | None]:
+        """(live recordings, never expires, latest expiry) of those sharing an object."""
         row = self.db.execute(
-            "SELECT MAX(tier = 'permanent' OR expires_at IS NULL), MAX(expires_at) "
+            "SELECT COUNT(*), MAX(tier = 'permanent' OR expires_at IS NULL), MAX(expires_at) "
             "FROM recordings WHERE sha256 = ? AND retention_state != 'deleted'",
             [sha256],
         ).fetchone()
-        return bool(row[0]), row[1]
+        return int(row[0]), bool(row[1]), row[2]
 
     def session_extract(self, session_id: int) -> dict[str, Any] | None:
         """A docking session and its recordings as the catalog holds them (JSON-ready)."""

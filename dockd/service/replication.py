@@ -47,6 +47,10 @@ SEGMENT_MAX = 10_000
 VERIFIED_PER_ENTRY = 500
 
 
+class _NothingToSend(Exception):
+    """The row's content no longer needs to go up (deleted before it was uploaded)."""
+
+
 def _whole_seconds(moment: datetime) -> str:
     """retain-until as the queue keeps it: whole seconds, so that text order is time order."""
     return isoformat_utc(moment.replace(microsecond=0))
@@ -157,7 +161,9 @@ class Replication(ServiceBase):
         forever = retain_until("permanent", None, now)
         if up.kind == "object":
             path = self.store.object_path(up.ref)
-            never, expires = self.catalog.object_retention(up.ref)
+            live, never, expires = self.catalog.object_retention(up.ref)
+            if not live:
+                raise _NothingToSend("its recordings were deleted by the retention sweep first")
             until = retain_until(
                 "permanent" if never else None, parse_utc(expires) if expires else None, now
             )
@@ -197,6 +203,17 @@ class Replication(ServiceBase):
         started = time.monotonic()
         try:
             source, sha, size, until = self._content(up)
+        except _NothingToSend as why:
+            with self.catalog.transaction():
+                self.catalog.update_upload(
+                    cfg.bucket, up.key, {"state": "skipped", "last_error": str(why)}
+                )
+            log.info("replicate.skipped", key=up.key, reason=str(why))
+            return True
+        except (DockdError, OSError) as exc:
+            self._failed(up, str(exc))
+            return False
+        try:
             done = bucket.existing(up.key, sha, size)
             if done is not None and done.retain_until < until:
                 bucket.extend(up.key, done.version_id, until)

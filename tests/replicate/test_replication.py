@@ -591,3 +591,33 @@ def test_a_clock_the_server_rejects_is_refused_naming_it(
     assert "replicate.endpoint: the server rejects this machine's clock" in skewed.stderr
     right = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert right.returncode == 0, right.stdout + right.stderr
+
+
+def test_an_object_deleted_by_the_sweep_before_its_upload_is_skipped(
+    ceph: tuple[Ceph, S3User], tmp_path: Path, recent_clips: list[Path]
+) -> None:
+    """A 6-month recording that never reached the bucket and was then deleted by the
+    retention sweep: nothing left to send, so the row says so instead of retrying."""
+    from dockd.clock import FixedClock
+    from dockd.config import RetentionConfig
+
+    _, user = ceph
+    config = dataclasses.replace(
+        dock_config(tmp_path, user, new_bucket(user)),
+        retention=RetentionConfig(preset="minimum", grace_days=0),
+    )
+    with Service(config, SystemClock()) as service:
+        dock(service, tmp_path / "cam", recent_clips[:1])
+    later = FixedClock(datetime.now(UTC) + timedelta(days=250))
+    with Service(config, later) as service:
+        service.sweep()
+        service.sweep()
+        assert all(r.deleted for r in service.recordings())
+        done = push(service)
+        assert done.failed == 0
+        rows = {r["kind"]: r for r in service.catalog.replication_rows()}
+        assert rows["object"]["state"] == "skipped"
+        assert "retention sweep" in rows["object"]["last_error"]
+        assert rows["checkpoint"]["state"] == "verified"
+        status = service.replication_status()
+        assert (status.pending, status.uploading, status.last_error) == (0, 0, None)
