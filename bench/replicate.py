@@ -585,8 +585,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
             profile_text = ""
             if args.profile:
-                log("  dockd Uploader.drain() under cProfile (not in the figures) …")
-                profile_text = str(run_dockd(setup, cProfile.Profile())["profile"])
+                log(f"  dockd Uploader.drain() under cProfile, {args.profile} time (not timed) …")
+                timer = time.process_time if args.profile == "cpu" else time.perf_counter
+                profile_text = str(run_dockd(setup, cProfile.Profile(timer))["profile"])
         finally:
             cluster.stop()
             if cluster.running():
@@ -633,6 +634,9 @@ def report(
             "cpu_seconds": best["cpu_seconds"],
             "cpu_seconds_per_gib": best["cpu_seconds"] / gib,
             "cpu_utilisation": best["cpu_seconds"] / best["seconds"],
+            # The rate this process's CPU alone would allow (one core, a server infinitely
+            # fast): how far it is from being the bottleneck.
+            "cpu_bound_mib_per_s": total / MiB / best["cpu_seconds"],
             "peak_rss_increase_mib": max(s["peak_rss_increase_mib"] for s in method.samples),
             "rss_start_mib": best["rss_start_mib"],
             "daemon_cpu_seconds_per_gib": daemons,
@@ -752,6 +756,10 @@ def print_table(res: dict[str, Any], methods: Sequence[str]) -> None:
         "(CPU s/GiB: this process, every thread; radosgw's and the OSD's own CPU are"
         "\n separate processes, excluded there and shown apart: rgw / osd s/GiB)"
     )
+    ceilings = ", ".join(
+        f"{res[name]['label']} {res[name]['cpu_bound_mib_per_s']:.0f}" for name in methods
+    )
+    print(f"client CPU alone would allow (MiB/s per CPU second): {ceilings}")
 
     ratios, met = res["ratios"], res["targets"]["dockd_over_bare_rate"]["met"]
     print(f"\n{'figure':<40} {'value':>7} {'target':>8}  verdict")
@@ -815,8 +823,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="one more dockd drain under cProfile, its top functions on stderr",
+        nargs="?",
+        const="wall",
+        choices=("wall", "cpu"),
+        default=None,
+        help="one more dockd drain under cProfile, its top functions on stderr; "
+        "timed by the wall clock (default) or by CPU time (`--profile cpu`)",
     )
     parser.add_argument("--seed", type=int, default=16, help="seed for sizes and bytes")
     args = parser.parse_args(argv)

@@ -30,26 +30,13 @@ from tests.conftest import put, recent
 from tests.replicate.ceph import Ceph, S3User
 from tests.replicate.conftest import credentials_file, new_bucket, replicate_toml
 from tests.replicate.test_replication import dock_config, push
-from tests.runner.test_daemon import SERIAL, Dockd, clip_name, wait_for
+from tests.runner.test_daemon import SERIAL, Dockd, clip_name, dockd, wait_for
 
 pytestmark = pytest.mark.ceph
 
 
-@pytest.fixture
-def dockd(tmp_path: Path) -> Iterator[Dockd]:
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    d = Dockd(
-        tmp=tmp_path,
-        state=tmp_path / "state",
-        runtime=tmp_path / "run",
-        drop=drop,
-        config=tmp_path / "dockd.toml",
-    )
-    try:
-        yield d
-    finally:
-        d.kill()
+# The `dockd` fixture is tests/runner/test_daemon.py's: one test's daemon, killed at the end.
+_ = dockd
 
 
 def configure(d: Dockd, user: S3User, bucket: str, **extra: object) -> None:

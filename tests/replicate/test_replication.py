@@ -49,6 +49,15 @@ def dock_config(tmp_path: Path, user: S3User, bucket: str, **extra: object) -> C
     )
 
 
+def dock_files(tmp_path: Path, user: S3User, bucket: str, **extra: object) -> tuple[Config, Path]:
+    """dock_config, and the same as a config file for the CLI (`--config`)."""
+    config = dock_config(tmp_path, user, bucket, **extra)
+    toml = tmp_path / "dockd.toml"
+    replicate = replicate_toml(user, bucket, Path(config.replicate.credentials), **extra)
+    toml.write_text(f'state_dir = "{config.state_dir}"\n' + replicate)
+    return config, toml
+
+
 def dock(service: Service, camera: Path, clips: list[Path], wipe: bool = True) -> Any:
     for i, clip in enumerate(clips):
         put(camera, f"DCIM/100MEDIA/clip{i}.mp4", clip)
@@ -362,13 +371,8 @@ def test_sigkill_at_random_points_of_the_queue_loses_nothing(
 
     _, user = ceph
     bucket = new_bucket(user)
-    config = dock_config(tmp_path, user, bucket)
-    toml = tmp_path / "dockd.toml"
-    toml.write_text(
-        f'state_dir = "{config.state_dir}"\n'
-        # 2 MiB/s: a push takes seconds, so that the kills land inside its uploads.
-        + replicate_toml(user, bucket, Path(config.replicate.credentials), bandwidth_limit=2 << 20)
-    )
+    # 2 MiB/s: a push takes seconds, so that the kills land inside its uploads.
+    config, toml = dock_files(tmp_path, user, bucket, bandwidth_limit=2 << 20)
     camera = tmp_path / "cam"
     for i, clip in enumerate(recent_clips):
         put(camera, f"DCIM/{i}.mp4", clip)
@@ -489,12 +493,7 @@ def test_status_json_through_the_cli(
 
     _, user = ceph
     bucket = new_bucket(user)
-    config = dock_config(tmp_path, user, bucket)
-    toml = tmp_path / "dockd.toml"
-    toml.write_text(
-        f'state_dir = "{config.state_dir}"\n'
-        + replicate_toml(user, bucket, Path(config.replicate.credentials))
-    )
+    config, toml = dock_files(tmp_path, user, bucket)
     with Service(config, SystemClock()) as service:
         dock(service, tmp_path / "cam", recent_clips[:2], wipe=False)
     runner = CliRunner()
@@ -574,10 +573,7 @@ def test_a_clock_the_server_rejects_is_refused_naming_it(
     from tests.volumes import REPO
 
     _, user = ceph
-    bucket = new_bucket(user)
-    toml = tmp_path / "dockd.toml"
-    creds = credentials_file(tmp_path, user)
-    toml.write_text(f'state_dir = "{tmp_path / "state"}"\n' + replicate_toml(user, bucket, creds))
+    _, toml = dock_files(tmp_path, user, new_bucket(user))
     env = {
         **{k: v for k, v in os.environ.items() if k != "DOCKD_STATE_DIR"},
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
