@@ -164,6 +164,7 @@ def test_a_good_host_passes_every_check(good: Config, host: Path) -> None:
         "runtime_dir",
         "daemon",
         "replication",
+        "replication.unit",
         "anchor",
     ]
     bad = [c for c in checks.values() if not c.ok]
@@ -571,3 +572,35 @@ def test_no_pinned_key_and_no_bucket_is_warned(good: Config) -> None:
     assert doctor.doctor_replication.check_anchor(good).ok
     off = doctor.doctor_replication.check_replication(bare, FixedClock(datetime.now(UTC)))
     assert off.ok and "off" in off.detail
+
+
+def test_with_a_bucket_the_shipped_unit_needs_the_replicate_drop_in(
+    good: Config, host: Path
+) -> None:
+    """The unit allows no IP (AF_UNIX AF_NETLINK, IPAddressDeny=any): a configured
+    bucket is unreachable until the drop-in of packaging/ lets its address in."""
+    from dockd.config import ReplicateConfig
+
+    check = doctor.doctor_replication.check_unit_network
+    replicating = dataclasses.replace(
+        good, replicate=ReplicateConfig(endpoint="http://127.0.0.1:7480", bucket="evidence")
+    )
+    assert check(good, host).ok  # no bucket: no network needed
+    closed = check(replicating, host)
+    assert (closed.ok, closed.severity) == (False, "error")
+    assert "RestrictAddressFamilies" in closed.detail
+    assert "dockd-replicate.conf.example" in closed.fix
+    drop_in = host / "etc/systemd/system/dockd.service.d/replicate.conf"
+    drop_in.parent.mkdir(parents=True)
+    shipped = (REPO / "packaging/dockd-replicate.conf.example").read_text()
+    # As the example ships (localhost and a documentation address): 127.0.0.1 is in.
+    drop_in.write_text(shipped)
+    assert check(replicating, host).ok, check(replicating, host)
+    elsewhere = dataclasses.replace(
+        replicating,
+        replicate=dataclasses.replace(replicating.replicate, endpoint="http://192.0.2.99:7480"),
+    )
+    denied = check(elsewhere, host)
+    assert not denied.ok and "192.0.2.99" in denied.detail and "IPAddressAllow" in denied.fix
+    drop_in.write_text(shipped.replace("192.0.2.10", "192.0.2.0/24"))
+    assert check(elsewhere, host).ok

@@ -978,6 +978,7 @@ def test_install_into_destdir(tmp_path: Path) -> None:
         "etc/dockd/dockd.toml": 0o640,
         "usr/share/doc/dockd/README.md": 0o644,
         "usr/share/doc/dockd/dockd.toml.example": 0o644,
+        "usr/share/doc/dockd/dockd-replicate.conf.example": 0o644,
         "etc/modules-load.d/dockd.conf": 0o644,
     }
     for rel, mode in expected.items():

@@ -102,6 +102,7 @@ def run_checks(
         ("runtime_dir", lambda: check_runtime_dir(config)),
         ("daemon", lambda: check_daemon_socket(config)),
         ("replication", lambda: doctor_replication.check_replication(config, clock)),
+        ("replication.unit", lambda: doctor_replication.check_unit_network(config, root)),
         ("anchor", lambda: doctor_replication.check_anchor(config)),
     ]
     results = []

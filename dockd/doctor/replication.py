@@ -99,3 +99,85 @@ def check_anchor(config: Config) -> Check:
         "integrity.trusted_keys, and configure "
         "[replicate] so that every checkpoint is locked in the bucket",
     )  # fmt: skip
+
+
+# Where systemd reads dockd.service and its drop-ins (relative to the root).
+_UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/lib/systemd/system",
+              "lib/systemd/system")  # fmt: skip
+_DROP_IN = "/usr/share/doc/dockd/dockd-replicate.conf.example"
+
+
+def _unit_settings(root: Path) -> dict[str, list[str]] | None:
+    """Every assignment of the unit and its drop-ins, in systemd's reading order."""
+    files = [
+        root / d / "dockd.service" for d in _UNIT_DIRS if (root / d / "dockd.service").exists()
+    ]
+    if not files:
+        return None
+    drop_ins = sorted(
+        (p for d in _UNIT_DIRS for p in (root / d / "dockd.service.d").glob("*.conf")),
+        key=lambda p: p.name,
+    )
+    found: dict[str, list[str]] = {}
+    for path in [files[0], *drop_ins]:
+        for line in path.read_text("utf-8", errors="replace").splitlines():
+            name, eq, value = line.strip().partition("=")
+            if eq and not name.startswith(("#", ";")):
+                found.setdefault(name.strip(), []).append(value.strip())
+    return found
+
+
+def _allowed(entries: list[str], address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    for entry in " ".join(entries).split():
+        if entry == "any" or (entry == "localhost" and ip.is_loopback):
+            return True
+        if entry == "link-local" and ip.is_link_local:
+            return True
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def check_unit_network(config: Config, root: Path) -> Check:
+    """The shipped unit allows no IP: with a bucket, a drop-in must let the endpoint in."""
+    import socket
+    from urllib.parse import urlsplit
+
+    name = "replication.unit"
+    cfg = config.replicate
+    if not cfg.enabled:
+        return _pass(name, "replication off: the unit needs no network")
+    settings = _unit_settings(root)
+    if settings is None:
+        return _pass(name, "no dockd.service installed here (not run by systemd)")
+    families = " ".join(settings.get("RestrictAddressFamilies", []))
+    fix = f"install {_DROP_IN} as /etc/systemd/system/dockd.service.d/replicate.conf"
+    if families and "AF_INET" not in families:
+        return _fail(
+            name, "error", "dockd.service allows no IP sockets (RestrictAddressFamilies): "
+            "uploads cannot reach the bucket", fix + ", then systemctl daemon-reload",
+        )  # fmt: skip
+    if "any" not in " ".join(settings.get("IPAddressDeny", [])):
+        return _pass(name, "dockd.service may open IP sockets")
+    host = urlsplit(cfg.endpoint).hostname if cfg.endpoint else f"s3.{cfg.region}.amazonaws.com"
+    try:
+        addresses = sorted({str(a[4][0]) for a in socket.getaddrinfo(host, None)})
+    except OSError as exc:
+        return _fail(
+            name, "warning", f"cannot resolve {host}: {exc}", "check DNS and replicate.endpoint"
+        )
+    refused = [a for a in addresses if not _allowed(settings.get("IPAddressAllow", []), a)]
+    if refused:
+        return _fail(
+            name, "error",
+            f"dockd.service denies {', '.join(refused)} ({host}, replicate.endpoint): "
+            "IPAddressDeny=any without an IPAddressAllow for it",
+            f"{fix} with IPAddressAllow={' '.join(refused)}, then systemctl daemon-reload",
+        )  # fmt: skip
+    return _pass(name, f"dockd.service lets dockd reach {host} ({', '.join(addresses)})")
