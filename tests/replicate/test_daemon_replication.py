@@ -208,3 +208,28 @@ def test_a_camera_taken_out_before_the_upload_keeps_its_files(
         assert camera.unmounted and daemon._held == []
     finally:
         service.close()
+
+
+def test_a_drop_batch_waits_for_the_bucket_then_goes_when_touched(
+    ceph: tuple[Ceph, S3User], dockd: Dockd, recent_clips: list[Path], now_utc: datetime
+) -> None:
+    """README "Replication": with require_before_wipe a card's batch stays in the drop
+    folder until the bucket holds it; touched after that, the next pass clears it."""
+    import os
+
+    _, user = ceph
+    configure(dockd, user, new_bucket(user), require_before_wipe=True)
+    dockd.start()
+    batch = drop_batch(dockd, recent_clips[:1], now_utc)
+
+    def kept() -> dict[str, Any] | None:
+        slot = dockd.slot("drop:batch1")
+        return slot if slot is not None and slot["state"] == "done" else None
+
+    slot = wait_for(kept, 60, "the batch ingested", dockd.logs)
+    assert slot["counts"]["waiting_for_upload"] == 1 and slot["counts"]["wiped"] == 0
+    wait_for(lambda: dockd.status()["replication"]["queue"] == 0, 90, "the upload", dockd.logs)
+    assert batch.exists()
+    os.utime(batch)  # `touch` the folder
+    wait_for(lambda: not batch.exists(), 60, "the batch cleared", dockd.logs)
+    assert dockd.stop()[0] == 0
