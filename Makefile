@@ -77,6 +77,7 @@ bench: setup
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/dock.py
 	$(BIN)/python bench/retention.py
+	$(BIN)/python bench/replicate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info .vm-cache

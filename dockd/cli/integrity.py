@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,14 @@ def print_verify(report: VerifyReport) -> None:
     help="With --bucket: only checkpoints signed by these keys count (repeatable; default: "
     "integrity.trusted_keys, else the keys each dock's log introduced).",
 )
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(0, 24 * 366),
+    default=24.0,
+    show_default=True,
+    help="With --bucket: a recording's object not in the bucket this long after its "
+    "ingest counts as missing (before that: in flight).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def verify(
@@ -82,13 +91,16 @@ def verify(
     bucket_url: str | None,
     endpoint: str | None,
     trusted: tuple[str, ...],
+    grace_hours: float,
     as_json: bool,
 ) -> None:
     """Re-walk the hash chain and re-hash every store file; with a bucket configured,
     hold the log against the bucket's latest checkpoint. With --bucket, check the
     bucket instead: every dock's log, checkpoints, objects and locks."""
     if bucket_url is not None:
-        verify_bucket_command(ctx.obj, bucket_url, endpoint, trusted, as_json)
+        verify_bucket_command(
+            ctx.obj, bucket_url, endpoint, trusted, timedelta(hours=grace_hours), as_json
+        )
         return
     if endpoint is not None or trusted:
         raise UsageError("--endpoint and --trusted-key go with --bucket")
@@ -324,7 +336,12 @@ def key_rotate(ctx: click.Context) -> None:
 
 
 def verify_bucket_command(
-    config: Config, url: str, endpoint: str | None, trusted: tuple[str, ...], as_json: bool
+    config: Config,
+    url: str,
+    endpoint: str | None,
+    trusted: tuple[str, ...],
+    grace: timedelta,
+    as_json: bool,
 ) -> None:
     """`dockd verify --bucket`: what a central site runs nightly across its docks."""
     match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", url)
@@ -340,7 +357,7 @@ def verify_bucket_command(
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or config.replicate.endpoint
     client = s3_client(endpoint or "", config.replicate.region, config.replicate.credentials)
     try:
-        report = verify_bucket(client, bucket, prefix, keys, SystemClock().now())
+        report = verify_bucket(client, bucket, prefix, keys, SystemClock().now(), grace)
     except BucketError as exc:
         raise DockdError(f"verify --bucket: {exc}") from None  # not checked: exit 1
     if as_json:
@@ -349,7 +366,8 @@ def verify_bucket_command(
         for dock in report.docks:
             out.print(
                 f"dock {dock.prefix}: log entries {dock.entries} ({dock.unsigned_entries} not "
-                f"yet signed), checkpoints {dock.checkpoints}, objects {dock.objects_checked}, "
+                f"yet signed), checkpoints {dock.checkpoints}, objects {dock.objects_checked} "
+                f"({dock.in_flight} in flight), "
                 f"{'OK' if not dock.problems else f'{len(dock.problems)} problem(s)'}",
                 markup=False,
             )

@@ -5,7 +5,8 @@ A central site holds no dock's state, only the bucket the docks upload to
 hash chain), opens its checkpoints with the trusted keys, recomputes their
 roots and the consistency between them, replays retention from the log, and
 checks by HEAD that every recording's object is there with its size and
-SHA-256 and is locked in COMPLIANCE mode for as long as its retention needs.
+SHA-256 and is locked in COMPLIANCE mode for as long as its retention needs
+(lock_needs.py).
 Only the log, the checkpoints and the keys are downloaded.
 
 The bucket is versioned with Object Lock: a locked version can be neither
@@ -21,8 +22,8 @@ import hashlib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from dockd.clock import isoformat_utc, parse_utc
@@ -40,11 +41,9 @@ from dockd.integrity.note import NoteError, VerifierKey, open_note
 
 # The one replay of retention, holds and cases (replay.py): the bucket must keep what
 # the dock's own `dockd verify` replays, not what a second reading of the log says.
-from dockd.integrity.replay import Replay
-from dockd.model import DELETED
 from dockd.replicate.bucket import BucketError
-from dockd.replicate.keys import SHA256, checkpoint_key, object_key
-from dockd.retention.policy import TIER_MONTHS, Tier, expiry
+from dockd.replicate.keys import checkpoint_key, object_key
+from dockd.replicate.lock_needs import Need, needs_of
 
 # The sections of a dock's prefix: a key under it in none of them (a nested
 # dock's, say) is not this dock's.
@@ -55,6 +54,9 @@ _KEY_FILE = re.compile(r"keys/([0-9a-f]{8})\.txt")
 # A dock is a prefix with log segments or checkpoints (greedy: a prefix may hold `log/`).
 _DOCK = re.compile(r"(.+)/(?:log|checkpoints)/[^/]+")
 _REPLICATED = ("replicate.verified", "replicate.extended")
+# A recording's object may follow its ingest entry by this long (a dock uploads
+# the log first, and may be offline for a while) before it counts as missing.
+DEFAULT_GRACE = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class DockReport:
     signed: int
     objects_checked: int
     problems: tuple[Problem, ...]
+    # Objects of recordings ingested within the grace, not in the bucket yet: in flight.
+    in_flight: int = 0
 
     @property
     def unsigned_entries(self) -> int:
@@ -116,7 +120,12 @@ Listing = dict[str, list[Version]]
 
 
 def verify_bucket(
-    client: Any, bucket: str, prefix: str | None, trusted_keys: Sequence[VerifierKey], now: datetime
+    client: Any,
+    bucket: str,
+    prefix: str | None,
+    trusted_keys: Sequence[VerifierKey],
+    now: datetime,
+    grace: timedelta = DEFAULT_GRACE,
 ) -> BucketReport:
     """Check the dock under `prefix`, or with None every dock in `bucket`.
 
@@ -130,7 +139,7 @@ def verify_bucket(
         everything = list_versions(client, bucket, "")
         docks = {p: everything for p in find_docks(everything)}
     reports = tuple(
-        verify_dock(client, bucket, p, listing, trusted_keys, now)
+        verify_dock(client, bucket, p, listing, trusted_keys, now, grace)
         for p, listing in sorted(docks.items())
     )
     none = () if docks else (Problem("bucket_no_dock", bucket, "no log or checkpoint key"),)
@@ -231,6 +240,7 @@ def verify_dock(
     listing: Listing,
     trusted_keys: Sequence[VerifierKey],
     now: datetime,
+    grace: timedelta = DEFAULT_GRACE,
 ) -> DockReport:
     """Every check of the dock under `prefix`; `listing` holds (at least) its keys."""
     dock = _Dock(client, bucket, prefix, listing, now)
@@ -239,9 +249,11 @@ def verify_dock(
         dock.add(p.kind, dock.where(p.where), p.detail)
     parsed = parse_entries(rows)
     checkpoints, signed = _checkpoints(dock, rows, _keys(dock, parsed, trusted_keys))
-    needs = _needs(dock, parsed, now)
+    needs, malformed = needs_of(parsed, now)
+    for seq in malformed:
+        dock.add("bucket_ingest_malformed", dock.where(f"log entry {seq}"), "no id or hash")
     proved = _proved(dock, parsed)
-    checked = _objects(dock, needs, proved)
+    checked, in_flight = _objects(dock, needs, proved, grace)
     # An object that only deleted, expired recordings use may go (a lifecycle rule once
     # its lock ends): neither its delete marker nor its proven version is missed.
     gone = {object_key(prefix, sha) for sha, need in needs.items() if need.may_be_absent}
@@ -249,7 +261,9 @@ def verify_dock(
     _replicated(dock, {key: p for key, p in proved.items() if key not in gone})
     if not rows and not checkpoints:
         dock.add("bucket_dock_empty", prefix, "no log segment or checkpoint")
-    return DockReport(prefix, len(rows), checkpoints, signed, checked, tuple(dock.problems))
+    return DockReport(
+        prefix, len(rows), checkpoints, signed, checked, tuple(dock.problems), in_flight
+    )
 
 
 def _history(dock: _Dock, gone: set[str]) -> None:
@@ -425,93 +439,12 @@ def _consistency(
 # -- objects: what the bucket must hold, replayed from the log ---------------------------
 
 
-@dataclass
-class _Need:
-    """What one object must be: its size, and until when it must stay locked."""
-
-    size: int
-    recordings: list[int] = field(default_factory=list)
-    # None: no lock needed any more (only deleted, expired recordings use it).
-    until: datetime | None = None
-    why: str = ""
-    may_be_absent: bool = True
-
-    def want(self, until: datetime | None, why: str) -> None:
-        """Several recordings can share the object: the latest need wins."""
-        if until is not None and (self.until is None or until > self.until):
-            self.until, self.why = until, why
-
-
-def _needs(dock: _Dock, parsed: dict[int, LogEntry], now: datetime) -> dict[str, _Need]:
-    """sha256 -> what its object must be, from every recording.ingested entry."""
-    replay = Replay()
-    for seq in sorted(parsed):
-        replay.apply(seq, parsed[seq])
-    protected = _protected(replay)
-    needs: dict[str, _Need] = {}
-    for seq, entry in sorted(parsed.items()):
-        if entry.kind != "recording.ingested":
-            continue
-        rec, sha, size = (entry.data.get(k) for k in ("recording", "sha256", "size"))
-        if type(rec) is not int or not isinstance(sha, str) or not SHA256.fullmatch(sha):
-            dock.add("bucket_ingest_malformed", dock.where(f"log entry {seq}"), "no id or hash")
-            continue
-        need = needs.setdefault(sha, _Need(size if type(size) is int else -1))
-        need.recordings.append(rec)
-        until, why = _lock_needed(rec, entry.data, replay, rec in protected, now)
-        if until is not None:
-            need.may_be_absent = False
-        need.want(until, f"recording {rec}: {why}")
-    return needs
-
-
-def _protected(replay: Replay) -> set[int]:
-    """Recordings an active hold covers (directly or through its case) or an open case links."""
-    linked: dict[str, set[int]] = {}
-    for case, rec in replay.links:
-        linked.setdefault(case, set()).add(rec)
-    protected: set[int] = set()
-    for hold in replay.holds.values():
-        if hold.released is None:
-            protected |= linked.get(str(hold.case), set()) if hold.case else set(hold.recordings)
-    for case, recs in linked.items():
-        found = replay.cases.get(case)
-        if found is not None and found.state == "open":
-            protected |= recs
-    return protected
-
-
-def _lock_needed(
-    rec: int, ingest: dict[str, Any], replay: Replay, protected: bool, now: datetime
-) -> tuple[datetime | None, str]:
-    """(locked at least until, why) for one recording, its retention read as replay.py
-    reads it; None: deleted by the sweep and expired, its object may be gone."""
-    state = replay.retention.get(rec)
-    try:
-        if state is None or not state.tier_seq:
-            # No retention.updated names it: the ingest entry's tier and expiry hold.
-            tier, text = ingest.get("tier"), ingest.get("expires_at")
-            expires = parse_utc(text) if isinstance(text, str) else None
-        else:
-            tier = state.tier
-            keep = parse_utc(state.keep_until) if state.keep_until else None
-            end = parse_utc(str(ingest.get("recorded_end")))
-            expires = expiry(cast(Tier, tier), end, keep) if tier in TIER_MONTHS else None
-    except ValueError:
-        return now, "a logged time unreadable: kept at least until now"
-    deleted = state is not None and state.state == DELETED and not protected
-    if deleted and expires is not None and expires <= now:
-        return None, "deleted"
-    if tier not in TIER_MONTHS or expires is None:
-        return now, f"tier {tier or 'not logged'}: kept for ever"
-    if protected:
-        return max(expires, now), "held or linked to an open case"
-    return expires, f"tier {tier} expires {isoformat_utc(expires)}"
-
-
-def _objects(dock: _Dock, needs: dict[str, _Need], proved: dict[str, _Proved]) -> int:
-    """HEAD each needed object: present, its size, SHA-256 and lock; how many were."""
-    checked = 0
+def _objects(
+    dock: _Dock, needs: dict[str, Need], proved: dict[str, _Proved], grace: timedelta
+) -> tuple[int, int]:
+    """HEAD each needed object: present, its size, SHA-256 and lock. (How many were
+    checked, how many are in flight: ingested within `grace`, not proven yet.)"""
+    checked = in_flight = 0
     for sha, need in sorted(needs.items()):
         key = object_key(dock.prefix, sha)
         logged = proved.get(key)
@@ -524,15 +457,22 @@ def _objects(dock: _Dock, needs: dict[str, _Need], proved: dict[str, _Proved]) -
                 _check_head(dock, key, sha, need, head)
         elif need.may_be_absent:
             continue
+        elif logged is None and need.ingested and dock.now - need.ingested < grace:
+            in_flight += 1  # the log goes up before the evidence: still being uploaded
         elif logged is None:
             # Never proven: the log went up before it (an upload retried later), or lost.
-            dock.add("bucket_object_not_replicated", key, f"of recordings {need.recordings}")
+            since = f"ingested {isoformat_utc(need.ingested)}" if need.ingested else "ingested"
+            dock.add(
+                "bucket_object_not_replicated",
+                key,
+                f"of recordings {need.recordings}, {since}: not in the bucket after {grace}",
+            )
         else:
             dock.add("bucket_object_missing", key, f"proven by log entry {logged.seq}")
-    return checked
+    return checked, in_flight
 
 
-def _check_head(dock: _Dock, key: str, sha: str, need: _Need, head: dict[str, Any]) -> None:
+def _check_head(dock: _Dock, key: str, sha: str, need: Need, head: dict[str, Any]) -> None:
     if head.get("ContentLength") != need.size:
         dock.add("bucket_object_size", key, f"{head.get('ContentLength')} bytes, not {need.size}")
     if head.get("Metadata", {}).get("sha256") != sha:

@@ -286,8 +286,12 @@ class Replication(ServiceBase):
         extracts not logged yet; returns how many were logged."""
         bucket = self.config.replicate.bucket
         logged = 0
-        while rows := self.catalog.unlogged_verified(bucket, VERIFIED_PER_ENTRY):
+        while True:
+            # Read and logged in one transaction: two threads never log a row twice.
             with self.catalog.transaction():
+                rows = self.catalog.unlogged_verified(bucket, VERIFIED_PER_ENTRY)
+                if not rows:
+                    return logged
                 objects = [
                     {k: row[k] for k in ("key", "version_id", "sha256", "size", "retain_until")}
                     | {"recordings": self._recordings_of(str(row["kind"]), str(row["ref"]))}
@@ -304,7 +308,6 @@ class Replication(ServiceBase):
                 )
                 self.catalog.mark_logged(bucket, [str(r["key"]) for r in rows], entry.seq)
             logged += len(rows)
-        return logged
 
     def extend_due(self) -> bool:
         """Whether a retention moved since the last extension pass (and forget it)."""

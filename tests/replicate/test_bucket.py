@@ -1,11 +1,11 @@
 """The bucket layer against a real radosgw: refused targets, single and multipart
-uploads checked by the server (Content-MD5) and proven by HEAD, locks that only grow."""
+uploads checked by the server (Content-MD5) and proven by HEAD, locks that only grow.
+(radosgw killed mid-multipart: test_replication.py, through the queue.)"""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,34 +87,3 @@ def test_bytes_the_server_did_not_get_are_refused(
     bucket.s3.put_object = corrupted
     with pytest.raises(BucketError, match=r"BadDigest|InvalidDigest"):
         bucket.upload(object_key("p", sha), path, sha, 3000, until, MIN_PART)
-
-
-def test_radosgw_killed_mid_multipart_leaves_no_object_and_a_retry_completes(
-    ceph: tuple[Ceph, S3User], tmp_path: Path
-) -> None:
-    cluster, user = ceph
-    bucket = _bucket(user)
-    size = 3 * MIN_PART + 1
-    path, sha = _file(tmp_path, size)
-    key = object_key("dockd/test", sha)
-    until = datetime.now(UTC) + timedelta(days=1)
-    original = bucket.s3.upload_part
-    sent: list[int] = []
-
-    def dies_after_the_first_part(**kwargs: object) -> object:
-        if sent:
-            cluster.kill("client.rgw.a", signal.SIGKILL)
-        sent.append(1)
-        return original(**kwargs)
-
-    bucket.s3.upload_part = dies_after_the_first_part
-    try:
-        with pytest.raises(BucketError, match="multipart upload failed"):
-            bucket.upload(key, path, sha, size, until, MIN_PART)
-    finally:
-        cluster.start_rgw()
-    s3 = user.client()
-    versions = s3.list_object_versions(Bucket=bucket.name, Prefix=key).get("Versions", [])
-    assert versions == []  # no half object, nothing to report verified
-    retried = Bucket(s3, bucket.name).upload(key, path, sha, size, until, MIN_PART)
-    assert Bucket(s3, bucket.name).proven(retried)
