@@ -37,33 +37,38 @@ class ReplicationTables(Tables):
         )
         return bool(cursor.rowcount)
 
-    def unqueued_objects(self, bucket: str) -> list[tuple[str, int]]:
-        """(sha256, size) of the store objects of live recordings not queued for `bucket`."""
+    # Rows of one dock's prefix in a bucket (a changed replicate.prefix starts afresh).
+    _UNDER = "q.bucket = ? AND substr(q.key, 1, length(?)) = ?"
+
+    def unqueued_objects(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
+        """(sha256, size) of the store objects of live recordings not queued under
+        `prefix` of `bucket`."""
         return [
             (str(sha), int(size))
             for sha, size in self.db.execute(
                 "SELECT sha256, MAX(size) FROM recordings r "
                 "WHERE retention_state != 'deleted' AND NOT EXISTS (SELECT 1 FROM replication q "
-                "  WHERE q.bucket = ? AND q.kind = 'object' AND q.ref = r.sha256) "
+                f"  WHERE {self._UNDER} AND q.kind = 'object' AND q.ref = r.sha256) "
                 "GROUP BY sha256 ORDER BY MIN(id)",
-                [bucket],
+                [bucket, prefix + "/", prefix + "/"],
             ).fetchall()
         ]
 
-    def queued_refs(self, bucket: str, kind: str) -> set[str]:
+    def queued_refs(self, bucket: str, prefix: str, kind: str) -> set[str]:
         return {
             str(ref)
             for (ref,) in self.db.execute(
-                "SELECT ref FROM replication WHERE bucket = ? AND kind = ?", [bucket, kind]
+                f"SELECT ref FROM replication q WHERE {self._UNDER} AND kind = ?",
+                [bucket, prefix + "/", prefix + "/", kind],
             ).fetchall()
         }
 
-    def last_segment_end(self, bucket: str) -> int:
-        """The last log entry a queued log segment of `bucket` holds (0: none)."""
+    def last_segment_end(self, bucket: str, prefix: str) -> int:
+        """The last log entry a queued log segment under `prefix` holds (0: none)."""
         row = self.db.execute(
-            "SELECT MAX(CAST(substr(ref, instr(ref, '-') + 1) AS INTEGER)) FROM replication "
-            "WHERE bucket = ? AND kind = 'log'",
-            [bucket],
+            "SELECT MAX(CAST(substr(ref, instr(ref, '-') + 1) AS INTEGER)) FROM replication q "
+            f"WHERE {self._UNDER} AND kind = 'log'",
+            [bucket, prefix + "/", prefix + "/"],
         ).fetchone()
         return int(row[0] or 0)
 

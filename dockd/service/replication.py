@@ -90,7 +90,7 @@ class Replication(ServiceBase):
         if not cfg.enabled:
             return
         prefix = self.replication_prefix()
-        first = self.catalog.last_segment_end(cfg.bucket) + 1
+        first = self.catalog.last_segment_end(cfg.bucket, prefix) + 1
         while first <= size:
             last = min(size, first + SEGMENT_MAX - 1)
             self._queue(log_segment_key(prefix, first, last), "log", f"{first}-{last}")
@@ -103,17 +103,18 @@ class Replication(ServiceBase):
         cfg = self.config.replicate
         if not cfg.enabled:
             return 0
+        prefix = self.replication_prefix()
         with self.catalog.transaction():
             before = self.catalog.upload_counts(cfg.bucket)["counts"]
             for row in self.catalog.signing_keys():
                 self._queue_key(str(row["key_id"]))
-            queued = self.catalog.queued_refs(cfg.bucket, "checkpoint")
+            queued = self.catalog.queued_refs(cfg.bucket, prefix, "checkpoint")
             for row in self.catalog.checkpoints():
                 if str(row["size"]) not in queued:
                     self._queue_checkpoint(int(row["size"]))
-            for sha, size in self.catalog.unqueued_objects(cfg.bucket):
+            for sha, size in self.catalog.unqueued_objects(cfg.bucket, prefix):
                 self._queue_object(sha, size)
-            sessions = self.catalog.queued_refs(cfg.bucket, "session")
+            sessions = self.catalog.queued_refs(cfg.bucket, prefix, "session")
             for session_id in self.catalog.ended_session_ids():
                 if str(session_id) not in sessions:
                     self._queue_session(session_id)
