@@ -176,17 +176,21 @@ class Bucket:
         until: datetime,
         part_size: int,
         on_multipart: Callable[[str], None] = lambda upload_id: None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> Uploaded:
         """Send `source` (a file or bytes: `size` bytes, `sha256`) to `key` as a new
         version, locked until `until` in COMPLIANCE mode. Raises BucketError; a
         multipart upload that fails is aborted, so no half object stays behind, and
-        `on_multipart` hears its id first (to abort it after a crash)."""
+        `on_multipart` hears its id first (to abort it after a crash). `should_stop`
+        is asked between parts: a stopping daemon aborts rather than waits."""
         part_size = max(part_size, MIN_PART)
         meta = {"sha256": sha256}
         lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
         try:
             with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as src:
-                version = self._send(key, src, size, meta, lock, part_size, on_multipart)
+                version = self._send(
+                    key, src, size, meta, lock, part_size, on_multipart, should_stop
+                )
             if size > part_size:
                 # Ceph 16 ignores the lock headers of CreateMultipartUpload: set it on
                 # the completed version (HEAD in `proven` says whether it holds).
@@ -208,9 +212,10 @@ class Bucket:
         lock: dict[str, Any],
         part_size: int,
         on_multipart: Callable[[str], None],
+        should_stop: Callable[[], bool],
     ) -> str:
         if size > part_size:
-            return self._multipart(key, src, meta, lock, part_size, on_multipart)
+            return self._multipart(key, src, meta, lock, part_size, on_multipart, should_stop)
         data = src.read()
         if len(data) != size:
             raise BucketError(f"{key}: {len(data)} bytes to send, {size} expected")
@@ -229,6 +234,7 @@ class Bucket:
         lock: dict[str, Any],
         part_size: int,
         on_multipart: Callable[[str], None],
+        should_stop: Callable[[], bool],
     ) -> str:
         started = self.s3.create_multipart_upload(Bucket=self.name, Key=key, Metadata=meta, **lock)
         upload_id = str(started["UploadId"])
@@ -238,6 +244,8 @@ class Bucket:
             # No enumerate(): its tuple would keep the last part alive while the next
             # one is read (bench/replicate.py measured 2x part_size without this).
             for data in _pieces(src, part_size):
+                if should_stop():
+                    raise BucketError(f"{key}: stopped before part {len(parts) + 1}")
                 number = len(parts) + 1
                 self.throttle.take(len(data))
                 sent = self.s3.upload_part(

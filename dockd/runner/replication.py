@@ -161,7 +161,7 @@ class Uploader:
                 self._wake.wait(self._idle_wait())
                 self._wake.clear()
                 continue
-            if self.service.replicate(self.bucket, up):
+            if self.service.replicate(self.bucket, up, self._stopping.is_set):
                 failures = 0
             else:
                 failures += 1

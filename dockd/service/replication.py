@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,9 @@ class Replication(ServiceBase):
             raise DockdError(f"unknown kind of upload {up.kind!r}")
         return data, hashlib.sha256(data).hexdigest(), len(data), forever
 
-    def replicate(self, bucket: Bucket, up: Upload) -> bool:
+    def replicate(
+        self, bucket: Bucket, up: Upload, should_stop: Callable[[], bool] = lambda: False
+    ) -> bool:
         """Send and prove one claimed upload; settle its row. True once verified.
 
         A failure (the bucket, the network, a store file unreadable) puts it
@@ -223,6 +226,7 @@ class Replication(ServiceBase):
                 done = bucket.upload(
                     up.key, source, sha, size, until, cfg.part_size,
                     on_multipart=lambda upload_id: self._note_multipart(up.key, upload_id),
+                    should_stop=should_stop,
                 )  # fmt: skip
             if not bucket.proven(done):
                 raise BucketError(f"{up.key}: the bucket does not hold what was sent")
