@@ -1138,6 +1138,7 @@ def _fake_checkout(root: Path, message: str) -> None:
         (root / folder).mkdir(parents=True, exist_ok=True)
     shutil.copy(INSTALL, root / "packaging/install.sh")
     shutil.copy(EXAMPLE, root / "packaging/dockd.toml.example")
+    shutil.copy(REPO / "packaging/dockd-replicate.conf.example", root / "packaging")
     for unit in [UNIT, *TIMER_UNITS]:
         shutil.copy(unit, root / "systemd" / unit.name)
     shutil.copy(RULES, root / "udev-rules/70-dockd.rules")

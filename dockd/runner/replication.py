@@ -10,14 +10,15 @@ in batches, extends locks (within a minute of a tier or hold that makes a
 retention longer, and hourly for permanent footage's horizon), and warns in the journal while the
 oldest upload waits longer than `replicate.alert_after_hours`.
 
-`drain()` is the same work in the foreground until nothing is due, for
-`dockd replicate push` and the tests.
+`drain()` is the same work in the foreground (with as many threads) until
+nothing is due, for `dockd replicate push`, the benchmark and the tests.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -177,31 +178,49 @@ class Uploader:
     # -- in the foreground --------------------------------------------------------------
 
     def drain(self, give_up_after: int = 3) -> Drained:
-        """Upload everything due now, one at a time. A failed row stays pending (backed
-        off); after `give_up_after` failures in a row the bucket is taken to be down."""
+        """Upload everything due now, `replicate.workers` at a time, as the daemon does.
+        A failed row stays pending (backed off); after `give_up_after` failures in a
+        row the bucket is taken to be down and the drain ends."""
         self.bucket.check_target()
         recovered = self.service.replication_recover(self.bucket)
-        verified = failed = in_a_row = 0
-        while (up := self.service.next_upload()) is not None:
-            if self.service.replicate(self.bucket, up):
-                verified += 1
-                in_a_row = 0
-            else:
-                failed += 1
-                in_a_row += 1
-                if in_a_row >= give_up_after:
-                    break
+        tally = _Tally(give_up_after)
+        self._drain_with_workers(tally)
         logged = self.service.log_verified()
         extended = self.service.extend_locks(self.bucket)
-        if in_a_row < give_up_after and self.service.log_grew():
+        if not tally.down.is_set() and self.service.log_grew():
             # The entries just written (replicate.verified, .extended) signed and sent
             # too, so that the bucket's latest checkpoint covers this run. Those two
             # uploads log nothing: the next run finds the queue empty.
             self.service.checkpoint()
-            while (up := self.service.next_upload()) is not None:
-                if self.service.replicate(self.bucket, up):
-                    verified += 1
-                else:
-                    failed += 1
-                    break
-        return Drained(verified, failed, logged, extended, recovered)
+            self._drain_with_workers(tally)
+        return Drained(tally.verified, tally.failed, logged, extended, recovered)
+
+    def _drain_with_workers(self, tally: _Tally) -> None:
+        def work() -> None:
+            while not tally.down.is_set() and (up := self.service.next_upload()) is not None:
+                tally.add(self.service.replicate(self.bucket, up))
+
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="dockd-push") as pool:
+            for done in [pool.submit(work) for _ in range(self.config.workers)]:
+                done.result()  # a bug in one worker is raised here, not lost
+
+
+class _Tally:
+    """What the drain's workers did; `down` once failures in a row say the bucket is."""
+
+    def __init__(self, give_up_after: int) -> None:
+        self.verified = self.failed = self._in_a_row = 0
+        self._give_up_after = give_up_after
+        self._lock = threading.Lock()
+        self.down = threading.Event()
+
+    def add(self, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self.verified += 1
+                self._in_a_row = 0
+                return
+            self.failed += 1
+            self._in_a_row += 1
+            if self._in_a_row >= self._give_up_after:
+                self.down.set()
