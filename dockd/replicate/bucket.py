@@ -52,6 +52,18 @@ class Uploaded:
     retain_until: datetime
 
 
+@dataclass(frozen=True)
+class _Put:
+    """One upload's settings, as `upload` hands them to the single or multipart path."""
+
+    key: str
+    meta: dict[str, str]
+    lock: dict[str, Any]
+    part_size: int
+    on_multipart: Callable[[str], None]
+    should_stop: Callable[[], bool]
+
+
 def _code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", type(exc).__name__))
@@ -188,9 +200,8 @@ class Bucket:
         lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
         try:
             with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as src:
-                version = self._send(
-                    key, src, size, meta, lock, part_size, on_multipart, should_stop
-                )
+                job = _Put(key, meta, lock, part_size, on_multipart, should_stop)
+                version = self._send(job, src, size)
             if size > part_size:
                 # Ceph 16 ignores the lock headers of CreateMultipartUpload: set it on
                 # the completed version (HEAD in `proven` says whether it holds).
@@ -203,19 +214,10 @@ class Bucket:
             raise BucketError(f"{key}: upload failed ({_code(exc)}): {exc}") from None
         return Uploaded(key, version, size, sha256, until)
 
-    def _send(
-        self,
-        key: str,
-        src: BinaryIO,
-        size: int,
-        meta: dict[str, str],
-        lock: dict[str, Any],
-        part_size: int,
-        on_multipart: Callable[[str], None],
-        should_stop: Callable[[], bool],
-    ) -> str:
-        if size > part_size:
-            return self._multipart(key, src, meta, lock, part_size, on_multipart, should_stop)
+    def _send(self, job: _Put, src: BinaryIO, size: int) -> str:
+        key, meta, lock = job.key, job.meta, job.lock
+        if size > job.part_size:
+            return self._multipart(job, src)
         data = src.read()
         if len(data) != size:
             raise BucketError(f"{key}: {len(data)} bytes to send, {size} expected")
@@ -226,25 +228,17 @@ class Bucket:
         )  # fmt: skip
         return str(answer["VersionId"])
 
-    def _multipart(
-        self,
-        key: str,
-        src: BinaryIO,
-        meta: dict[str, str],
-        lock: dict[str, Any],
-        part_size: int,
-        on_multipart: Callable[[str], None],
-        should_stop: Callable[[], bool],
-    ) -> str:
+    def _multipart(self, job: _Put, src: BinaryIO) -> str:
+        key, meta, lock, part_size = job.key, job.meta, job.lock, job.part_size
         started = self.s3.create_multipart_upload(Bucket=self.name, Key=key, Metadata=meta, **lock)
         upload_id = str(started["UploadId"])
-        on_multipart(upload_id)
+        job.on_multipart(upload_id)
         parts: list[dict[str, Any]] = []
         try:
             # No enumerate(): its tuple would keep the last part alive while the next
             # one is read (bench/replicate.py measured 2x part_size without this).
             for data in _pieces(src, part_size):
-                if should_stop():
+                if job.should_stop():
                     raise BucketError(f"{key}: stopped before part {len(parts) + 1}")
                 number = len(parts) + 1
                 self.throttle.take(len(data))
