@@ -117,6 +117,7 @@ class Daemon(Docking):
         self._uploader: Uploader | None = None
         self._held: list[tuple[_Job, int, list[FileOutcome]]] = []
         self._held_ready = threading.Condition(self._lock)
+        self._wiper: threading.Thread | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._monitor: Any = None
         self._drop: DropFolder | None = None
@@ -183,9 +184,10 @@ class Daemon(Docking):
         self._uploader = Uploader(self.service, bucket, self.clock)
         self._uploader.start()
         if cfg.require_before_wipe:
-            threading.Thread(
+            self._wiper = threading.Thread(
                 target=self._wipe_when_uploaded, name="dockd-wipe-after-upload", daemon=True
-            ).start()
+            )
+            self._wiper.start()
 
     def _start_parts(self) -> None:
         self.config.daemon.runtime_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -251,6 +253,14 @@ class Daemon(Docking):
             self._api.stop()
         if self._uploader is not None:
             self._uploader.stop()
+        if self._wiper is not None:
+            with self._lock:
+                self._held_ready.notify_all()
+            self._wiper.join(60)  # a wipe under way ends first (it stops between files)
+        with self._lock:
+            held, self._held = self._held, []
+        for job, _, _ in held:
+            self._release(job)  # unmounted; its files stay on the camera for the next docking
         if self.service is not None:
             self.service.close()
         log.info("daemon.stopped")
