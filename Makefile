@@ -11,7 +11,7 @@ RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-d
                 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-wqy-microhei
 APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd faketime \
                 umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev \
-                poppler-utils ceph-mon ceph-osd radosgw ceph-common
+                poppler-utils ceph-mon ceph-osd radosgw ceph-common chromium chromium-driver
 CHECKED   := dockd tests bench
 
 .PHONY: all setup apt apt-runtime venv demo test lint typecheck unit unit-any-day bench clean install

@@ -226,6 +226,22 @@ class ReplicateConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    """The dock's screen (README "The dock's screen"): read-only, no login, no names."""
+
+    # host:port it is served on, e.g. "127.0.0.1:8088" (keep it on the loopback: a
+    # kiosk browser on the dock's own display reads it); empty: off. Off by default
+    # until the shipped unit allows loopback IP (it allows no IP socket today).
+    listen: str = ""
+
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -237,6 +253,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     replicate: ReplicateConfig = field(default_factory=ReplicateConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
@@ -362,6 +379,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "retention": RetentionConfig,
     "access": AccessConfig,
     "replicate": ReplicateConfig,
+    "screen": ScreenConfig,
 }
 
 
@@ -473,6 +491,11 @@ def _validate(config: Config) -> Config:
         raise ConfigError(
             "retention.gap_max_seconds: must be 0 (no bound) or more than gap_threshold_seconds"
         )
+    listen = config.screen.listen
+    if listen and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}", listen):
+        raise ConfigError(f"screen.listen: expected host:port (or empty: off), got {listen!r}")
+    if listen and not 0 < int(listen.rpartition(":")[2]) < 65536:
+        raise ConfigError(f"screen.listen: no such port in {listen!r}")
     replicate = config.replicate
     if replicate.bandwidth_limit and replicate.bandwidth_limit < 64 << 10:
         raise ConfigError("replicate.bandwidth_limit: 0 (no limit) or at least 65536 bytes/s")

@@ -293,3 +293,14 @@ def test_replicate_settings_are_checked_naming_the_key() -> None:
     ]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             parse(f"[replicate]\n{text}\n")
+
+
+def test_screen_listen_is_host_and_port_or_off() -> None:
+    from dockd.settings import parse
+
+    assert parse("").screen.address() is None  # off until the unit allows loopback IP
+    assert parse('[screen]\nlisten = "127.0.0.1:8088"\n').screen.address() == ("127.0.0.1", 8088)
+    assert parse('[screen]\nlisten = "[::1]:9000"\n').screen.address() == ("::1", 9000)
+    for bad in ("8088", "localhost:", "127.0.0.1:99999", "a b:80"):
+        with pytest.raises(ConfigError, match=r"screen\.listen"):
+            parse(f'[screen]\nlisten = "{bad}"\n')

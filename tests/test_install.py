@@ -58,6 +58,7 @@ from dockd.config import (
     ProfileConfig,
     ReplicateConfig,
     RetentionConfig,
+    ScreenConfig,
     parse_config,
 )
 from tests.conftest import camera_name, recent
@@ -894,6 +895,7 @@ def test_example_shows_the_true_defaults() -> None:
         ("retention", RetentionConfig),
         ("access", AccessConfig),
         ("replicate", ReplicateConfig),
+        ("screen", ScreenConfig),
     ],
 )
 def test_example_documents_every_key(section: str, cls: type) -> None:
@@ -918,6 +920,7 @@ def test_example_documents_every_key(section: str, cls: type) -> None:
             "retention",
             "access",
             "replicate",
+            "screen",
         ):
             continue  # tables, not keys
         match = re.search(rf"^#{f.name} = ", body, flags=re.M)

@@ -115,6 +115,7 @@ class Daemon(Docking):
         )
         self._api: ApiServer | None = None
         self._uploader: Uploader | None = None
+        self._screen: Any = None  # runner/screen/app.py ScreenServer, when listening
         self._held: list[tuple[_Job, int, list[FileOutcome]]] = []
         self._held_ready = threading.Condition(self._lock)
         self._wiper: threading.Thread | None = None
@@ -167,6 +168,42 @@ class Daemon(Docking):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
 
+    def _start_screen(self) -> None:
+        """The dock's screen on `screen.listen`. It failing (a port taken, a unit that
+        allows no IP) is logged and never stops a docking."""
+        address = self.config.screen.address()
+        if address is None:
+            return
+        from dockd.runner.screen.app import ScreenServer, make_app
+
+        server = ScreenServer(make_app(self.status, self.health, self.clock), *address)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error("screen.unavailable", listen=self.config.screen.listen, reason=str(exc))
+            server.stop()
+            return
+        self._screen = server
+
+    def health(self) -> tuple[bool, list[str]]:
+        """Ready, or why not: what `/healthz` answers (a monitor's view of the dock)."""
+        reasons = []
+        if self._stopping.is_set():
+            reasons.append("dockd is stopping")
+        if self._api is None:
+            reasons.append("the socket API is not listening")
+        replication = self._replication_status()
+        if replication and replication.get("problem"):
+            reasons.append(f"replication: {replication['problem']}")
+        if replication and self.service is not None:
+            status = self.service.replication_status()
+            if status.behind(self.clock.now(), self.config.replicate.alert_after_hours):
+                reasons.append(
+                    f"replication: uploads waiting longer than "
+                    f"{self.config.replicate.alert_after_hours} h"
+                )
+        return not reasons, reasons
+
     def _start_replication(self) -> None:
         """Check the bucket and start the uploader. A bucket that cannot hold evidence
         (no Object Lock, no versioning, wrong credentials, a clock it rejects) is a
@@ -202,6 +239,7 @@ class Daemon(Docking):
         threading.Thread(target=self._preparer, name="dockd-prepare", daemon=True).start()
         self._start_scheduler()
         self._start_drop()
+        self._start_screen()
         if self.udev:
             from dockd.devices.monitor import UdevMonitor
 
@@ -251,6 +289,8 @@ class Daemon(Docking):
             thread.join()  # an export under way ends its disc (images appear whole or not)
         if self._api is not None:
             self._api.stop()
+        if self._screen is not None:
+            self._screen.stop()
         if self._uploader is not None:
             self._uploader.stop()
         if self._wiper is not None:
