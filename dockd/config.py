@@ -242,6 +242,14 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # A .prom file for node-exporter's textfile collector (its --collector.textfile
+    # .directory), rewritten every minute; empty: off. /metrics on the screen's
+    # listener serves the same text.
+    textfile: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = DEFAULT_STATE_DIR
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -254,6 +262,7 @@ class Config:
     access: AccessConfig = field(default_factory=AccessConfig)
     replicate: ReplicateConfig = field(default_factory=ReplicateConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def with_state_dir(self, state_dir: Path) -> Config:
         return dataclasses.replace(self, state_dir=state_dir)
@@ -380,6 +389,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "access": AccessConfig,
     "replicate": ReplicateConfig,
     "screen": ScreenConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -496,6 +506,9 @@ def _validate(config: Config) -> Config:
         raise ConfigError(f"screen.listen: expected host:port (or empty: off), got {listen!r}")
     if listen and not 0 < int(listen.rpartition(":")[2]) < 65536:
         raise ConfigError(f"screen.listen: no such port in {listen!r}")
+    textfile = config.metrics.textfile
+    if textfile and not (textfile.startswith("/") and textfile.endswith(".prom")):
+        raise ConfigError(f"metrics.textfile: an absolute path ending in .prom, got {textfile!r}")
     replicate = config.replicate
     if replicate.bandwidth_limit and replicate.bandwidth_limit < 64 << 10:
         raise ConfigError("replicate.bandwidth_limit: 0 (no limit) or at least 65536 bytes/s")

@@ -101,6 +101,10 @@ class Store:
             fsync_dir(self.tmp)
         return removed
 
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.tmp)
+        return int(st.f_bavail * st.f_frsize)
+
     def check_space(self, size: int) -> None:
         """Refuse a file that cannot fit with the configured reserve left over."""
         st = os.statvfs(self.tmp)

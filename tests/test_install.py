@@ -55,6 +55,7 @@ from dockd.config import (
     IngestConfig,
     IntegrityConfig,
     LogConfig,
+    MetricsConfig,
     ProfileConfig,
     ReplicateConfig,
     RetentionConfig,
@@ -896,6 +897,7 @@ def test_example_shows_the_true_defaults() -> None:
         ("access", AccessConfig),
         ("replicate", ReplicateConfig),
         ("screen", ScreenConfig),
+        ("metrics", MetricsConfig),
     ],
 )
 def test_example_documents_every_key(section: str, cls: type) -> None:
@@ -921,6 +923,7 @@ def test_example_documents_every_key(section: str, cls: type) -> None:
             "access",
             "replicate",
             "screen",
+            "metrics",
         ):
             continue  # tables, not keys
         match = re.search(rf"^#{f.name} = ", body, flags=re.M)

@@ -317,3 +317,18 @@ class RecordingTables(Tables):
             args,
         )
         return [Recording.from_row(dict(zip(columns, row, strict=True))) for row in rows]
+
+    def ingest_figures(self) -> tuple[int, int, int, dict[str, int]]:
+        """(recordings ever ingested, their bytes, late ones, live recordings per flag):
+        for /metrics, in two aggregate queries (never a row per recording in memory)."""
+        total, size, late = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(late), 0) FROM recordings"
+        ).fetchone()
+        flags = {
+            str(flag): int(n)
+            for flag, n in self.db.execute(
+                "SELECT j.value, COUNT(*) FROM recordings, json_each(recordings.flags) j "
+                "WHERE recordings.retention_state != 'deleted' GROUP BY j.value"
+            ).fetchall()
+        }
+        return int(total), int(size), int(late), flags

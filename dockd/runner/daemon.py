@@ -30,6 +30,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -176,7 +177,8 @@ class Daemon(Docking):
             return
         from dockd.runner.screen.app import ScreenServer, make_app
 
-        server = ScreenServer(make_app(self.status, self.health, self.clock), *address)
+        app = make_app(self.status, self.health, self.clock, self.metrics_text)
+        server = ScreenServer(app, *address)
         try:
             server.start()
         except OSError as exc:
@@ -184,6 +186,24 @@ class Daemon(Docking):
             server.stop()
             return
         self._screen = server
+
+    def metrics_text(self) -> bytes:
+        """`/metrics`: the Prometheus text of this dock (runner/metrics.py)."""
+        from dockd.runner.metrics import registry, render
+
+        assert self.service is not None
+        return render(registry(self.status, self.service.figures, self.clock))
+
+    def _write_metrics_file(self) -> None:
+        textfile = self.config.metrics.textfile
+        if not textfile or self.service is None:
+            return
+        from dockd.runner.metrics import registry, write_textfile
+
+        try:
+            write_textfile(registry(self.status, self.service.figures, self.clock), Path(textfile))
+        except OSError as exc:
+            log.error("metrics.textfile_failed", path=textfile, reason=str(exc))
 
     def health(self) -> tuple[bool, list[str]]:
         """Ready, or why not: what `/healthz` answers (a monitor's view of the dock)."""
@@ -251,9 +271,13 @@ class Daemon(Docking):
 
     def _main_loop(self) -> None:
         interval = Notifier.watchdog_interval()
+        metrics_written = 0.0
         while not self._stopping.is_set():
             self._wake.wait(timeout=min(interval or 5.0, 5.0))
             self._wake.clear()
+            if time.monotonic() - metrics_written >= 60.0:
+                metrics_written = time.monotonic()
+                self._write_metrics_file()
             if interval is not None:
                 self.notify("WATCHDOG=1")
             if self._reload.is_set():

@@ -36,6 +36,7 @@ from dockd.service.access import Access
 from dockd.service.custody import Custody
 from dockd.service.docking import Docking
 from dockd.service.exports import Exports
+from dockd.service.figures import FiguresPart
 from dockd.service.fixity import Fixity
 from dockd.service.labels import Labels
 from dockd.service.ledger import EXPORT_README, Ledger
@@ -85,7 +86,17 @@ __all__ = [
 
 
 class Service(
-    Ledger, Docking, Registry, Labels, Retention, Exports, Fixity, Access, Custody, Replication
+    Ledger,
+    Docking,
+    Registry,
+    Labels,
+    Retention,
+    Exports,
+    Fixity,
+    Access,
+    Custody,
+    Replication,
+    FiguresPart,
 ):
     def __init__(
         self,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from dockd.devices.identity import DeviceIdentity
     from dockd.progress import Meter
+    from dockd.replicate.status import ReplicationStatus
     from dockd.service.results import PackageWritten
 
 
@@ -76,6 +77,8 @@ class ServiceBase:
         def _queue_session(self, session_id: int) -> None: ...
 
         def replication_prefix(self) -> str: ...
+
+        def replication_status(self) -> ReplicationStatus: ...
 
         # registry.py
         def _register_device(

@@ -5,7 +5,8 @@ per slot the camera's serial and state (tiles.py), no names, no footage.
 Routes: `/` the page (`?lang=en` for English; Chinese by default), its
 `/screen.css` and `/screen.js`, `/events` (Server-Sent Events: the tiles
 whenever they change, and a comment line every 15 s so proxies keep the
-stream open), `/api/tiles` (the same, once), `/healthz`.
+stream open), `/api/tiles` (the same, once), `/healthz`, and `/metrics`
+(runner/metrics.py) when the daemon hands it over.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _lang(request: Request) -> str:
     return lang if lang in LANGS else "zh"
 
 
-def make_app(status: Status, health: Health, clock: Clock) -> Starlette:
+def make_app(
+    status: Status, health: Health, clock: Clock, metrics: Callable[[], bytes] | None = None
+) -> Starlette:
     # Set by ScreenServer.stop(): open streams end, so that uvicorn stops at once.
     closing = threading.Event()
 
@@ -84,6 +87,12 @@ def make_app(status: Status, health: Health, clock: Clock) -> Starlette:
         ready, reasons = health()
         return JSONResponse({"ready": ready, "reasons": reasons}, status_code=200 if ready else 503)
 
+    async def metrics_text(_: Request) -> Response:
+        assert metrics is not None
+        # The figures read the catalog: not on the event loop's thread.
+        body = await asyncio.to_thread(metrics)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
     app = Starlette(
         routes=[
             Route("/", index),
@@ -92,6 +101,7 @@ def make_app(status: Status, health: Health, clock: Clock) -> Starlette:
             Route("/api/tiles", api_tiles),
             Route("/events", events),
             Route("/healthz", healthz),
+            *([Route("/metrics", metrics_text)] if metrics is not None else []),
         ]
     )
     app.state.closing = closing
