@@ -114,6 +114,7 @@ put "$SRC/udev-rules/70-dockd.rules" 0644 /etc/udev/rules.d/70-dockd.rules
 put "$SRC/README.md" 0644 /usr/share/doc/dockd/README.md
 put "$SRC/packaging/dockd.toml.example" 0644 /usr/share/doc/dockd/dockd.toml.example
 put "$SRC/packaging/dockd-replicate.conf.example" 0644 /usr/share/doc/dockd/dockd-replicate.conf.example
+put "$SRC/packaging/dockd-screen.service.example" 0644 /usr/share/doc/dockd/dockd-screen.service.example
 
 # Camera filesystems loaded at boot. In its sandbox dockd cannot load modules
 # (ProtectKernelModules=yes; the kernel still auto-loads them on mount), and

@@ -203,6 +203,20 @@ def test_units_verify_without_any_warning() -> None:
     assert done.stdout == "" and done.stderr == ""
 
 
+@pytest.mark.skipif(not _have("systemd-analyze"), reason="needs systemd-analyze")
+def test_the_screen_unit_example_verifies(tmp_path: Path) -> None:
+    """packaging/dockd-screen.service.example (Chromium kiosk on the dock's display)
+    is a valid unit as shipped, pointing at the screen's documented address."""
+    unit = tmp_path / "dockd-screen.service"
+    shutil.copy(REPO / "packaging/dockd-screen.service.example", unit)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "http://127.0.0.1:8088/" in unit.read_text()
+    assert "User=kiosk" in unit.read_text()  # never root
+
+
 @NAMESPACE
 @pytest.mark.root
 @pytest.mark.skipif(not _have("systemd-analyze"), reason="needs systemd-analyze")
@@ -985,6 +999,7 @@ def test_install_into_destdir(tmp_path: Path) -> None:
         "usr/share/doc/dockd/README.md": 0o644,
         "usr/share/doc/dockd/dockd.toml.example": 0o644,
         "usr/share/doc/dockd/dockd-replicate.conf.example": 0o644,
+        "usr/share/doc/dockd/dockd-screen.service.example": 0o644,
         "etc/modules-load.d/dockd.conf": 0o644,
     }
     for rel, mode in expected.items():
@@ -1145,6 +1160,7 @@ def _fake_checkout(root: Path, message: str) -> None:
     shutil.copy(INSTALL, root / "packaging/install.sh")
     shutil.copy(EXAMPLE, root / "packaging/dockd.toml.example")
     shutil.copy(REPO / "packaging/dockd-replicate.conf.example", root / "packaging")
+    shutil.copy(REPO / "packaging/dockd-screen.service.example", root / "packaging")
     for unit in [UNIT, *TIMER_UNITS]:
         shutil.copy(unit, root / "systemd" / unit.name)
     shutil.copy(RULES, root / "udev-rules/70-dockd.rules")
