@@ -10,9 +10,6 @@ in the test's folder (and in $DOCKD_SCREENSHOTS when set) to be looked at.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,8 +21,8 @@ import pytest
 from dockd.clock import FixedClock, isoformat_utc
 from dockd.runner.screen.app import ScreenServer, make_app
 from dockd.runner.screen.tiles import tiles
+from tests.runner.browser import chromium, free_port, keep, shots_folder, wait_tile
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
@@ -76,54 +73,10 @@ def test_an_error_says_what_it_means_and_what_to_do() -> None:
 # -- in the browser ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-        # Not a skip: make setup installs chromium and chromium-driver.
-        pytest.fail("Debian's chromium and chromium-driver are not installed: run make setup")
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,760",
-                "--disable-dev-shm-usage", "--lang=zh-CN"):  # fmt: skip
-        options.add_argument(arg)
-    # The browser keeps the real clock when the suite runs under libfaketime
-    # (`make unit-any-day`): Chromium is not what is tested for any day.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LD_PRELOAD", "FAKETIME"))}
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER, env=env))
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def _shots(tmp_path: Path) -> Path:
-    folder = tmp_path / "screenshots"
-    folder.mkdir(exist_ok=True)
-    return folder
-
-
-def _keep(shot: Path) -> None:
-    wanted = os.environ.get("DOCKD_SCREENSHOTS")
-    if wanted:
-        Path(wanted).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(wanted) / shot.name)
-
-
-def _wait_tile(driver: Any, slot: str, state: str, timeout: float = 20) -> Any:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    selector = f'section.tile[data-slot="{slot}"][data-state="{state}"]'
-    WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
-    return driver.find_element(By.CSS_SELECTOR, selector)
 
 
 def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
@@ -141,23 +94,23 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
         with lock:
             status["slots"] = list(slots)
 
-    port = _free_port()
+    port = free_port()
     server = ScreenServer(make_app(current, lambda: (True, []), FixedClock(NOW)), "127.0.0.1", port)
     server.start()
-    shots = _shots(tmp_path)
+    shots = shots_folder(tmp_path)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         empty = browser.find_element(By.CSS_SELECTOR, "p.empty")
         assert empty.text == "请插入执法记录仪"
         browser.save_screenshot(str(shots / "screen-idle.png"))
         show(_slot("detected"))
-        _wait_tile(browser, "usb-1-2", "detected")
+        wait_tile(browser, "usb-1-2", "detected")
         url = browser.current_url
         for done_mib in (100, 300, 600):
             show(_slot("copying", files_total=8, files_done=done_mib // 100,
                        bytes_total=800 << 20, bytes_done=done_mib << 20,
                        rate_bps=25 << 20))  # fmt: skip
-            _wait_tile(browser, "usb-1-2", "copying")
+            wait_tile(browser, "usb-1-2", "copying")
             width = f"width: {done_mib * 100 // 800}%;"  # the bar grows as bytes arrive
             WebDriverWait(browser, 10).until(
                 lambda d, w=width: (
@@ -173,21 +126,21 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
                   error="camera removed before the session finished; dock it again to resume",
                   deadline=isoformat_utc(NOW - timedelta(hours=2))),
         )  # fmt: skip
-        done = _wait_tile(browser, "usb-1-2", "done")
+        done = wait_tile(browser, "usb-1-2", "done")
         assert "完成\n可以取下" in done.text  # one line each, large and green
-        error = _wait_tile(browser, "usb-1-3", "error")
+        error = wait_tile(browser, "usb-1-3", "error")
         assert "请重新插入" in error.text and "已超 24 小时时限" in error.text
         assert browser.current_url == url, "the page was not reloaded"
         browser.save_screenshot(str(shots / "screen-done-and-error.png"))
         browser.get(f"http://127.0.0.1:{port}/?lang=en")
-        assert "done\nsafe to undock" in _wait_tile(browser, "usb-1-2", "done").text
-        assert "Dock it again" in _wait_tile(browser, "usb-1-3", "error").text
+        assert "done\nsafe to undock" in wait_tile(browser, "usb-1-2", "done").text
+        assert "Dock it again" in wait_tile(browser, "usb-1-3", "error").text
         browser.save_screenshot(str(shots / "screen-done-and-error-en.png"))
     finally:
         server.stop()
     for shot in shots.iterdir():
         assert shot.stat().st_size > 5000  # a picture, not a blank page
-        _keep(shot)
+        keep(shot)
 
 
 def test_healthz_says_ready_or_why_not() -> None:
@@ -196,7 +149,7 @@ def test_healthz_says_ready_or_why_not() -> None:
     import urllib.request
 
     reasons: list[str] = []
-    port = _free_port()
+    port = free_port()
     app = make_app(lambda: {"slots": []}, lambda: (not reasons, list(reasons)), FixedClock(NOW))
     server = ScreenServer(app, "127.0.0.1", port)
     server.start()
@@ -227,10 +180,10 @@ def test_a_real_daemon_shows_a_card_docked_until_safe_to_undock(
     d = Dockd(tmp=tmp_path, state=tmp_path / "state", runtime=tmp_path / "run", drop=drop,
               config=tmp_path / "dockd.toml")  # fmt: skip
     d.write_config()
-    port = _free_port()
+    port = free_port()
     with open(d.config, "a", encoding="utf-8") as out:
         out.write(f'[screen]\nlisten = "127.0.0.1:{port}"\n')
-    shots = _shots(tmp_path)
+    shots = shots_folder(tmp_path)
     try:
         d.start()
         d.wait_event("screen.listening")
@@ -241,7 +194,7 @@ def test_a_real_daemon_shows_a_card_docked_until_safe_to_undock(
             put(incoming, f"DCIM/{clip_name(i, i + 1, first=recent(now_utc))}", clip)
         (incoming / "dockd-import.json").write_text(json.dumps({"serial": SERIAL}))
         incoming.rename(drop / "card")
-        tile = _wait_tile(browser, "drop:card", "done", timeout=60)
+        tile = wait_tile(browser, "drop:card", "done", timeout=60)
         assert SERIAL in tile.text and "完成\n可以取下" in tile.text
         assert browser.current_url == url
         browser.save_screenshot(str(shots / "screen-daemon-done.png"))
@@ -249,4 +202,4 @@ def test_a_real_daemon_shows_a_card_docked_until_safe_to_undock(
     finally:
         d.kill()
     for shot in shots.iterdir():
-        _keep(shot)
+        keep(shot)
