@@ -68,6 +68,16 @@ def test_an_error_says_what_it_means_and_what_to_do() -> None:
     assert zh.message is not None and "请重新插入" in zh.message
     [batch] = tiles({"slots": [_slot("done", slot="drop:card-7")]}, NOW, "xx")
     assert batch.kind == "batch" and batch.headline == "完成 — 可以取下"  # unknown lang: zh
+    assert batch.label == "读卡器 card-7"
+
+
+def test_a_slot_is_named_by_its_usb_port() -> None:
+    from dockd.runner.screen.tiles import slot_label
+
+    assert slot_label("pci-0000:00:14.0-usb-0:1", "zh") == "接口 1"
+    assert slot_label("pci-0000:00:14.0-usb-0:1.4:1.0-scsi-0:0:0:0", "en") == "port 1.4"
+    assert slot_label("platform-xhci-hcd.1.auto-usb-0:2", "en") == "port 2"
+    assert slot_label("virtio-pci-0000:00:05.0", "en") == "virtio-pci-0000:00:05.0"
 
 
 # -- in the browser ------------------------------------------------------------------------

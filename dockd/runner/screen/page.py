@@ -46,7 +46,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(22rem, 1fr
        gap: 1.5rem; padding: 2rem; }
 .empty { font-size: 2.5rem; color: #7b8794; grid-column: 1 / -1; text-align: center; }
 .tile { border-radius: 1rem; padding: 1.5rem; background: #1f2933; border: 6px solid #3e4c59; }
-.tile .slot { font-size: 1.1rem; color: #aab4be; }
+.tile .slot { font-size: 1.4rem; color: #aab4be; }
 .tile .serial { font-size: 1.8rem; font-weight: bold; margin: 0.2rem 0 0.8rem; }
 .tile .headline { font-size: 2.2rem; font-weight: bold; line-height: 1.2; }
 .tile .headline > div { white-space: nowrap; }
@@ -107,7 +107,9 @@ function tile(t) {
   // "done — safe to undock": one line per part, never broken inside a word.
   const head = el("div", "headline");
   for (const part of t.headline.split(" — ")) head.append(el("div", null, part));
-  box.append(el("div", "slot", t.slot), el("div", "serial", t.serial), head);
+  const where = el("div", "slot", t.label);
+  where.title = t.slot;
+  box.append(where, el("div", "serial", t.serial), head);
   if (t.percent !== null) {
     const bar = el("div", "bar");
     const fill = el("div");

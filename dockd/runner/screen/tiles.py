@@ -11,6 +11,7 @@ read-only and has no login). Chinese by default, English on request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -55,9 +56,25 @@ _OTHER_ERROR = ("出现问题，文件仍在记录仪上。请联系管理员。
                 "Something went wrong; the files are still on the camera. Tell IT.")  # fmt: skip
 
 
+# The USB port in a udev ID_PATH ("pci-0000:00:14.0-usb-0:1.4:1.0" -> "1.4").
+_PORT = re.compile(r"-usb-\d+:([0-9.]+)")
+
+
+def slot_label(slot: str, lang: str) -> str:
+    """What an officer calls the slot: its USB port number (a hub's ports dotted),
+    or the card reader's folder; the udev path itself is for IT."""
+    if slot.startswith("drop:"):
+        return ("读卡器 " if lang == "zh" else "card reader ") + slot.removeprefix("drop:")
+    found = _PORT.search(slot)
+    if found is None:
+        return slot
+    return ("接口 " if lang == "zh" else "port ") + found.group(1)
+
+
 @dataclass(frozen=True)
 class Tile:
     slot: str
+    label: str  # slot_label
     serial: str
     kind: str  # camera | batch (a card reader's folder)
     state: str  # the daemon's slot state
@@ -106,6 +123,7 @@ def _tile(slot: Mapping[str, Any], now: datetime, lang: str) -> Tile:
     key = str(slot.get("slot", ""))
     return Tile(
         slot=key,
+        label=slot_label(key, lang),
         serial=str(slot.get("serial", "")),
         kind="batch" if key.startswith("drop:") else "camera",
         state=state,
