@@ -229,10 +229,9 @@ class ReplicateConfig:
 class ScreenConfig:
     """The dock's screen (README "The dock's screen"): read-only, no login, no names."""
 
-    # host:port it is served on, e.g. "127.0.0.1:8088" (keep it on the loopback: a
-    # kiosk browser on the dock's own display reads it); empty: off. Off by default
-    # until the shipped unit allows loopback IP (it allows no IP socket today).
-    listen: str = ""
+    # host:port it is served on (keep it on the loopback: a kiosk browser on the
+    # dock's own display reads it, and the unit allows no other address); empty: off.
+    listen: str = "127.0.0.1:8088"
 
     def address(self) -> tuple[str, int] | None:
         if not self.listen:

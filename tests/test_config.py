@@ -298,7 +298,8 @@ def test_replicate_settings_are_checked_naming_the_key() -> None:
 def test_screen_listen_is_host_and_port_or_off() -> None:
     from dockd.settings import parse
 
-    assert parse("").screen.address() is None  # off until the unit allows loopback IP
+    assert parse("").screen.address() == ("127.0.0.1", 8088)  # on, on the loopback
+    assert parse('[screen]\nlisten = ""\n').screen.address() is None
     assert parse('[screen]\nlisten = "127.0.0.1:8088"\n').screen.address() == ("127.0.0.1", 8088)
     assert parse('[screen]\nlisten = "[::1]:9000"\n').screen.address() == ("::1", 9000)
     for bad in ("8088", "localhost:", "127.0.0.1:99999", "a b:80"):

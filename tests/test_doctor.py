@@ -577,23 +577,28 @@ def test_no_pinned_key_and_no_bucket_is_warned(good: Config) -> None:
 def test_with_a_bucket_the_shipped_unit_needs_the_replicate_drop_in(
     good: Config, host: Path
 ) -> None:
-    """The unit allows no IP (AF_UNIX AF_NETLINK, IPAddressDeny=any): a configured
-    bucket is unreachable until the drop-in of packaging/ lets its address in."""
+    """The unit allows IP on the loopback only (IPAddressDeny=any, IPAddressAllow=
+    localhost): a bucket elsewhere is unreachable until the drop-in of packaging/ lets
+    its address in."""
     from dockd.config import ReplicateConfig
 
     check = doctor.doctor_replication.check_unit_network
-    replicating = dataclasses.replace(
+    local = dataclasses.replace(
         good, replicate=ReplicateConfig(endpoint="http://127.0.0.1:7480", bucket="evidence")
     )
     assert check(good, host).ok  # no bucket: no network needed
+    assert check(local, host).ok  # a bucket on this host: the loopback is allowed
+    replicating = dataclasses.replace(
+        local, replicate=dataclasses.replace(local.replicate, endpoint="http://192.0.2.10:7480")
+    )
     closed = check(replicating, host)
     assert (closed.ok, closed.severity) == (False, "error")
-    assert "RestrictAddressFamilies" in closed.detail
+    assert "IPAddressDeny" in closed.detail  # IP on the loopback only
     assert "dockd-replicate.conf.example" in closed.fix
     drop_in = host / "etc/systemd/system/dockd.service.d/replicate.conf"
     drop_in.parent.mkdir(parents=True)
     shipped = (REPO / "packaging/dockd-replicate.conf.example").read_text()
-    # As the example ships (localhost and a documentation address): 127.0.0.1 is in.
+    # As the example ships (localhost and the documentation address 192.0.2.10).
     drop_in.write_text(shipped)
     assert check(replicating, host).ok, check(replicating, host)
     elsewhere = dataclasses.replace(

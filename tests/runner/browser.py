@@ -58,10 +58,23 @@ def keep(shot: Path) -> None:
         shutil.copy(shot, Path(wanted) / shot.name)
 
 
-def wait_tile(driver: Any, slot: str, state: str, timeout: float = 20) -> Any:
-    from selenium.webdriver.common.by import By
+def wait(driver: Any, timeout: float) -> Any:
+    """A WebDriverWait that looks again when the page redrew the element meanwhile
+    (every server-sent update replaces the tiles: a found element may go stale)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def wait_tile(driver: Any, slot: str, state: str, timeout: float = 20) -> str:
+    """The text of the slot's tile once it shows `state`."""
+    from selenium.webdriver.common.by import By
+
     selector = f'section.tile[data-slot="{slot}"][data-state="{state}"]'
-    WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
-    return driver.find_element(By.CSS_SELECTOR, selector)
+
+    def text(d: Any) -> str | bool:
+        found = d.find_elements(By.CSS_SELECTOR, selector)
+        return str(found[0].text) if found else False
+
+    return str(wait(driver, timeout).until(text))

@@ -21,7 +21,7 @@ import pytest
 from dockd.clock import FixedClock, isoformat_utc
 from dockd.runner.screen.app import ScreenServer, make_app
 from dockd.runner.screen.tiles import tiles
-from tests.runner.browser import chromium, free_port, keep, shots_folder, wait_tile
+from tests.runner.browser import chromium, free_port, keep, shots_folder, wait, wait_tile
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -91,7 +91,6 @@ def browser() -> Iterator[Any]:
 
 def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     lock = threading.Lock()
     status: dict[str, Any] = {"slots": []}
@@ -110,8 +109,9 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
     shots = shots_folder(tmp_path)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
-        empty = browser.find_element(By.CSS_SELECTOR, "p.empty")
-        assert empty.text == "请插入执法记录仪"
+        assert wait(browser, 10).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "p.empty").text == "请插入执法记录仪"
+        )
         browser.save_screenshot(str(shots / "screen-idle.png"))
         show(_slot("detected"))
         wait_tile(browser, "usb-1-2", "detected")
@@ -122,12 +122,14 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
                        rate_bps=25 << 20))  # fmt: skip
             wait_tile(browser, "usb-1-2", "copying")
             width = f"width: {done_mib * 100 // 800}%;"  # the bar grows as bytes arrive
-            WebDriverWait(browser, 10).until(
+            wait(browser, 10).until(
                 lambda d, w=width: (
                     d.find_element(By.CSS_SELECTOR, ".bar > div").get_attribute("style") == w
                 )
             )
-        progress = browser.find_element(By.CSS_SELECTOR, ".progress").text
+        progress = wait(browser, 10).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".progress").text
+        )
         assert "6/8" in progress and "75%" in progress and "剩余 8 秒" in progress
         browser.save_screenshot(str(shots / "screen-copying.png"))
         show(
@@ -137,14 +139,14 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
                   deadline=isoformat_utc(NOW - timedelta(hours=2))),
         )  # fmt: skip
         done = wait_tile(browser, "usb-1-2", "done")
-        assert "完成\n可以取下" in done.text  # one line each, large and green
+        assert "完成\n可以取下" in done  # one line each, large and green
         error = wait_tile(browser, "usb-1-3", "error")
-        assert "请重新插入" in error.text and "已超 24 小时时限" in error.text
+        assert "请重新插入" in error and "已超 24 小时时限" in error
         assert browser.current_url == url, "the page was not reloaded"
         browser.save_screenshot(str(shots / "screen-done-and-error.png"))
         browser.get(f"http://127.0.0.1:{port}/?lang=en")
-        assert "done\nsafe to undock" in wait_tile(browser, "usb-1-2", "done").text
-        assert "Dock it again" in wait_tile(browser, "usb-1-3", "error").text
+        assert "done\nsafe to undock" in wait_tile(browser, "usb-1-2", "done")
+        assert "Dock it again" in wait_tile(browser, "usb-1-3", "error")
         browser.save_screenshot(str(shots / "screen-done-and-error-en.png"))
     finally:
         server.stop()
@@ -205,7 +207,7 @@ def test_a_real_daemon_shows_a_card_docked_until_safe_to_undock(
         (incoming / "dockd-import.json").write_text(json.dumps({"serial": SERIAL}))
         incoming.rename(drop / "card")
         tile = wait_tile(browser, "drop:card", "done", timeout=60)
-        assert SERIAL in tile.text and "完成\n可以取下" in tile.text
+        assert SERIAL in tile and "完成\n可以取下" in tile
         assert browser.current_url == url
         browser.save_screenshot(str(shots / "screen-daemon-done.png"))
         assert d.stop()[0] == 0
