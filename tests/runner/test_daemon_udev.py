@@ -298,10 +298,11 @@ def test_two_cameras_at_once_and_a_third_while_both_copy(dock: Dock, clip_bank: 
         assert dock.cli("verify").returncode == 0
 
 
-def _slow_camera(serial: str) -> dict[str, bytes | Path]:
+def _slow_camera(serial: str, files: int = 36) -> dict[str, bytes | Path]:
     # Many mid-sized files: a remove or a stop lands mid-copy with files on both sides
-    # (20, so that on a loaded machine the rest still takes seconds after the first).
-    return {f"{FOLDER}/{_name(i, serial)}": _random(8 << 20, i) for i in range(20)}
+    # (36, so that the rest still takes seconds after the first, however fast the
+    # machine: with 20, a whole copy once finished before a SIGTERM landed).
+    return {f"{FOLDER}/{_name(i, serial)}": _random(8 << 20, i) for i in range(files)}
 
 
 def _dock_slow_camera(dock: Dock, serial: str, port: int, dev: str, copied: int) -> MockCamera:
@@ -323,7 +324,7 @@ def _dock_slow_camera(dock: Dock, serial: str, port: int, dev: str, copied: int)
 
 def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
     files = _slow_camera("CAMR001")
-    with camera_image(dock.tmp, "CAMR001", files, size_mib=256) as (image, dev):
+    with camera_image(dock.tmp, "CAMR001", files, size_mib=448) as (image, dev):
         cam = _dock_slow_camera(dock, "CAMR001", 1, dev, 2)
         dock.tb.unplug(cam)
         wait_for(
@@ -356,7 +357,7 @@ def test_camera_removed_mid_copy_then_docked_again(dock: Dock) -> None:
 
 def test_sigterm_mid_copy_stops_cleanly_and_a_restart_resumes(dock: Dock) -> None:
     files = _slow_camera("CAMT001")
-    with camera_image(dock.tmp, "CAMT001", files, size_mib=256) as (image, dev):
+    with camera_image(dock.tmp, "CAMT001", files, size_mib=448) as (image, dev):
         cam = _dock_slow_camera(dock, "CAMT001", 1, dev, 1)
         started = time.monotonic()
         assert dock.stop(signal.SIGTERM) == 0
@@ -385,7 +386,7 @@ def test_camera_replugged_before_its_session_ended_is_docked_again(dock: Dock) -
     """Pulled and pushed back at once: the new docking waits for the old session to let
     go of the slot, then ingests the rest; nothing is lost or ingested twice."""
     files = _slow_camera("CAMP001")
-    with camera_image(dock.tmp, "CAMP001", files, size_mib=256) as (image, dev):
+    with camera_image(dock.tmp, "CAMP001", files, size_mib=448) as (image, dev):
         cam = _dock_slow_camera(dock, "CAMP001", 2, dev, 1)
         dock.tb.unplug(cam)
         cam = dock.tb.add_camera("CAMP001", port=2, devnode=dev)
