@@ -25,6 +25,7 @@ from dockd.clock import Clock, isoformat_utc
 from dockd.config import DEFAULT_CONFIG_PATH, Config
 from dockd.doctor import replication as doctor_replication
 from dockd.doctor.check import Check, Severity, _fail, _pass
+from dockd.doctor.unit import UNIT_DIRS, UNIT_NAME, first_existing, unit_settings
 from dockd.errors import DockdError
 from dockd.integrity.keys import load_key
 
@@ -32,10 +33,8 @@ from dockd.integrity.keys import load_key
 Runner = Callable[[Sequence[str], float], tuple[int, str]]
 MountCheck = Callable[[str], list[str]]
 
-UNIT_NAME = "dockd.service"
 RULES_NAME = "70-dockd.rules"
-# Where systemd and udev look, most specific first (relative to `root`).
-UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
+# Where udev looks, most specific first (relative to `root`); the unit's: unit.py.
 RULES_DIRS = ("etc/udev/rules.d", "run/udev/rules.d", "usr/lib/udev/rules.d", "lib/udev/rules.d")
 SOCKET_NAME = "dockd.sock"
 # A clock before this is a reset RTC, not the present: every deadline and
@@ -282,17 +281,11 @@ def check_signing_key(config: Config) -> Check:
 
 def unit_group(root: Path) -> str | None:
     """The Group= the installed unit runs with (drop-ins included), None without a unit."""
-    unit = _first_existing(root, UNIT_DIRS, UNIT_NAME)
-    if unit is None:
+    settings = unit_settings(root)
+    if settings is None:
         return None
-    files = [unit, *sorted((root / UNIT_DIRS[0] / f"{UNIT_NAME}.d").glob("*.conf"))]
-    group = ""
-    for path in files:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and key.strip() == "Group":
-                group = value.strip()  # the last assignment wins, as in systemd
-    return group
+    groups = settings.get("Group", [])
+    return groups[-1] if groups else ""  # the last assignment wins, as in systemd
 
 
 def _group_exists(name: str) -> bool:
@@ -350,16 +343,8 @@ def check_access_groups(config: Config) -> Check:
     return _pass("access", "every role of [access] has a group")
 
 
-def _first_existing(root: Path, dirs: Sequence[str], name: str) -> Path | None:
-    for folder in dirs:
-        candidate = root / folder / name
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def check_unit(root: Path) -> Check:
-    found = _first_existing(root, UNIT_DIRS, UNIT_NAME)
+    found = first_existing(root, UNIT_DIRS, UNIT_NAME)
     if found is None:
         return _fail(
             "systemd_unit",
@@ -371,7 +356,7 @@ def check_unit(root: Path) -> Check:
 
 
 def check_rules(root: Path) -> Check:
-    found = _first_existing(root, RULES_DIRS, RULES_NAME)
+    found = first_existing(root, RULES_DIRS, RULES_NAME)
     if found is None:
         return _fail(
             "udev_rules",

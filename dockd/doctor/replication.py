@@ -10,6 +10,7 @@ from pathlib import Path
 from dockd.clock import Clock
 from dockd.config import Config
 from dockd.doctor.check import Check, _fail, _pass
+from dockd.doctor.unit import unit_settings
 from dockd.errors import ConfigError
 from dockd.replicate.bucket import Bucket, BucketError
 from dockd.replicate.status import ReplicationStatus
@@ -101,30 +102,7 @@ def check_anchor(config: Config) -> Check:
     )  # fmt: skip
 
 
-# Where systemd reads dockd.service and its drop-ins (relative to the root).
-_UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/lib/systemd/system",
-              "lib/systemd/system")  # fmt: skip
 _DROP_IN = "/usr/share/doc/dockd/dockd-replicate.conf.example"
-
-
-def _unit_settings(root: Path) -> dict[str, list[str]] | None:
-    """Every assignment of the unit and its drop-ins, in systemd's reading order."""
-    files = [
-        root / d / "dockd.service" for d in _UNIT_DIRS if (root / d / "dockd.service").exists()
-    ]
-    if not files:
-        return None
-    drop_ins = sorted(
-        (p for d in _UNIT_DIRS for p in (root / d / "dockd.service.d").glob("*.conf")),
-        key=lambda p: p.name,
-    )
-    found: dict[str, list[str]] = {}
-    for path in [files[0], *drop_ins]:
-        for line in path.read_text("utf-8", errors="replace").splitlines():
-            name, eq, value = line.strip().partition("=")
-            if eq and not name.startswith(("#", ";")):
-                found.setdefault(name.strip(), []).append(value.strip())
-    return found
 
 
 def _allowed(entries: list[str], address: str) -> bool:
@@ -153,7 +131,7 @@ def check_unit_network(config: Config, root: Path) -> Check:
     cfg = config.replicate
     if not cfg.enabled:
         return _pass(name, "replication off: the unit needs no network")
-    settings = _unit_settings(root)
+    settings = unit_settings(root)
     if settings is None:
         return _pass(name, "no dockd.service installed here (not run by systemd)")
     families = " ".join(settings.get("RestrictAddressFamilies", []))
