@@ -64,7 +64,8 @@ class _Put:
     should_stop: Callable[[], bool]
 
 
-def _code(exc: Exception) -> str:
+def error_code(exc: Exception) -> str:
+    """The S3 error code of a botocore error (AccessDenied, NoSuchKey…), else its type."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", type(exc).__name__))
 
@@ -154,7 +155,7 @@ class Bucket:
                 raise BucketError(
                     f"replicate.endpoint: cannot reach the bucket {self.name!r} now: {exc}"
                 ) from None
-            code = _code(exc)
+            code = error_code(exc)
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
                 raise ConfigError(
                     f"replicate.credentials: the bucket {self.name!r} refused them ({code})"
@@ -211,7 +212,7 @@ class Bucket:
         except OSError as exc:
             raise BucketError(f"{key}: cannot read what to send: {exc}") from None
         except Exception as exc:
-            raise BucketError(f"{key}: upload failed ({_code(exc)}): {exc}") from None
+            raise BucketError(f"{key}: upload failed ({error_code(exc)}): {exc}") from None
         return Uploaded(key, version, size, sha256, until)
 
     def _send(self, job: _Put, src: BinaryIO, size: int) -> str:
@@ -256,7 +257,8 @@ class Bucket:
             # If the server is gone, the next start aborts it (the queue kept its id),
             # and the bucket's lifecycle rule (README) cleans up after a lost dock.
             self.abort(key, upload_id)
-            raise BucketError(f"{key}: multipart upload failed ({_code(exc)}): {exc}") from None
+            code = error_code(exc)
+            raise BucketError(f"{key}: multipart upload failed ({code}): {exc}") from None
         return str(done["VersionId"])
 
     def abort(self, key: str, upload_id: str) -> None:
@@ -271,9 +273,9 @@ class Bucket:
         try:
             head = self.s3.head_object(Bucket=self.name, Key=key)
         except Exception as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise BucketError(f"{key}: cannot look it up ({_code(exc)})") from None
+            raise BucketError(f"{key}: cannot look it up ({error_code(exc)})") from None
         if head.get("ContentLength") != size or head.get("Metadata", {}).get("sha256") != sha256:
             return None
         until = head.get("ObjectLockRetainUntilDate")
@@ -300,7 +302,7 @@ class Bucket:
             latest = max(keys)  # sizes are zero-padded: the largest key is the latest
             return latest, self._text(latest)
         except Exception as exc:
-            raise BucketError(f"cannot read the bucket's checkpoints ({_code(exc)})") from None
+            raise BucketError(f"cannot read the bucket's checkpoints ({error_code(exc)})") from None
 
     def public_keys(self, prefix: str) -> list[str]:
         """The verifier keys the dock put in the bucket (`keys/`)."""
@@ -312,14 +314,14 @@ class Bucket:
                 if line.strip()
             ]
         except Exception as exc:
-            raise BucketError(f"cannot read the bucket's keys ({_code(exc)})") from None
+            raise BucketError(f"cannot read the bucket's keys ({error_code(exc)})") from None
 
     def proven(self, up: Uploaded) -> bool:
         """The version holds what was sent, locked as meant (HEAD, no download)."""
         try:
             head = self.s3.head_object(Bucket=self.name, Key=up.key, VersionId=up.version_id)
         except Exception as exc:
-            raise BucketError(f"{up.key}: cannot check the upload ({_code(exc)})") from None
+            raise BucketError(f"{up.key}: cannot check the upload ({error_code(exc)})") from None
         return bool(
             head.get("ContentLength") == up.size
             and head.get("Metadata", {}).get("sha256") == up.sha256
@@ -336,4 +338,4 @@ class Bucket:
                 Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
             )  # fmt: skip
         except Exception as exc:
-            raise BucketError(f"{key}: cannot extend the lock ({_code(exc)})") from None
+            raise BucketError(f"{key}: cannot extend the lock ({error_code(exc)})") from None

@@ -41,7 +41,7 @@ from dockd.integrity.note import NoteError, VerifierKey, open_note
 
 # The one replay of retention, holds and cases (replay.py): the bucket must keep what
 # the dock's own `dockd verify` replays, not what a second reading of the log says.
-from dockd.replicate.bucket import BucketError
+from dockd.replicate.bucket import BucketError, error_code
 from dockd.replicate.keys import checkpoint_key, object_key
 from dockd.replicate.lock_needs import Need, needs_of
 
@@ -162,13 +162,9 @@ def list_versions(client: Any, bucket: str, prefix: str) -> Listing:
                     version = Version(str(item["VersionId"]), bool(item["IsLatest"]), marker)
                     listing.setdefault(str(item["Key"]), []).append(version)
     except Exception as exc:
-        raise BucketError(f"{bucket}/{prefix}: cannot list the bucket ({_code(exc)})") from None
+        code = error_code(exc)
+        raise BucketError(f"{bucket}/{prefix}: cannot list the bucket ({code})") from None
     return listing
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", type(exc).__name__))
 
 
 class _Dock:
@@ -214,7 +210,7 @@ class _Dock:
             answer = self.s3.get_object(Bucket=self.bucket, Key=key, VersionId=self.latest(key))
             data = bytes(answer["Body"].read())
         except Exception as exc:
-            self.add("bucket_read_failed", key, f"GET: {_code(exc)}")
+            self.add("bucket_read_failed", key, f"GET: {error_code(exc)}")
             return None
         claimed = answer.get("Metadata", {}).get("sha256")
         if claimed is not None and claimed != hashlib.sha256(data).hexdigest():
@@ -229,7 +225,7 @@ class _Dock:
             answer = self.s3.head_object(Bucket=self.bucket, Key=key, VersionId=self.latest(key))
             return cast(dict[str, Any], answer)
         except Exception as exc:
-            self.add("bucket_read_failed", key, f"HEAD: {_code(exc)}")
+            self.add("bucket_read_failed", key, f"HEAD: {error_code(exc)}")
             return None
 
 
