@@ -65,38 +65,44 @@ class Replication(ServiceBase):
     def replication_prefix(self) -> str:
         return clean_prefix(self.config.replicate.prefix or self.origin)
 
-    def _queue(self, key: str, kind: str, ref: str, size: int | None = None) -> None:
-        cfg = self.config.replicate
-        if cfg.enabled:
-            now = isoformat_utc(self.clock.now())
-            self.catalog.insert_upload(cfg.bucket, key, kind, ref, now, size)
+    # Each _queue_* does nothing while replication is off, and returns how many rows
+    # it added (a key queued already adds none).
 
-    def _queue_object(self, sha256: str, size: int) -> None:
-        if self.config.replicate.enabled:
-            self._queue(object_key(self.replication_prefix(), sha256), "object", sha256, size)
+    def _queue(self, key: str, kind: str, ref: str, size: int | None = None) -> int:
+        now = isoformat_utc(self.clock.now())
+        return int(
+            self.catalog.insert_upload(self.config.replicate.bucket, key, kind, ref, now, size)
+        )
 
-    def _queue_key(self, key_id: str) -> None:
-        if self.config.replicate.enabled:
-            self._queue(public_key_key(self.replication_prefix(), key_id), "key", key_id)
+    def _queue_object(self, sha256: str, size: int) -> int:
+        if not self.config.replicate.enabled:
+            return 0
+        return self._queue(object_key(self.replication_prefix(), sha256), "object", sha256, size)
 
-    def _queue_session(self, session_id: int) -> None:
-        if self.config.replicate.enabled:
-            self._queue(
-                session_key(self.replication_prefix(), session_id), "session", str(session_id)
-            )
+    def _queue_key(self, key_id: str) -> int:
+        if not self.config.replicate.enabled:
+            return 0
+        return self._queue(public_key_key(self.replication_prefix(), key_id), "key", key_id)
 
-    def _queue_checkpoint(self, size: int) -> None:
+    def _queue_session(self, session_id: int) -> int:
+        if not self.config.replicate.enabled:
+            return 0
+        key = session_key(self.replication_prefix(), session_id)
+        return self._queue(key, "session", str(session_id))
+
+    def _queue_checkpoint(self, size: int) -> int:
         """The log since the last segment, then the checkpoint that signs it."""
         cfg = self.config.replicate
         if not cfg.enabled:
-            return
+            return 0
         prefix = self.replication_prefix()
         first = self.catalog.last_segment_end(cfg.bucket, prefix) + 1
+        added = 0
         while first <= size:
             last = min(size, first + SEGMENT_MAX - 1)
-            self._queue(log_segment_key(prefix, first, last), "log", f"{first}-{last}")
+            added += self._queue(log_segment_key(prefix, first, last), "log", f"{first}-{last}")
             first = last + 1
-        self._queue(checkpoint_key(prefix, size), "checkpoint", str(size))
+        return added + self._queue(checkpoint_key(prefix, size), "checkpoint", str(size))
 
     def queue_missing(self) -> int:
         """Queue what the catalog holds and the queue lacks (replication turned on for
@@ -105,22 +111,20 @@ class Replication(ServiceBase):
         if not cfg.enabled:
             return 0
         prefix = self.replication_prefix()
+        added = 0
         with self.catalog.transaction():
-            before = self.catalog.upload_counts(cfg.bucket)["counts"]
             for row in self.catalog.signing_keys():
-                self._queue_key(str(row["key_id"]))
+                added += self._queue_key(str(row["key_id"]))
             queued = self.catalog.queued_refs(cfg.bucket, prefix, "checkpoint")
             for row in self.catalog.checkpoints():
                 if str(row["size"]) not in queued:
-                    self._queue_checkpoint(int(row["size"]))
+                    added += self._queue_checkpoint(int(row["size"]))
             for sha, size in self.catalog.unqueued_objects(cfg.bucket, prefix):
-                self._queue_object(sha, size)
+                added += self._queue_object(sha, size)
             sessions = self.catalog.queued_refs(cfg.bucket, prefix, "session")
             for session_id in self.catalog.ended_session_ids():
                 if str(session_id) not in sessions:
-                    self._queue_session(session_id)
-            after = self.catalog.upload_counts(cfg.bucket)["counts"]
-        added = int(sum(n for n, _ in after.values()) - sum(n for n, _ in before.values()))
+                    added += self._queue_session(session_id)
         if added:
             log.info("replicate.queued", added=added, bucket=cfg.bucket)
         return added
