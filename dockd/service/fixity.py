@@ -40,6 +40,8 @@ from dockd.service.values import FLAG_LATE, AuditReport, VerifyReport
 from dockd.store import hash_file, is_read_only, is_sha256_hex
 
 log = structlog.get_logger("dockd.service")
+# (level, index) -> hash: every perfect subtree of the log's tree (merkle.build_nodes).
+_Nodes = dict[tuple[int, int], bytes]
 
 
 class Fixity(ServiceBase):
@@ -106,15 +108,17 @@ class Fixity(ServiceBase):
 
     # -- verification ------------------------------------------------------------
 
-    def _check_tree(self, rows: list[StoredEntry], parsed: dict[int, LogEntry]) -> list[Problem]:
-        """Recompute every leaf and node; check every checkpoint against the recomputed tree.
+    def _check_tree(
+        self, rows: list[StoredEntry], parsed: dict[int, LogEntry], nodes: _Nodes
+    ) -> list[Problem]:
+        """Check the stored tree and every checkpoint against `nodes`, the tree recomputed
+        from the entries.
 
         A checkpoint is a signed root: any entry changed, removed, inserted or
         moved before its size changes the recomputed root at that size,
         whatever else an attacker rewrote in the catalog.
         """
         problems: list[Problem] = []
-        nodes = build_nodes(leaf_hash(row.raw) for row in rows)
         stored = self.catalog.stored_nodes()
         changed = sorted(k for k in nodes.keys() & stored.keys() if nodes[k] != stored[k])
         missing = sorted(nodes.keys() - stored.keys())
@@ -175,8 +179,11 @@ class Fixity(ServiceBase):
                 )
         return problems
 
-    def _check_catalog(self) -> tuple[list[StoredEntry], list[Recording], list[Problem]]:
-        """The log, the recordings, and every problem of the log and the catalog.
+    def _check_catalog(
+        self,
+    ) -> tuple[list[StoredEntry], list[Recording], list[Problem], dict[int, LogEntry], _Nodes]:
+        """The log, the recordings, every problem of the log and the catalog, and the
+        parsed entries and recomputed tree (the check against the bucket reads them too).
 
         Every catalog fact the log records is compared with the log; which
         column with which entry field, and which columns the log does not
@@ -234,8 +241,9 @@ class Fixity(ServiceBase):
                 self.catalog.gap_explanations(),
                 parsed,
             )
-            problems += self._check_tree(rows, parsed)
-        return rows, recordings, problems
+            nodes = build_nodes(leaf_hash(row.raw) for row in rows)
+            problems += self._check_tree(rows, parsed, nodes)
+        return rows, recordings, problems, parsed, nodes
 
     def verify(self, progress: Meter = NULL_METER) -> VerifyReport:
         """Re-walk the hash chain, cross-check rows with entries, re-hash the store.
@@ -244,7 +252,7 @@ class Fixity(ServiceBase):
         checked) and the store (bytes re-hashed, out of every object's size).
         """
         progress.stage("checking the log", None, "entries")
-        rows, recordings, problems = self._check_catalog()
+        rows, recordings, problems, parsed, nodes = self._check_catalog()
         # A tombstone's object is correctly absent; any other missing object is tampering.
         referenced = {r.sha256 for r in recordings if not r.deleted}
         tombstoned = {r.sha256 for r in recordings if r.deleted} - referenced
@@ -304,13 +312,15 @@ class Fixity(ServiceBase):
                     f"recording {ids}",
                 )
             )
-        anchor, anchored = self._anchor(rows)
+        anchor, anchored = self._anchor(len(rows), parsed, nodes)
         problems += anchored
         return VerifyReport(
             len(rows), len(recordings), objects, hashed, tuple(problems), tuple(orphans), anchor
         )
 
-    def _anchor(self, rows: list[StoredEntry]) -> tuple[str | None, list[Problem]]:
+    def _anchor(
+        self, size: int, parsed: dict[int, LogEntry], nodes: _Nodes
+    ) -> tuple[str | None, list[Problem]]:
         """The local log against the bucket's latest checkpoint (replicate/anchor.py).
 
         A bucket that does not answer is said, not counted as tampering: a dock
@@ -331,21 +341,16 @@ class Fixity(ServiceBase):
         for text in texts:
             with contextlib.suppress(NoteError):
                 trusted.append(VerifierKey.from_text(text))
-        keys = {row.seq: LogEntry.from_bytes(row.raw) for row in rows if b'"kind":"key.' in row.raw}
+        keys = {seq: entry for seq, entry in parsed.items() if entry.kind.startswith("key.")}
         anchor, problems = compare(
             BucketCheckpoint(*latest) if latest else None,
             trusted,
-            len(rows),
-            lambda n: _root_of(rows[:n]),
+            size,
+            lambda n: root_hash(lambda lv, ix: nodes[(lv, ix)], n),
             {int(cp["size"]) for cp in self.catalog.checkpoints()},
             keys,
         )
         return f"bucket {cfg.bucket}: {anchor.detail}", problems
-
-
-def _root_of(rows: list[StoredEntry]) -> bytes:
-    nodes = build_nodes(leaf_hash(row.raw) for row in rows)
-    return root_hash(lambda lv, ix: nodes[(lv, ix)], len(rows))
 
 
 def _size_or_zero(path: Path) -> int:
