@@ -26,12 +26,11 @@ class Monitoring:
     _stopping: threading.Event
     _api: Any
     _screen: Any
+    _uploader: Any  # runner/replication.py Uploader, when replicating
 
     if TYPE_CHECKING:  # defined by Daemon (daemon.py)
 
         def status(self) -> dict[str, Any]: ...
-
-        def _replication_status(self) -> dict[str, Any] | None: ...
 
     def _start_screen(self) -> None:
         """The dock's screen on `screen.listen`. It failing (a port taken, a unit that
@@ -76,14 +75,12 @@ class Monitoring:
             reasons.append("dockd is stopping")
         if self._api is None:
             reasons.append("the socket API is not listening")
-        replication = self._replication_status()
-        if replication and replication.get("problem"):
-            reasons.append(f"replication: {replication['problem']}")
-        if replication and self.service is not None:
-            status = self.service.replication_status()
-            if status.behind(self.clock.now(), self.config.replicate.alert_after_hours):
+        cfg = self.config.replicate
+        if cfg.enabled and self.service is not None:
+            if self._uploader is not None and self._uploader.problem:
+                reasons.append(f"replication: {self._uploader.problem}")
+            if self.service.replication_status().behind(self.clock.now(), cfg.alert_after_hours):
                 reasons.append(
-                    f"replication: uploads waiting longer than "
-                    f"{self.config.replicate.alert_after_hours} h"
+                    f"replication: uploads waiting longer than {cfg.alert_after_hours} h"
                 )
         return not reasons, reasons

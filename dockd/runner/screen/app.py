@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -123,11 +124,9 @@ class ScreenServer:
 
     def start(self, wait_s: float = 10.0) -> None:
         self.thread.start()
-        deadline = threading.Event()
-        for _ in range(int(wait_s / 0.05)):
-            if self.server.started or not self.thread.is_alive():
-                break
-            deadline.wait(0.05)
+        deadline = time.monotonic() + wait_s
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
         if not self.server.started:
             raise OSError(f"the dock screen could not listen on {self.host}:{self.port}")
         log.info("screen.listening", host=self.host, port=self.port)
