@@ -14,7 +14,7 @@ APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd faketime \
                 poppler-utils ceph-mon ceph-osd radosgw ceph-common chromium chromium-driver
 CHECKED   := dockd tests bench
 
-.PHONY: all setup apt apt-runtime venv demo test lint typecheck unit unit-any-day bench clean install
+.PHONY: all setup apt apt-runtime venv demo test lint typecheck unit unit-any-day bench clean install openapi
 
 # Under libfaketime (`faketime '+400 days' make unit`, and unit-any-day below):
 # its 0.9.10 hangs Python's timed waits unless the monotonic clock is left
@@ -55,6 +55,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
+
+# docs/openapi.json is generated from the request and permission tables (a test checks it).
+openapi: setup
+	$(BIN)/python -m dockd.runner.openapi > docs/openapi.json
 
 typecheck: setup
 	$(BIN)/mypy

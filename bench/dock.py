@@ -51,7 +51,7 @@ What it does, in one work directory under `--dir` (deleted at the end):
 `dockd status --json` is one Python start-up per call (0.6 to 1.1 s here):
 asked every 0.1 s it would keep a core busy beside the daemon on a 2-core
 dock. So the status is asked over the daemon's socket with the
-request the CLI sends (dockd.runner.api.request); `--poll-cli` runs the CLI instead.
+request the CLI sends (dockd.runner.client.request); `--poll-cli` runs the CLI instead.
 """
 
 from __future__ import annotations
@@ -687,7 +687,7 @@ class StatusPoller:
 
     def __init__(self, dockd: Path, config: Path, use_cli: bool) -> None:
         from dockd.config import load_config
-        from dockd.runner.api import socket_path
+        from dockd.runner.client import socket_path
 
         self.dockd, self.config, self.use_cli = dockd, config, use_cli
         self.socket = socket_path(load_config(config))
@@ -702,7 +702,7 @@ class StatusPoller:
             )
             return json.loads(proc.stdout) if proc.returncode == 0 else None
         from dockd.errors import DockdError
-        from dockd.runner.api import request
+        from dockd.runner.client import request
 
         try:
             result: dict[str, Any] = request(self.socket, "status", timeout=10.0)

@@ -8,10 +8,8 @@ did, when it made it). Every rendering shows the same events in log order.
   compliance report's (retention/report.py);
 - JSON: `CustodyReport.as_json`, every inclusion path in full;
 - HTML: a page for print, from which the PDF is made;
-- PDF: WeasyPrint's rendering of the HTML (A4, page numbers). Fonts come from
-  fontconfig: Chinese from Debian's fonts-wqy-microhei (or Noto Sans CJK),
-  which the Makefile installs. Nothing is fetched: the HTML names no URL and
-  the URL fetcher allows no protocol.
+- PDF: WeasyPrint's rendering of the HTML (A4, page numbers; dockd/pages.py,
+  the one renderer of every report: fonts, and no URL fetched).
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from typing import Literal
 
 from dockd.access.custody import CustodyEvent, CustodyReport
 from dockd.errors import UsageError
+from dockd.pages import FONTS, PAGE_NUMBERS, html_to_pdf
 
 Lang = Literal["zh", "en"]
 
@@ -227,9 +226,6 @@ def to_json(report: CustodyReport) -> str:
 # -- HTML and PDF -------------------------------------------------------------------
 
 # Fonts by family name only (fontconfig finds them): no @font-face, no URL.
-_FONTS = (
-    '"WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "DejaVu Sans", sans-serif'
-)
 
 _CSS = """
 @page {
@@ -265,17 +261,12 @@ td.proof { font-family: "DejaVu Sans Mono", monospace; font-size: 6.5pt; }
 td.unproven { color: #a00; font-style: italic; }
 """
 
-_PAGES = {
-    "zh": '"第 " counter(page) " 页，共 " counter(pages) " 页"',
-    "en": '"Page " counter(page) " of " counter(pages)',
-}
-
 
 def to_html(report: CustodyReport, lang: str = "zh") -> str:
     """A self-contained HTML page of the report (inline CSS, no URL), for print."""
     lg = _check_lang(lang)
     other: Lang = "en" if lg == "zh" else "zh"
-    css = _CSS.replace("FONTS", _FONTS).replace("PAGES", _PAGES[lg])
+    css = _CSS.replace("FONTS", FONTS).replace("PAGES", PAGE_NUMBERS[lg])
     facts = "".join(
         f"<tr><th>{escape(k)}</th><td{' class=subject' if i == 0 else ''}>{escape(v)}</td></tr>"
         for i, (k, v) in enumerate(_facts(report, lg))
@@ -332,14 +323,8 @@ def _row(e: CustodyEvent, lang: Lang) -> str:
 
 
 def to_pdf(report: CustodyReport, lang: str = "zh") -> bytes:
-    """The PDF of `to_html(report, lang)`, rendered by WeasyPrint with no URL allowed."""
-    html = to_html(report, lang)
-    # Imported here: WeasyPrint (and Pango under it) takes a while to load, and
-    # only this rendering needs it.
-    from weasyprint import HTML  # type: ignore[import-untyped]
-    from weasyprint.urls import URLFetcher  # type: ignore[import-untyped]
-
-    return bytes(HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=())).write_pdf())
+    """The PDF of `to_html(report, lang)` (pages.py: WeasyPrint, no URL allowed)."""
+    return html_to_pdf(to_html(report, lang))
 
 
 FORMATS = ("text", "csv", "json", "html", "pdf")

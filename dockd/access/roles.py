@@ -60,6 +60,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "retention.sweep": frozenset({"admin"}),
     "retention.restore": frozenset({"admin"}),
     "report.spot_check": frozenset({"supervisor", "auditor"}),
+    "report.compliance": frozenset({"supervisor", "auditor", "admin"}),
     "gap.explain": frozenset({"supervisor"}),
     "export.build": frozenset({"archivist"}),
     "export.resume": frozenset({"archivist"}),

@@ -234,13 +234,14 @@ class RecordingTables(Tables):
         columns = (
             "id", "device_serial", "device_number", "officer", "unit", "session_id", "sequence",
             "recorded_start", "recorded_end", "ingested_at", "late", "flags", "cause",
-            "cases", "retention_state",
+            "cases", "retention_state", "size", "tier", "deleted_at",
         )  # fmt: skip
         rows = self.db.execute(
             "SELECT r.id, r.device_serial, r.device_number, r.officer, r.unit, r.session_id, "
             "r.sequence, r.recorded_start, r.recorded_end, r.ingested_at, r.late, r.flags, "
             "r.cause, (SELECT COUNT(*) FROM case_links l WHERE l.recording_id = r.id), "
-            f"r.retention_state FROM recordings r {where} ORDER BY r.id",
+            "r.retention_state, r.size, r.tier, r.deleted_at "
+            f"FROM recordings r {where} ORDER BY r.id",
             args,
         )
         for row in rows:

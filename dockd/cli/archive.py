@@ -35,7 +35,7 @@ from dockd.config import Config
 from dockd.errors import DockdError, UsageError
 from dockd.progress import NULL_METER
 from dockd.retention.policy import TIERS
-from dockd.runner.api import request, socket_path
+from dockd.runner.client import request, socket_path
 from dockd.runner.operations import Host, perform
 from dockd.runner.operations import export_plan as plan_of
 from dockd.service import Service

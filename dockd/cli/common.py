@@ -35,7 +35,7 @@ from dockd.config import Config
 from dockd.errors import DockdError, NotPermitted, UsageError
 from dockd.ingest.scanner import FoundFile
 from dockd.integrity import standalone_verify
-from dockd.runner.api import DaemonUnavailable, request, socket_path
+from dockd.runner.client import DaemonUnavailable, request, socket_path
 from dockd.runner.operations import (
     local_caller,
     only_root_without_the_daemon,

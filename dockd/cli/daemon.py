@@ -12,7 +12,7 @@ from rich.table import Table
 from dockd import logs
 from dockd.cli.common import change, out, size_text
 from dockd.config import Config
-from dockd.runner.api import DaemonUnavailable
+from dockd.runner.client import DaemonUnavailable
 
 RUN_HELP = """\b
 Exit codes:

@@ -9,6 +9,7 @@ the actor, or, when none runs, by opening the state directory itself.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import click
 from rich.table import Table
 
 from dockd.catalog import RecordingFilter
-from dockd.cli.common import change, err, local_actor, out, service_for
+from dockd.cli.common import change, err, local_actor, out, service_for, size_text
 from dockd.cli.common import utc_text as _utc
 from dockd.clock import Clock, FixedClock, SystemClock, isoformat_utc, parse_utc
 from dockd.config import Config
@@ -28,12 +29,12 @@ from dockd.retention.report import (
     TOTAL_LABEL,
     ComplianceReport,
     cell,
-    compliance_report,
     gap_listing,
     overdue_to_csv,
     to_csv,
     to_json,
 )
+from dockd.retention.report_html import LANGS, to_html, to_pdf
 from dockd.runner.operations import perform
 from dockd.service import Service
 
@@ -62,11 +63,15 @@ def report() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(("table", "json", "csv")),
+    type=click.Choice(("table", "json", "csv", "html", "pdf")),
     default=None,
-    help="table for people (the default; csv with --out), json or csv for machines.",
+    help="table for people (the default; csv with --out), json or csv for machines, "
+    "html or pdf: the page with charts (to --out FILE, else stdout).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="html and pdf."
+)
 @click.option(
     "--as-of",
     default=None,
@@ -89,6 +94,7 @@ def report_compliance(
     as_json: bool,
     as_of: str | None,
     out_file: Path | None,
+    lang: str,
 ) -> None:
     """Per unit, officer or device: recordings, hours, on time / late (24 h rule),
     interruptions explained or not, unassigned and unlabelled recordings; and the
@@ -103,30 +109,33 @@ def report_compliance(
     each row ending with the period, as_of and label_after_days, and the
     overdue devices. --out FILE writes both (FILE, FILE-overdue.csv); without
     it the counts go to stdout.
+
+    html and pdf are one self-contained file each (inline charts, no script, no
+    URL): the table, on time vs late per week, interruptions explained or not,
+    recordings and storage by tier, deletions in the next 30/90 days, and the
+    overdue devices. The daemon's admin page (/admin on its socket) is the same.
     """
     if fmt is None:
         fmt = "json" if as_json else "csv" if out_file is not None else "table"
-    if out_file is not None and (as_json or fmt != "csv"):
-        raise UsageError("--out writes the CSV tables, not --format json or table")
+    if out_file is not None and (as_json or fmt not in ("csv", "html", "pdf")):
+        raise UsageError("--out writes the CSV tables, the html or the pdf; not json or table")
     first, last = _period(start, end)
     moment = _utc(as_of, "--as-of")
     config: Config = ctx.obj
     clock: Clock = FixedClock(parse_utc(moment)) if moment else SystemClock()
     with Service(config, clock, write=False) as service:
-        now = service.clock.now()
-        gaps = service.interruptions()
-        explanations = service.gap_explanations()
-        result = compliance_report(
-            service.catalog.compliance_rows(first, last),  # streamed: read while open
-            gaps,
-            explanations,
-            now,
-            config.retention.label_after_days,
-            by,
-            start=parse_utc(first) if first else None,
-            end=parse_utc(last) if last else None,
-            overdue=service.overdue_devices(),
+        result, charts = service.compliance(
+            parse_utc(first) if first else None, parse_utc(last) if last else None, by
         )
+    if fmt in ("html", "pdf"):
+        limit = config.devices.overdue_hours
+        page = (
+            to_html(result, charts, lang, limit).encode("utf-8")
+            if fmt == "html"
+            else to_pdf(result, charts, lang, limit)
+        )
+        _write_page(page, out_file, fmt)
+        return
     if as_json or fmt == "json":
         click.echo(to_json(result))
     elif fmt == "csv" and out_file is not None:
@@ -157,6 +166,20 @@ def report_compliance(
             out.print(render_overdue(result))
         else:
             out.print("no device is overdue for docking")
+
+
+def _write_page(page: bytes, out_file: Path | None, fmt: str) -> None:
+    if out_file is None:
+        if fmt == "pdf" and sys.stdout.isatty():
+            raise UsageError("--format pdf writes binary: give --out FILE, or redirect stdout")
+        sys.stdout.buffer.write(page)
+        sys.stdout.flush()
+        return
+    try:
+        out_file.write_bytes(page)
+    except OSError as e:
+        raise UsageError(f"--out: cannot write {out_file}: {e.strerror}") from None
+    out.print(f"wrote {out_file} ({size_text(len(page))})", markup=False)
 
 
 def _overdue_path(counts: Path) -> Path:

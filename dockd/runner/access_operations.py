@@ -18,7 +18,15 @@ from typing import Any, Protocol
 
 from dockd.access.roles import Caller
 from dockd.errors import NotPermitted, UsageError
-from dockd.runner.arguments import ids_of, int_of, moment_of, required_of, text_of
+from dockd.runner.arguments import (
+    Signature,
+    ids_of,
+    int_of,
+    moment_of,
+    required_of,
+    signature,
+    text_of,
+)
 from dockd.service import Service
 
 
@@ -121,18 +129,57 @@ def _proof(host: _Host, a: dict[str, Any], actor: str | None) -> Any:
     return host.service.inclusion(int_of(a, "recording") or 0)
 
 
+AccessRun = Callable[[_Host, dict[str, Any], str | None], Any]
+
 # Entries of the request table (merged into runner/operations.py OPERATIONS).
-ACCESS_RUNS: dict[str, Callable[[_Host, dict[str, Any], str | None], Any]] = {
-    "request.create": _request_create,
-    "request.list": _request_list,
-    "request.approve": _decide(True),
-    "request.refuse": _decide(False),
-    "access.view": _view,
-    "access.copy": _copy,
-    "recording.confidential": _confidential,
-    "custody": _custody,
-    "log.export": _log_export,
-    "proof.inclusion": _proof,
+ACCESS_RUNS: dict[str, tuple[AccessRun, Signature]] = {
+    "request.create": (
+        _request_create,
+        signature(
+            "Ask to view or copy recordings (or a case's), for a reason",
+            "kind! ids:ids case reason! for_party until:time",
+        ),
+    ),
+    "request.list": (
+        _request_list,
+        signature(
+            "Access requests: one's own, or all for those who decide", "mine:bool pending:bool"
+        ),
+    ),
+    "request.approve": (
+        _decide(True),
+        signature(
+            "Approve a request (a supervisor; never their own)", "request!:int note! until:time"
+        ),
+    ),
+    "request.refuse": (_decide(False), signature("Refuse a request", "request!:int reason!")),
+    "access.view": (
+        _view,
+        signature("Open approved recordings for viewing (logged)", "request!:int ids:ids"),
+    ),
+    "access.copy": (
+        _copy,
+        signature("Write the copy package of an approved request", "request!:int out!:path"),
+    ),
+    "recording.confidential": (
+        _confidential,
+        signature("Mark recordings confidential, or take the mark off", "ids!:ids level reason!"),
+    ),
+    "custody": (
+        _custody,
+        signature("The chain of custody of recordings or a case, with proofs", "ids:ids case"),
+    ),
+    "log.export": (
+        _log_export,
+        signature(
+            "The log (or a case's or recordings' entries) with proofs, to a folder",
+            "out!:path first:int last:int case ids:ids",
+        ),
+    ),
+    "proof.inclusion": (
+        _proof,
+        signature("The inclusion proof of a recording's log entry", "recording!:int"),
+    ),
 }
 # Those that only read (a local run needs no lock).
 ACCESS_READS = frozenset({"request.list", "proof.inclusion"})

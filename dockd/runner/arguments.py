@@ -7,6 +7,7 @@ message, so that a malformed request gets the same error by either path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -73,3 +74,68 @@ def required_of(args: dict[str, Any], key: str) -> str:
     value = text_of(args, key, required=True)
     assert value is not None
     return value
+
+
+# -- what each request takes: declared once, checked, and described (runner/openapi.py)
+
+# The JSON Schema of each argument type a declaration may name.
+ARG_TYPES: dict[str, dict[str, Any]] = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "number": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "ids": {"type": "array", "items": {"type": "integer"}, "description": "recording ids"},
+    "strs": {"type": "array", "items": {"type": "string"}},
+    "time": {
+        "type": "string",
+        "description": "ISO 8601; a time without an offset is UTC",
+        "examples": ["2026-11-30T08:00:00Z"],
+    },
+    "path": {"type": "string", "description": "an absolute path on the dock"},
+    "object": {"type": "object"},
+    "any": {},
+}
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str = "str"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a request does (one line, for the OpenAPI description) and the arguments it
+    takes. An argument it does not declare is refused, by the daemon and the CLI alike,
+    so a misspelt option never passes silently; types are the helpers' above to check."""
+
+    summary: str
+    args: tuple[Arg, ...] = ()
+
+    def check(self, op: str, given: dict[str, Any]) -> None:
+        if not isinstance(given, dict):
+            raise UsageError(f"{op}: the arguments must be a JSON object")
+        known = {a.name for a in self.args}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            takes = ", ".join(sorted(known)) or "no arguments"
+            raise UsageError(
+                f"{op}: unknown argument {', '.join(unknown)} (it takes {takes})",
+                field=unknown[0],
+            )
+
+
+def signature(summary: str, spec: str = "") -> Signature:
+    """A Signature from "name!:type name:type …" ("!" required, the type "str" by default):
+    short enough to sit beside each entry of the request table."""
+    args = []
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        required = name.endswith("!")
+        name = name.rstrip("!")
+        kind = kind or "str"
+        if kind not in ARG_TYPES:
+            raise ValueError(f"{word}: unknown argument type {kind!r}")
+        args.append(Arg(name, kind, required))
+    return Signature(summary, tuple(args))

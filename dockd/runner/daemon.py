@@ -13,10 +13,11 @@ Threads and who owns what:
   (docking.py; the slot and job values are slots.py).
 - scheduler (APScheduler): hourly checkpoint, fixity audit slices, overdue
   device check.
-- API server (api.py): every request of the CLI, one lookup in the table of
-  operations.py. A long one (export build, resume, burn; audit) runs in a
-  thread of its own (dockd-export-…), which the socket thread waits for;
-  an export's progress is in `dockd status` ("exports").
+- HTTP server (front.py, monitoring.py): the API on the Unix socket (api.py:
+  every request of the CLI, one lookup in the table of operations.py), the
+  admin page, and the dock's screen (screen/). A long request (export build,
+  resume, burn; audit) runs in a thread of its own (dockd-export-…), which
+  the request's thread waits for; an export's progress is in `dockd status`.
 
 All catalog and store writes go through the one Service (dockd/service/),
 whose catalog serialises transactions across these threads.
@@ -24,6 +25,7 @@ whose catalog serialises transactions across these threads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -50,7 +52,7 @@ from dockd.devices.profiles import make_profile
 from dockd.devices.usbhook import UsbWatcher
 from dockd.errors import ConfigError, DockdError, NotPermitted
 from dockd.replicate.bucket import Bucket, BucketError
-from dockd.runner.api import ApiServer, socket_path
+from dockd.runner.client import socket_path
 from dockd.runner.docking import Docking
 from dockd.runner.dropfolder import DropBatch, DropFolder
 from dockd.runner.monitoring import Monitoring
@@ -115,9 +117,8 @@ class Daemon(Docking, Monitoring):
             config.profiles.camera_timezone,
             self.clock,
         )
-        self._api: ApiServer | None = None
+        self._front: Any = None  # runner/front.py HttpServer: the API and the screen
         self._uploader: Uploader | None = None
-        self._screen: Any = None  # runner/screen/app.py ScreenServer, when listening
         self._held: list[tuple[_Job, int, list[FileOutcome]]] = []
         self._held_ready = threading.Condition(self._lock)
         self._wiper: threading.Thread | None = None
@@ -194,10 +195,7 @@ class Daemon(Docking, Monitoring):
 
     def _start_parts(self) -> None:
         self.config.daemon.runtime_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self._api = ApiServer(
-            socket_path(self.config), self.handle, self.config.daemon.socket_group
-        )
-        self._api.start()
+        self._start_front()
         for n in range(self.config.daemon.workers):
             worker = threading.Thread(target=self._worker, name=f"dockd-worker-{n}", daemon=True)
             worker.start()
@@ -205,7 +203,6 @@ class Daemon(Docking, Monitoring):
         threading.Thread(target=self._preparer, name="dockd-prepare", daemon=True).start()
         self._start_scheduler()
         self._start_drop()
-        self._start_screen()
         if self.udev:
             from dockd.devices.monitor import UdevMonitor
 
@@ -257,10 +254,10 @@ class Daemon(Docking, Monitoring):
             long = list(self._long)
         for thread in long:
             thread.join()  # an export under way ends its disc (images appear whole or not)
-        if self._api is not None:
-            self._api.stop()
-        if self._screen is not None:
-            self._screen.stop()
+        if self._front is not None:
+            self._front.stop()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path(self.config).unlink()
         if self._uploader is not None:
             self._uploader.stop()
         if self._wiper is not None:
@@ -479,7 +476,7 @@ class Daemon(Docking, Monitoring):
     # -- the socket API --------------------------------------------------------------
 
     def handle(self, op: str, args: dict[str, Any], who: Identity) -> Any:
-        """One request from the socket (api.py): one entry of the table (operations.py),
+        """One request of the HTTP API (api.py): one entry of the table (operations.py),
         if the caller's roles allow it (access/roles.py); a refusal is logged."""
         assert self.service is not None
         entry = operation(op)
@@ -494,6 +491,7 @@ class Daemon(Docking, Monitoring):
             ]  # fmt: skip
             self.service.log_denied(op, caller, needed(op), str(refused), named)
             raise
+        entry.signature.check(op, args)
         host = _DaemonHost(self, self.service, caller)
         actor = caller.actor
         if not entry.long:

@@ -1,4 +1,5 @@
-"""The daemon's monitoring half: the dock's screen, `/healthz`, `/metrics` and its textfile.
+"""The daemon's HTTP half: its server (the API, the dock's screen, the admin page),
+`/healthz`, `/metrics` and its textfile.
 
 Mixed into Daemon (daemon.py), which sets the attributes declared here. A
 screen that cannot listen is logged and never stops a docking.
@@ -12,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from dockd.access.roles import Identity
 from dockd.clock import Clock
 from dockd.config import Config
+from dockd.runner.client import socket_path
+from dockd.runner.openapi import openapi_document
 from dockd.service import Service
 
 log = structlog.get_logger("dockd.daemon")
@@ -24,31 +28,45 @@ class Monitoring:
     clock: Clock
     service: Service | None
     _stopping: threading.Event
-    _api: Any
-    _screen: Any
+    _front: Any
     _uploader: Any  # runner/replication.py Uploader, when replicating
 
     if TYPE_CHECKING:  # defined by Daemon (daemon.py)
 
         def status(self) -> dict[str, Any]: ...
 
-    def _start_screen(self) -> None:
-        """The dock's screen on `screen.listen`. It failing (a port taken, a unit that
-        allows no IP) is logged and never stops a docking."""
-        address = self.config.screen.address()
-        if address is None:
-            return
-        from dockd.runner.screen.app import ScreenServer, make_app
+        def handle(self, op: str, args: dict[str, Any], who: Identity) -> Any: ...
 
-        app = make_app(self.status, self.health, self.clock, self.metrics_text)
-        server = ScreenServer(app, *address)
-        try:
-            server.start()
-        except OSError as exc:
-            log.error("screen.unavailable", listen=self.config.screen.listen, reason=str(exc))
-            server.stop()
-            return
-        self._screen = server
+    def _start_front(self) -> None:
+        """The HTTP server (front.py) on the Unix socket (the API: api.py) and on
+        `screen.listen`. The socket failing stops the daemon (nobody could reach it);
+        the screen's port failing (taken, not allowed) is logged and never stops a docking."""
+        from dockd.runner.api import api_routes, bind_unix
+        from dockd.runner.front import HttpServer, bind_tcp
+        from dockd.runner.screen.app import make_app
+
+        sockets = [bind_unix(socket_path(self.config), self.config.daemon.socket_group)]
+        address = self.config.screen.address()
+        if address is not None:
+            try:
+                sockets.append(bind_tcp(*address))
+            except OSError as exc:
+                log.error("screen.unavailable", listen=self.config.screen.listen, reason=str(exc))
+        routes = api_routes(self.handle, openapi_document, self.admin_page)
+        app = make_app(self.status, self.health, self.clock, self.metrics_text, routes)
+        front = HttpServer(app, sockets)
+        front.start()
+        self._front = front
+        log.info("api.listening", socket=str(socket_path(self.config)))
+        if len(sockets) > 1:
+            host, port = sockets[1].getsockname()[:2]
+            log.info("screen.listening", host=host, port=port)
+
+    def admin_page(self, who: Identity, lang: str) -> str:
+        """`/admin`: the compliance page with its charts, for whom the report is
+        (the permission table's `report.compliance`; a refusal is logged as any)."""
+        page = self.handle("report.compliance", {"format": "html", "lang": lang}, who)
+        return str(page["html"])
 
     def metrics_text(self) -> bytes:
         """`/metrics`: the Prometheus text of this dock (runner/metrics.py)."""
@@ -73,8 +91,8 @@ class Monitoring:
         reasons = []
         if self._stopping.is_set():
             reasons.append("dockd is stopping")
-        if self._api is None:
-            reasons.append("the socket API is not listening")
+        if self._front is None:
+            reasons.append("the HTTP API is not listening")
         cfg = self.config.replicate
         if cfg.enabled and self.service is not None:
             if self._uploader is not None and self._uploader.problem:

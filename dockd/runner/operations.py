@@ -25,17 +25,21 @@ from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.catalog import RecordingFilter
 from dockd.config import AccessConfig
 from dockd.errors import DockdError, NotPermitted, UsageError
+from dockd.retention.report import GROUP_KEYS, overdue_to_csv, to_csv
+from dockd.retention.report_html import to_html
 from dockd.runner.access_operations import ACCESS_LONG, ACCESS_READS, ACCESS_RUNS
-from dockd.runner.api import DaemonUnavailable
 from dockd.runner.arguments import (
+    Signature,
     ids_of,
     int_of,
     moment_of,
     recording_filter,
     required_of,
+    signature,
     text_of,
     texts_of,
 )
+from dockd.runner.client import DaemonUnavailable
 from dockd.service import Service
 from dockd.service.results import wire
 
@@ -97,6 +101,7 @@ class Operation:
     """One entry of the table.
 
     run: the request itself, against a Host.
+    signature: what it does and the arguments it takes (arguments.py).
     daemon_only: only a running daemon can answer (no local Service is opened).
     writes: run locally, it needs the state directory's lock (a writing Service).
     long: the daemon runs it in a worker thread, not its socket thread; the
@@ -104,6 +109,7 @@ class Operation:
     """
 
     run: Run
+    signature: Signature
     daemon_only: bool = False
     writes: bool = True
     long: bool = False
@@ -140,58 +146,137 @@ def _assign(s: Service, a: dict[str, Any], actor: str | None) -> Any:
     return {"assignment": assignment.as_json(), "reattributed": changed}
 
 
-# Changes of the catalog, each made by the one Service.
-_CHANGES: dict[str, Callable[[Service, dict[str, Any], str | None], Any]] = {
-    "device.assign": _assign,
-    "tag": lambda s, a, actor: s.tag(
-        ids_of(a),
-        cause=text_of(a, "cause"),
-        parties=texts_of(a, "parties"),
-        categories=texts_of(a, "categories"),
-        remove_categories=texts_of(a, "remove_categories"),
-        note=text_of(a, "note"),
-        reason=text_of(a, "reason"),
-        actor=actor,
+ChangeRun = Callable[[Service, dict[str, Any], str | None], Any]
+
+# Changes of the catalog, each made by the one Service: (run, what it takes).
+_CHANGES: dict[str, tuple[ChangeRun, Signature]] = {
+    "device.assign": (
+        _assign,
+        signature(
+            "Assign a camera to an officer and unit from a moment on (or return it to the pool)",
+            "serial! officer unit device_number valid_from:time valid_to:time reason",
+        ),
     ),
-    "case.create": lambda s, a, actor: s.create_case(
-        required_of(a, "case"),
-        cause=required_of(a, "cause"),
-        parties=texts_of(a, "parties"),
-        categories=texts_of(a, "categories"),
-        actor=actor,
+    "tag": (
+        lambda s, a, actor: s.tag(
+            ids_of(a),
+            cause=text_of(a, "cause"),
+            parties=texts_of(a, "parties"),
+            categories=texts_of(a, "categories"),
+            remove_categories=texts_of(a, "remove_categories"),
+            note=text_of(a, "note"),
+            reason=text_of(a, "reason"),
+            actor=actor,
+        ),
+        signature(
+            "Label recordings: case cause, parties, categories, a note",
+            "ids!:ids cause parties:strs categories:strs remove_categories:strs note reason",
+        ),
     ),
-    "case.link": lambda s, a, actor: s.link_case(
-        required_of(a, "case"), ids_of(a), reason=text_of(a, "reason"), actor=actor
+    "case.create": (
+        lambda s, a, actor: s.create_case(
+            required_of(a, "case"),
+            cause=required_of(a, "cause"),
+            parties=texts_of(a, "parties"),
+            categories=texts_of(a, "categories"),
+            actor=actor,
+        ),
+        signature("Open a case", "case! cause! parties:strs categories:strs"),
     ),
-    "case.unlink": lambda s, a, actor: s.unlink_case(
-        required_of(a, "case"), ids_of(a), reason=required_of(a, "reason"), actor=actor
+    "case.link": (
+        lambda s, a, actor: s.link_case(
+            required_of(a, "case"), ids_of(a), reason=text_of(a, "reason"), actor=actor
+        ),
+        signature("Link recordings to a case (their tier follows it)", "case! ids!:ids reason"),
     ),
-    "case.close": lambda s, a, actor: s.set_case_state(
-        required_of(a, "case"), "closed", reason=required_of(a, "reason"), actor=actor
+    "case.unlink": (
+        lambda s, a, actor: s.unlink_case(
+            required_of(a, "case"), ids_of(a), reason=required_of(a, "reason"), actor=actor
+        ),
+        signature("Unlink recordings from a case", "case! ids!:ids reason!"),
     ),
-    "case.reopen": lambda s, a, actor: s.set_case_state(
-        required_of(a, "case"), "open", reason=required_of(a, "reason"), actor=actor
+    "case.close": (
+        lambda s, a, actor: s.set_case_state(
+            required_of(a, "case"), "closed", reason=required_of(a, "reason"), actor=actor
+        ),
+        signature("Close a case", "case! reason!"),
     ),
-    "hold.set": lambda s, a, actor: s.set_hold(
-        case=text_of(a, "case"),
-        ids=ids_of(a) if a.get("ids") else None,
-        reason=required_of(a, "reason"),
-        actor=actor,
+    "case.reopen": (
+        lambda s, a, actor: s.set_case_state(
+            required_of(a, "case"), "open", reason=required_of(a, "reason"), actor=actor
+        ),
+        signature("Reopen a closed case", "case! reason!"),
     ),
-    "hold.release": lambda s, a, actor: s.release_hold(
-        int_of(a, "hold") or 0, reason=required_of(a, "reason"), actor=actor
+    "hold.set": (
+        lambda s, a, actor: s.set_hold(
+            case=text_of(a, "case"),
+            ids=ids_of(a) if a.get("ids") else None,
+            reason=required_of(a, "reason"),
+            actor=actor,
+        ),
+        signature("Put a legal hold on a case or on recordings", "case ids:ids reason!"),
     ),
-    "retention.sweep": lambda s, a, actor: s.sweep(
-        moment_of(a, "as_of"), dry_run=bool(a.get("dry_run")), actor=actor
-    ).summary(),
-    "retention.restore": lambda s, a, actor: s.restore(
-        int_of(a, "recording") or 0, reason=required_of(a, "reason"), actor=actor
+    "hold.release": (
+        lambda s, a, actor: s.release_hold(
+            int_of(a, "hold") or 0, reason=required_of(a, "reason"), actor=actor
+        ),
+        signature("Release a legal hold", "hold!:int reason!"),
     ),
-    "report.spot_check": _spot_check,
-    "gap.explain": lambda s, a, actor: s.explain_gap(
-        required_of(a, "gap"), required_of(a, "text"), actor=actor
+    "retention.sweep": (
+        lambda s, a, actor: s.sweep(
+            moment_of(a, "as_of"), dry_run=bool(a.get("dry_run")), actor=actor
+        ).summary(),
+        signature(
+            "Delete what the retention rules let go (R5), as of now", "as_of:time dry_run:bool"
+        ),
+    ),
+    "retention.restore": (
+        lambda s, a, actor: s.restore(
+            int_of(a, "recording") or 0, reason=required_of(a, "reason"), actor=actor
+        ),
+        signature("Undo a deletion within its grace period", "recording!:int reason!"),
+    ),
+    "report.spot_check": (
+        _spot_check,
+        signature(
+            "Draw recordings for a supervisor's spot check (logged)",
+            "sample!:int seed:int filters:object",
+        ),
+    ),
+    "gap.explain": (
+        lambda s, a, actor: s.explain_gap(
+            required_of(a, "gap"), required_of(a, "text"), actor=actor
+        ),
+        signature("Record a written explanation of an interruption", "gap! text!"),
     ),
 }
+
+
+REPORT_FORMATS = ("json", "html", "csv")
+
+
+def _compliance(host: Host, a: dict[str, Any], actor: str | None) -> Any:
+    """The compliance report and its charts (service/reports.py) as JSON, or the page
+    (retention/report_html.py; the admin page), or the CSV's two tables."""
+    fmt = text_of(a, "format") or "json"
+    if fmt not in REPORT_FORMATS:
+        raise UsageError(f"format: {fmt!r} is not one of {', '.join(REPORT_FORMATS)}", "format")
+    by = text_of(a, "by") or "unit"
+    if by not in GROUP_KEYS:
+        raise UsageError(f"by: {by!r} is not one of {', '.join(GROUP_KEYS)}", "by")
+    start, end = moment_of(a, "from"), moment_of(a, "to")
+    if start and end and end <= start:
+        raise UsageError("to: must be after from", "to")
+    report, charts = host.service.compliance(start, end, by)
+    if fmt == "html":
+        limit = host.service.config.devices.overdue_hours
+        return {"html": to_html(report, charts, text_of(a, "lang") or "zh", limit)}
+    if fmt == "csv":
+        return {
+            "csv": to_csv(report).decode("utf-8"),
+            "overdue_csv": overdue_to_csv(report).decode("utf-8"),
+        }
+    return {"report": report.as_json(), "charts": charts.as_json()}
 
 
 def checkpoint_json(service: Service) -> dict[str, Any]:
@@ -295,33 +380,74 @@ def _export_burn(host: Host, a: dict[str, Any], actor: str | None) -> Any:
     )
 
 
-def _change(fn: Callable[[Service, dict[str, Any], str | None], Any]) -> Operation:
-    return Operation(lambda host, a, actor: fn(host.service, a, actor))
+def _change(fn: ChangeRun, sig: Signature) -> Operation:
+    return Operation(lambda host, a, actor: fn(host.service, a, actor), sig)
 
 
 OPERATIONS: dict[str, Operation] = {
-    "status": Operation(lambda host, a, actor: host.status(), daemon_only=True, writes=False),
-    "reload": Operation(lambda host, a, actor: host.reload(), daemon_only=True, writes=False),
-    "devices": Operation(
-        lambda host, a, actor: [d.as_json() for d in host.service.devices()], writes=False
+    "status": Operation(
+        lambda host, a, actor: host.status(),
+        signature("What the daemon is doing: slots, sessions, queues, exports"),
+        daemon_only=True,
+        writes=False,
     ),
-    "checkpoint": Operation(lambda host, a, actor: checkpoint_json(host.service)),
-    "audit": Operation(_audit, long=True),
-    "key.rotate": Operation(lambda host, a, actor: {"vkey": host.service.rotate_key().to_text()}),
-    **{name: _change(fn) for name, fn in _CHANGES.items()},
-    "export.build": Operation(_export_build, long=True),
-    "export.resume": Operation(
-        lambda host, a, actor: build_discs(host, int_of(a, "export") or 0, _out_dir(a), actor),
+    "reload": Operation(
+        lambda host, a, actor: host.reload(),
+        signature("Read the configuration file again"),
+        daemon_only=True,
+        writes=False,
+    ),
+    "devices": Operation(
+        lambda host, a, actor: [d.as_json() for d in host.service.devices()],
+        signature("The cameras dockd knows, with their assignments"),
+        writes=False,
+    ),
+    "checkpoint": Operation(
+        lambda host, a, actor: checkpoint_json(host.service),
+        signature("Sign a checkpoint of the log now; with the keys that verify it"),
+    ),
+    "audit": Operation(
+        _audit, signature("Re-hash stored recordings against the log", "fraction:number"), long=True
+    ),
+    "key.rotate": Operation(
+        lambda host, a, actor: {"vkey": host.service.rotate_key().to_text()},
+        signature("Make a new checkpoint signing key"),
+    ),
+    "report.compliance": Operation(
+        _compliance,
+        signature(
+            "The compliance report (R8), as JSON or as a page with charts",
+            "from:time to:time by format lang",
+        ),
+        writes=False,
+    ),
+    **{name: _change(fn, sig) for name, (fn, sig) in _CHANGES.items()},
+    "export.build": Operation(
+        _export_build,
+        signature(
+            "Plan and build the archival disc images of an approved export request",
+            "selection!:object out!:path request!:int saved_discs:any plan_file approved_by",
+        ),
         long=True,
     ),
-    "export.burn": Operation(_export_burn, long=True),
+    "export.resume": Operation(
+        lambda host, a, actor: build_discs(host, int_of(a, "export") or 0, _out_dir(a), actor),
+        signature("Build what an interrupted export left unbuilt", "export!:int out!:path"),
+        long=True,
+    ),
+    "export.burn": Operation(
+        _export_burn,
+        signature("Burn a disc image, read it back and compare", "label! images!:path drive!"),
+        long=True,
+    ),
     **{
-        name: Operation(run, writes=name not in ACCESS_READS, long=name in ACCESS_LONG)
-        for name, run in ACCESS_RUNS.items()
+        name: Operation(run, sig, writes=name not in ACCESS_READS, long=name in ACCESS_LONG)
+        for name, (run, sig) in ACCESS_RUNS.items()
     },
 }
 # Not in the table: the read-only commands that open the catalog themselves (list, show,
-# verify, verify-disc, export plan, export list, reports, consistency proofs). They run
+# verify, verify-disc, export plan, export list, consistency proofs; `report compliance`
+# too, though the table has it for the admin page and other clients of the API). They run
 # beside the daemon, without its lock, for root: the state directory is root's (0700),
 # so nobody else reads it but through the daemon (the entries above).
 
@@ -354,6 +480,7 @@ def perform(host: Host | Service, op: str, args: dict[str, Any], actor: str | No
     entry = operation(op)
     host = host if isinstance(host, Host) else Host(host)
     only_root_without_the_daemon(op, host.caller)
+    entry.signature.check(op, args)
     return wire(entry.run(host, args, actor))
 
 

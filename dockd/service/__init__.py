@@ -42,6 +42,7 @@ from dockd.service.labels import Labels
 from dockd.service.ledger import EXPORT_README, Ledger
 from dockd.service.registry import Registry
 from dockd.service.replication import Replication
+from dockd.service.reports import Reports
 from dockd.service.retention import RETENTION_ENTRY_IDS, UNLINK_GROUP, Retention
 from dockd.service.values import (
     FLAG_CHANGED,
@@ -97,6 +98,7 @@ class Service(
     Custody,
     Replication,
     FiguresPart,
+    Reports,
 ):
     def __init__(
         self,

@@ -32,10 +32,10 @@ from dockd.clock import FixedClock
 from dockd.config import AccessConfig, Config, DaemonConfig
 from dockd.errors import NotPermitted
 from dockd.integrity.chain import LogEntry
-from dockd.runner.api import ApiServer
 from dockd.runner.daemon import Daemon
 from dockd.runner.operations import OPERATIONS
 from dockd.service import Service
+from tests.runner.api_server import ApiServer
 from tests.runner.test_daemon import RecordingNotifier
 from tests.test_service_retention import Shot, at, dock
 
@@ -98,7 +98,7 @@ def served(
 # Asks for each op named on the command line (no arguments) and prints what came back.
 _CLIENT = """
 import json, sys
-from dockd.runner.api import request
+from dockd.runner.client import request
 from dockd.errors import DockdError
 found = {}
 for op in sys.argv[2:]:
@@ -180,7 +180,7 @@ def test_every_operation_for_every_role_through_the_socket(served: tuple[Daemon,
 
 _ASK = """
 import json, sys
-from dockd.runner.api import request
+from dockd.runner.client import request
 from dockd.errors import DockdError
 try:
     print(json.dumps([0, request(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), timeout=120)]))

@@ -1,7 +1,8 @@
-"""The daemon's socket API over a real Unix socket."""
+"""The daemon's HTTP API over a real Unix socket (uvicorn, Starlette; the CLI's client)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -17,7 +18,9 @@ import pytest
 
 from dockd.access.roles import Identity
 from dockd.errors import ConfigError, DockdError, UsageError
-from dockd.runner.api import MAX_LINE, ApiServer, DaemonUnavailable, request
+from dockd.runner.api import MAX_BODY
+from dockd.runner.client import DaemonUnavailable, UnixConnection, request
+from tests.runner.api_server import ApiServer
 
 
 def _handler(op: str, args: dict[str, Any], who: Identity) -> Any:
@@ -61,7 +64,7 @@ def test_identity_is_the_kernels_not_the_callers_word(reachable: Path) -> None:
     api.start()
     os.chmod(server, 0o666)
     code = (
-        "import json,sys; from dockd.runner.api import request; "
+        "import json,sys; from dockd.runner.client import request; "
         "print(json.dumps(request(sys.argv[1], 'echo', {})))"
     )
     done = subprocess.run(
@@ -100,34 +103,92 @@ def test_the_field_at_fault_crosses_the_socket(server: Path) -> None:
     assert str(info.value) == "reason: must not be empty"
 
 
-def _raw(path: Path, payload: bytes) -> dict[str, Any]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(str(path))
-        sock.sendall(payload)
-        with sock.makefile("rb") as stream:
-            reply: dict[str, Any] = json.loads(stream.readline())
-            return reply
+def _raw(
+    path: Path, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    conn = UnixConnection(path, 30)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        answer = conn.getresponse()
+        body = answer.read()
+        json_body = "json" in (answer.getheader("Content-Type") or "")
+        return answer.status, json.loads(body) if json_body else {"text": body.decode()}
+    finally:
+        conn.close()
 
 
-@pytest.mark.parametrize("payload", [b"not json\n", b'["op"]\n', b'{"op": 3}\n', b'{"x": 1}\n'])
+def test_http_status_says_what_kind_of_refusal(server: Path) -> None:
+    assert _raw(server, "POST", "/v1/ops/echo", b"{}")[0] == 200
+    assert _raw(server, "POST", "/v1/ops/bad")[0] == 400  # exit 2: usage, config
+    status, body = _raw(server, "POST", "/v1/ops/nope")
+    assert (status, body["exit_code"]) == (404, 1)
+    status, body = _raw(server, "POST", "/v1/ops/bug")
+    assert (status, body["error"]) == (500, "internal error: RuntimeError")
+    assert _raw(server, "GET", "/v1/ops/echo")[0] == 405  # an operation is a POST
+
+
+@pytest.mark.parametrize("payload", [b"not json", b'["op"]', b"3", b'"x"'])
 def test_malformed_requests_are_answered_not_fatal(server: Path, payload: bytes) -> None:
-    reply = _raw(server, payload)
-    assert reply == {"ok": False, "error": "not a request: expected {op, args}", "exit_code": 2}
+    status, reply = _raw(server, "POST", "/v1/ops/echo", payload)
+    assert status == 400
+    assert reply == {
+        "error": "not a request: the body must be a JSON object of arguments",
+        "exit_code": 2,
+    }
     assert request(server, "echo")["args"] == {}, "the server still answers"
 
 
 def test_overlong_request_is_refused(server: Path) -> None:
-    reply = _raw(server, b'{"op": "echo", "args": {"x": "' + b"a" * MAX_LINE + b'"}}\n')
-    assert reply["ok"] is False and reply["error"] == "request too long"
+    body = b'{"x": "' + b"a" * MAX_BODY + b'"}'
+    status, reply = _raw(server, "POST", "/v1/ops/echo", body)
+    assert status == 400 and reply["error"] == "request too long"
 
 
 def test_several_requests_on_one_connection(server: Path) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(str(server))
-        sock.sendall(b'{"op": "echo", "args": {"n": 1}}\n{"op": "echo", "args": {"n": 2}}\n')
-        with sock.makefile("rb") as stream:
-            replies = [json.loads(stream.readline()) for _ in range(2)]
-    assert [r["result"]["args"]["n"] for r in replies] == [1, 2]
+    conn = UnixConnection(server, 30)
+    try:
+        seen = []
+        for n in (1, 2):
+            conn.request("POST", "/v1/ops/echo", body=json.dumps({"n": n}))
+            seen.append(json.loads(conn.getresponse().read())["result"]["args"]["n"])
+    finally:
+        conn.close()
+    assert seen == [1, 2]
+
+
+def test_the_openapi_description_is_served(server: Path) -> None:
+    status, spec = _raw(server, "GET", "/v1/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.1")
+    assert "/v1/ops/status" in spec["paths"]
+
+
+def test_over_tcp_the_api_has_no_identity_and_refuses(tmp_path: Path) -> None:
+    # The screen's TCP listener serves the same app: the API must not answer there.
+    from starlette.applications import Starlette
+
+    from dockd.runner.api import api_routes
+    from dockd.runner.front import HttpServer, bind_tcp
+    from dockd.runner.openapi import openapi_document
+
+    sock = bind_tcp("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    app = Starlette(routes=api_routes(_handler, openapi_document, lambda who, lang: "admin"))
+    front = HttpServer(app, [sock])
+    front.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/v1/ops/echo", body=b"{}")
+        answer = conn.getresponse()
+        reply = json.loads(answer.read())
+        conn.request("GET", "/admin")
+        admin = conn.getresponse()
+        admin.read()
+        conn.close()
+    finally:
+        front.stop()
+    assert answer.status == 403 and reply["exit_code"] == 5
+    assert "Unix socket only" in reply["error"]
+    assert admin.status == 403
 
 
 def test_no_daemon_is_daemon_unavailable(tmp_path: Path) -> None:
@@ -151,6 +212,7 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     finally:
         api.stop()
     assert not path.exists(), "stop() removes the socket"
+    assert path.parent.is_dir()
 
 
 @pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root")
@@ -162,7 +224,7 @@ def test_only_roots_word_on_who_is_behind_it_is_taken(reachable: Path) -> None:
     try:
         assert request(server, "echo", login="alice")["login"] == "alice"  # root's client
         code = (
-            "import json,sys; from dockd.runner.api import request; "
+            "import json,sys; from dockd.runner.client import request; "
             "print(json.dumps(request(sys.argv[1], 'echo', {}, login='root')))"
         )
         done = subprocess.run(

@@ -47,7 +47,7 @@ from dockd.config import (
 from dockd.demo import gat947_name
 from dockd.devices.profiles import make_profile
 from dockd.errors import DockdError, UsageError
-from dockd.runner.api import DaemonUnavailable, request
+from dockd.runner.client import DaemonUnavailable, request
 from dockd.runner.daemon import Daemon
 from dockd.runner.session import run_session
 from dockd.runner.slots import Notifier, SlotState, _Job, _SlotProgress, estimate_deadline

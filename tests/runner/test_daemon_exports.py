@@ -26,7 +26,7 @@ import pytest
 
 from dockd.clock import SystemClock
 from dockd.errors import DockdError
-from dockd.runner.api import DaemonUnavailable
+from dockd.runner.client import DaemonUnavailable
 from dockd.runner.daemon import Daemon
 from dockd.runner.operations import OPERATIONS, Host, Operation, perform
 from dockd.service import Service

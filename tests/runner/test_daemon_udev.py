@@ -101,7 +101,7 @@ class Dock:
     def fast_status(self) -> dict[str, Any]:
         """The socket asked from this process: polls see the daemon within milliseconds
         (the `dockd status` process takes a good part of a second to start)."""
-        from dockd.runner.api import DaemonUnavailable, request
+        from dockd.runner.client import DaemonUnavailable, request
 
         try:
             data: dict[str, Any] = request(self.runtime / "dockd.sock", "status", timeout=10)

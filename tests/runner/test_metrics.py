@@ -14,8 +14,9 @@ from dockd.clock import FixedClock
 from dockd.config import Config, DaemonConfig
 from dockd.devices.profiles import make_profile
 from dockd.runner.daemon import Daemon
+from dockd.runner.front import HttpServer
 from dockd.runner.metrics import registry, render, write_textfile
-from dockd.runner.screen.app import ScreenServer, make_app
+from dockd.runner.screen.app import make_app
 from dockd.runner.session import run_session
 from dockd.runner.slots import SlotState
 from dockd.service import Service
@@ -80,7 +81,7 @@ def test_metrics_over_http_and_as_a_textfile(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = ScreenServer(
+    server = HttpServer.tcp(
         make_app(daemon.status, daemon.health, clock, daemon.metrics_text), "127.0.0.1", port
     )
     server.start()

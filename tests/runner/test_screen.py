@@ -1,6 +1,6 @@
 """The dock's screen in Debian's headless Chromium (chromium-driver through Selenium).
 
-First the states one by one: a real ScreenServer (uvicorn, Starlette) fed the
+First the states one by one: a real HttpServer (uvicorn, Starlette) fed the
 daemon's status shape (SlotState.as_json), changed while the page is open,
 so the page must follow over Server-Sent Events without reload. Then a real
 daemon process with its screen on, a card ingested through its drop folder,
@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from dockd.clock import FixedClock, isoformat_utc
-from dockd.runner.screen.app import ScreenServer, make_app
+from dockd.runner.front import HttpServer
+from dockd.runner.screen.app import make_app
 from dockd.runner.screen.tiles import tiles
 from tests.runner.browser import chromium, free_port, keep, shots_folder, wait, wait_tile
 
@@ -104,7 +105,9 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
             status["slots"] = list(slots)
 
     port = free_port()
-    server = ScreenServer(make_app(current, lambda: (True, []), FixedClock(NOW)), "127.0.0.1", port)
+    server = HttpServer.tcp(
+        make_app(current, lambda: (True, []), FixedClock(NOW)), "127.0.0.1", port
+    )
     server.start()
     shots = shots_folder(tmp_path)
     try:
@@ -163,7 +166,7 @@ def test_healthz_says_ready_or_why_not() -> None:
     reasons: list[str] = []
     port = free_port()
     app = make_app(lambda: {"slots": []}, lambda: (not reasons, list(reasons)), FixedClock(NOW))
-    server = ScreenServer(app, "127.0.0.1", port)
+    server = HttpServer.tcp(app, "127.0.0.1", port)
     server.start()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:

@@ -1,4 +1,4 @@
-"""The dock screen over HTTP (Starlette on uvicorn, in a thread of the daemon).
+"""The dock screen over HTTP (Starlette routes; runner/front.py serves them).
 
 Read-only and without login, so it shows nothing a passer-by may not see:
 per slot the camera's serial and state (tiles.py), no names, no footage.
@@ -14,22 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-import structlog
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from dockd.clock import Clock
 from dockd.runner.screen.page import CSS, JS, page
 from dockd.runner.screen.tiles import LANGS, tiles
-
-log = structlog.get_logger("dockd.screen")
 
 Status = Callable[[], dict[str, Any]]
 # (ready, reasons): what `/healthz` answers.
@@ -44,8 +39,13 @@ def _lang(request: Request) -> str:
 
 
 def make_app(
-    status: Status, health: Health, clock: Clock, metrics: Callable[[], bytes] | None = None
+    status: Status,
+    health: Health,
+    clock: Clock,
+    metrics: Callable[[], bytes] | None = None,
+    more: Sequence[BaseRoute] = (),
 ) -> Starlette:
+    """The screen's routes, and `more` (the API's, runner/api.py, on the daemon's front)."""
     # Set by ScreenServer.stop(): open streams end, so that uvicorn stops at once.
     closing = threading.Event()
 
@@ -103,35 +103,8 @@ def make_app(
             Route("/events", events),
             Route("/healthz", healthz),
             *([Route("/metrics", metrics_text)] if metrics is not None else []),
+            *more,
         ]
     )
     app.state.closing = closing
     return app
-
-
-class ScreenServer:
-    """uvicorn serving the app on host:port in a thread; `stop()` ends it."""
-
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
-        config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-            timeout_graceful_shutdown=2,
-        )  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.app = app
-        self.thread = threading.Thread(target=self.server.run, name="dockd-screen", daemon=True)
-        self.host, self.port = host, port
-
-    def start(self, wait_s: float = 10.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + wait_s
-        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not self.server.started:
-            raise OSError(f"the dock screen could not listen on {self.host}:{self.port}")
-        log.info("screen.listening", host=self.host, port=self.port)
-
-    def stop(self) -> None:
-        self.app.state.closing.set()
-        self.server.should_exit = True
-        self.thread.join(10)
