@@ -69,3 +69,11 @@ class StopRequested(DockdError):
 
 class VerifyError(DockdError):
     """A record read back does not parse as the format says."""
+
+
+class UnknownOperation(DockdError):
+    """A request names no entry of the request table (runner/operations.py)."""
+
+
+class Stopping(DockdError):
+    """The daemon is stopping and takes no new long request: ask again after its restart."""

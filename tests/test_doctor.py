@@ -609,3 +609,32 @@ def test_with_a_bucket_the_shipped_unit_needs_the_replicate_drop_in(
     assert not denied.ok and "192.0.2.99" in denied.detail and "IPAddressAllow" in denied.fix
     drop_in.write_text(shipped.replace("192.0.2.10", "192.0.2.0/24"))
     assert check(elsewhere, host).ok
+
+
+def test_the_daemon_check_asks_the_daemon_itself(good: Config) -> None:
+    # A socket file nobody listens on (a crash's leftover), then a daemon that answers.
+    import socket as sockets
+
+    from dockd.runner.api import bind_unix
+    from dockd.runner.front import HttpServer
+    from dockd.runner.screen.app import make_app
+
+    path = good.daemon.runtime_dir / "dockd.sock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()
+    check = doctor.check_daemon_socket(good)
+    assert not check.ok and check.severity == "warning" and "nobody answers" in check.detail
+    reasons: list[str] = ["replication: the bucket refuses uploads"]
+    app = make_app(lambda: {"slots": []}, lambda: (not reasons, list(reasons)), FixedClock(NOW))
+    server = HttpServer(app, [bind_unix(path, group="no-such-group-here")])
+    server.start()
+    try:
+        check = doctor.check_daemon_socket(good)
+        assert not check.ok and check.severity == "warning"
+        assert "not ready: replication: the bucket refuses uploads" in check.detail
+        reasons.clear()
+        assert doctor.check_daemon_socket(good).ok
+    finally:
+        server.stop()

@@ -19,22 +19,15 @@ from rich.table import Table
 from dockd.catalog import RecordingFilter
 from dockd.cli.common import change, err, local_actor, out, service_for, size_text
 from dockd.cli.common import utc_text as _utc
-from dockd.clock import Clock, FixedClock, SystemClock, isoformat_utc, parse_utc
+from dockd.clock import FixedClock, parse_utc
 from dockd.config import Config
 from dockd.errors import UsageError
+from dockd.pages import html_to_pdf
 from dockd.retention.report import (
     GROUP_KEYS,
-    NONE_LABEL,
-    TABLE_COUNTS,
-    TOTAL_LABEL,
-    ComplianceReport,
-    cell,
     gap_listing,
-    overdue_to_csv,
-    to_csv,
-    to_json,
 )
-from dockd.retention.report_html import LANGS, to_html, to_pdf
+from dockd.retention.report_html import LANGS
 from dockd.runner.operations import perform
 from dockd.service import Service
 
@@ -122,50 +115,45 @@ def report_compliance(
     first, last = _period(start, end)
     moment = _utc(as_of, "--as-of")
     config: Config = ctx.obj
-    clock: Clock = FixedClock(parse_utc(moment)) if moment else SystemClock()
-    with Service(config, clock, write=False) as service:
-        result, charts = service.compliance(
-            parse_utc(first) if first else None, parse_utc(last) if last else None, by
-        )
+    wire = {"table": "text", "pdf": "html"}.get(fmt, fmt)  # a PDF is made here, from the page
+    args: dict[str, Any] = {"from": first, "to": last, "by": by, "format": wire, "lang": lang,
+                            "width": out.width}  # fmt: skip
+    if moment:
+        # Judged at another instant than the daemon's now: root, on the files themselves.
+        with Service(config, FixedClock(parse_utc(moment)), write=False) as service:
+            result = perform(service, "report.compliance", args, local_actor())
+    else:
+        # Through the daemon when it runs (anyone its roles allow), else here (root).
+        result = change(ctx, "report.compliance", args, timeout=3600.0)
     if fmt in ("html", "pdf"):
-        limit = config.devices.overdue_hours
-        page = (
-            to_html(result, charts, lang, limit).encode("utf-8")
-            if fmt == "html"
-            else to_pdf(result, charts, lang, limit)
-        )
-        _write_page(page, out_file, fmt)
-        return
-    if as_json or fmt == "json":
-        click.echo(to_json(result))
+        html = str(result["html"])
+        _write_page(html.encode("utf-8") if fmt == "html" else html_to_pdf(html), out_file, fmt)
+    elif fmt == "json":
+        click.echo(json.dumps(result["report"], ensure_ascii=False, sort_keys=True))
     elif fmt == "csv" and out_file is not None:
         overdue_file = _overdue_path(out_file)
-        for path, data in ((out_file, to_csv(result)), (overdue_file, overdue_to_csv(result))):
+        for path, text in ((out_file, result["csv"]), (overdue_file, result["overdue_csv"])):
             try:
-                path.write_bytes(data)
+                path.write_bytes(str(text).encode("utf-8"))
             except OSError as e:
                 raise UsageError(f"--out: cannot write {path}: {e.strerror}") from None
         out.print(
-            f"wrote {out_file} ({len(result.groups)} group(s) and TOTAL) and {overdue_file} "
-            f"({len(result.overdue)} overdue device(s))",
+            f"wrote {out_file} ({result['groups']} group(s) and TOTAL) and {overdue_file} "
+            f"({result['overdue']} overdue device(s))",
             markup=False,
         )
     elif fmt == "csv":
-        click.echo(to_csv(result), nl=False)  # bytes: UTF-8 whatever the locale
-        if result.overdue:
+        click.echo(str(result["csv"]).encode("utf-8"), nl=False)  # UTF-8 whatever the locale
+        if result["overdue"]:
             # stdout holds one table; say where the other one is rather than drop it.
             err.print(
-                f"{len(result.overdue)} device(s) overdue for docking are not in this CSV: "
+                f"{result['overdue']} device(s) overdue for docking are not in this CSV: "
                 "--out FILE writes them to FILE-overdue.csv",
                 markup=False,
                 soft_wrap=True,
             )
     else:
-        out.print(render_table(result))
-        if result.overdue:
-            out.print(render_overdue(result))
-        else:
-            out.print("no device is overdue for docking")
+        click.echo(str(result["text"]), nl=False)
 
 
 def _write_page(page: bytes, out_file: Path | None, fmt: str) -> None:
@@ -359,57 +347,3 @@ def gap_explain(ctx: click.Context, gap_id: str, text: str, as_json: bool) -> No
         click.echo(json.dumps(result, ensure_ascii=False, sort_keys=True))
         return
     out.print(f"interruption {result['gap']} explained (log entry {result['log_entry']})")
-
-
-# -- the compliance report as rich tables (the report itself is pure: retention/report.py)
-
-
-def _recorded(report: ComplianceReport) -> str:
-    start = isoformat_utc(report.start) if report.start else "the beginning"
-    end = isoformat_utc(report.end) if report.end else "now"
-    return f"recorded from {start} to {end} (exclusive)"
-
-
-def render_table(report: ComplianceReport) -> Table:
-    table = Table(
-        title=(
-            f"compliance by {report.by}, {_recorded(report)}, as of {isoformat_utc(report.as_of)}"
-        ),
-        caption=(
-            "late: stored more than 24 h after the recording ended; interruptions: sequence "
-            "holes, split recordings resumed late and pauses within a case (not ordinary "
-            "pauses between incidents), explained in writing or not; unassigned: no assignment "
-            "covered the recording; unlabelled: no cause and no case "
-            f"{report.label_after_days:g} days after ingest"
-        ),
-        show_footer=True,
-    )
-    table.add_column(report.by, footer=TOTAL_LABEL, overflow="fold")
-    headers = {
-        "interruptions_explained": "interruptions explained",
-        "interruptions_unexplained": "unexplained",
-        "on_time": "on time",
-    }
-    for column in TABLE_COUNTS:
-        table.add_column(
-            headers.get(column, column), footer=cell(report.total, column), justify="right"
-        )
-    for g in report.groups:
-        table.add_row(g.group, *(cell(g, c) for c in TABLE_COUNTS))
-    return table
-
-
-def render_overdue(report: ComplianceReport) -> Table:
-    table = Table(title=f"devices overdue for docking as of {isoformat_utc(report.as_of)}")
-    for column in ("serial", "number", "officer", "unit", "last docked", "why"):
-        table.add_column(column, overflow="fold")
-    for d in report.overdue:
-        table.add_row(
-            d.serial,
-            d.device_number or "-",
-            d.officer or NONE_LABEL,
-            d.unit or NONE_LABEL,
-            isoformat_utc(d.last_docked) if d.last_docked else "never",
-            d.why(),
-        )
-    return table

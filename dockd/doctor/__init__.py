@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import importlib
+import json
 import os
 import stat
 import subprocess
@@ -499,20 +500,39 @@ def check_runtime_dir(config: Config) -> Check:
 
 
 def check_daemon_socket(config: Config) -> Check:
+    """The daemon's socket, and what the daemon answers on it (`/healthz`)."""
+    from dockd.runner.client import DaemonUnavailable, get
+
     sock = config.daemon.runtime_dir / SOCKET_NAME
     try:
         is_socket = stat.S_ISSOCK(sock.stat().st_mode)
     except OSError:
         is_socket = False
-    if is_socket:
-        return _pass("daemon", f"{sock}: present (the daemon is listening or crashed)")
+    if not is_socket:
+        return Check(
+            "daemon", False, "info", f"{sock}: absent, the daemon is not running",
+            "systemctl enable --now dockd",
+        )  # fmt: skip
+    try:
+        status, _, body = get(sock, "/healthz", timeout=10)
+    except DaemonUnavailable:
+        return Check(
+            "daemon", False, "warning",
+            f"{sock}: present, but nobody answers (a crashed daemon's leftover)",
+            "systemctl restart dockd; journalctl -u dockd shows why it stopped",
+        )  # fmt: skip
+    except DockdError as exc:  # not allowed to connect (not in the dockd group)
+        return _pass("daemon", f"{sock}: present ({exc})")
+    try:
+        reasons = [str(r) for r in json.loads(body).get("reasons", [])]
+    except (ValueError, AttributeError):
+        reasons = [f"unexpected answer (HTTP {status})"]
+    if status == 200:
+        return _pass("daemon", f"{sock}: the daemon answers and is ready")
     return Check(
-        "daemon",
-        False,
-        "info",
-        f"{sock}: absent, the daemon is not running",
-        "systemctl enable --now dockd",
-    )
+        "daemon", False, "warning", f"{sock}: the daemon is not ready: {'; '.join(reasons)}",
+        "journalctl -u dockd -p warning",
+    )  # fmt: skip
 
 
 # -- presentation -------------------------------------------------------------------

@@ -51,6 +51,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "gaps": ("中断情况：已说明与未说明", "Interruptions: explained vs unexplained"),
     "explained": ("已说明", "explained"),
     "unexplained": ("未说明", "unexplained"),
+    "kept": ("保存期限与存储", "Retention tiers and storage"),
     "tiers": ("按保存期限的录像", "Recordings by retention tier"),
     "live": ("保存中", "kept"),
     "deleted": ("已删除", "deleted"),
@@ -67,6 +68,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "serial": ("设备序列号", "Serial"),
     "number": ("设备编号", "Number"),
     "last_docked": ("上次接入（UTC）", "Last docked (UTC)"),
+    "officer_h": ("警员", "Officer"),
+    "unit_h": ("单位", "Unit"),
     "never": ("从未", "never"),
     "why": ("原因", "Why"),
     "nothing": ("本期没有录像。", "No recordings in this period."),
@@ -119,9 +122,9 @@ def _count(v: float) -> str:
     return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
 
 
-def _figure(title: str, svg: str, note: str = "") -> str:
+def _figure(title: str, svg: str, note: str = "", attrs: str = "") -> str:
     extra = f'<p class="note">{escape(note)}</p>' if note else ""
-    return f"<figure><figcaption>{escape(title)}</figcaption>{svg}{extra}</figure>"
+    return f"<figure{attrs}><figcaption>{escape(title)}</figcaption>{svg}{extra}</figure>"
 
 
 def _table(report: ComplianceReport, lang: str) -> str:
@@ -160,7 +163,9 @@ def _weekly(charts: ReportCharts, lang: str) -> str:
         note = ""
         if g.earlier_on_time or g.earlier_late:
             note = _w("earlier", lang).format(a=g.earlier_on_time, b=g.earlier_late)
-        parts.append(_figure(f"{g.group}", svg, note))
+        # What lies before the first bar, as figures too: bars + these = the table's.
+        attrs = f' data-earlier-on-time="{g.earlier_on_time}" data-earlier-late="{g.earlier_late}"'
+        parts.append(_figure(g.group, svg, note, attrs))
     return "".join(parts)
 
 
@@ -195,7 +200,10 @@ def _tiers(charts: ReportCharts, lang: str) -> str:
         chart="storage",
         shown=_size,
     )
-    return _figure(_w("tiers", lang), counts) + _figure(_w("storage", lang), storage)
+    return (
+        f"<h2>{escape(_w('kept', lang))}</h2>"
+        f"{_figure(_w('tiers', lang), counts)}{_figure(_w('storage', lang), storage)}"
+    )
 
 
 def _deletions(charts: ReportCharts, lang: str) -> str:
@@ -235,7 +243,7 @@ def _overdue(report: ComplianceReport, lang: str, limit_hours: float) -> str:
     )
     heads = "".join(
         f"<th>{escape(_w(k, lang))}</th>"
-        for k in ("serial", "number", "officer", "unit", "last_docked", "why")
+        for k in ("serial", "number", "officer_h", "unit_h", "last_docked", "why")
     )
     return (
         f'{svg}<table class="overdue"><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>'

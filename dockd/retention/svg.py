@@ -10,6 +10,7 @@ picture and check them against the CSV.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -31,19 +32,17 @@ class Series:
     values: tuple[float, ...]  # one per category
 
 
-def _nice_max(top: float) -> float:
-    """The axis's end: 1, 2 or 5 times a power of ten, at or above `top`."""
+def _scale(top: float, whole: bool) -> tuple[float, float]:
+    """The axis's end and its tick step: 1, 2 or 5 times a power of ten, about four
+    ticks; a step of at least 1 when the values are counts (no "0.5 recordings")."""
     if top <= 0:
-        return 1.0
-    scale = 1.0
-    while scale * 10 <= top:
-        scale *= 10
-    while scale > top:
-        scale /= 10
-    for step in (1, 2, 5, 10):
-        if step * scale >= top:
-            return step * scale
-    return 10 * scale
+        return (4.0, 1.0) if whole else (1.0, 0.25)
+    rough = top / 4
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = next(k * power for k in (1, 2, 5, 10) if k * power >= rough)
+    if whole:
+        step = max(1.0, float(math.ceil(step)))
+    return step * math.ceil(top / step - 1e-9), step
 
 
 def _legend(series: Sequence[Series], x: float, y: float) -> str:
@@ -91,7 +90,8 @@ def bars(
                                                                default=0)
         for i in range(n)
     ]  # fmt: skip
-    top = _nice_max(max([*per, limit or 0, 0]))
+    whole = all(float(v).is_integer() for s in series for v in s.values)
+    top, step = _scale(max([*per, limit or 0, 0]), whole)
     lanes = 1 if stacked else max(len(series), 1)
     if horizontal:
         label_w, right = 150, 70
@@ -126,7 +126,7 @@ def bars(
                     f"{escape(shown(per[i]))}</text>"
                 )
         axis_y = round(34 + band * max(n, 1))
-        body.append(_axis_h(label_w, axis_y, plot_w, top, shown))
+        body.append(_axis_h(label_w, axis_y, plot_w, top, step, shown))
         if limit is not None:
             lx = label_w + limit * scale
             body.append(
@@ -141,16 +141,17 @@ def bars(
         band = plot_w / max(n, 1)
         scale = plot_h / top
         base = 30 + plot_h
-        body = [_axis_v(left, base, plot_w, plot_h, top, shown)]
+        body = [_axis_v(left, base, plot_w, plot_h, top, step, shown)]
         step = max(1, round(n / 12))  # at most a dozen labels under the axis
         for i, cat in enumerate(categories):
             x0 = left + i * band
             y = float(base)
-            w = band * 0.7 / lanes
+            w = min(band * 0.7, 40.0) / lanes  # one week alone is a bar, not a wall
+            pad = (band - w * lanes) / 2
             for lane, s in enumerate(series):
                 v = s.values[i]
                 h = v * scale
-                x = x0 + band * 0.15 + (0 if stacked else lane * w)
+                x = x0 + pad + (0 if stacked else lane * w)
                 if v:
                     body.append(_bar(s, cat, v, shown(v), x, (y - h) if stacked else base - h,
                                      w, h))  # fmt: skip
@@ -169,14 +170,14 @@ def bars(
     )
 
 
-def _ticks(top: float) -> list[float]:
-    return [top * k / 4 for k in range(5)]
+def _ticks(top: float, step: float) -> list[float]:
+    return [k * step for k in range(round(top / step) + 1)]
 
 
-def _axis_v(left: int, base: int, plot_w: float, plot_h: int, top: float,
+def _axis_v(left: int, base: int, plot_w: float, plot_h: int, top: float, step: float,
             shown: Callable[[float], str]) -> str:  # fmt: skip
     parts = [f'<line x1="{left}" y1="{base}" x2="{left + plot_w:.1f}" y2="{base}" stroke="#555"/>']
-    for t in _ticks(top):
+    for t in _ticks(top, step):
         y = base - t / top * plot_h
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" '
@@ -186,9 +187,11 @@ def _axis_v(left: int, base: int, plot_w: float, plot_h: int, top: float,
     return "".join(parts)
 
 
-def _axis_h(left: int, y: int, plot_w: float, top: float, shown: Callable[[float], str]) -> str:
+def _axis_h(
+    left: int, y: int, plot_w: float, top: float, step: float, shown: Callable[[float], str]
+) -> str:
     parts = [f'<line x1="{left}" y1="{y}" x2="{left + plot_w:.1f}" y2="{y}" stroke="#555"/>']
-    for t in _ticks(top):
+    for t in _ticks(top, step):
         x = left + t / top * plot_w
         parts.append(
             f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#555"/>'

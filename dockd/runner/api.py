@@ -38,7 +38,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dockd.access.roles import Identity
-from dockd.errors import DockdError, NotPermitted, UsageError
+from dockd.errors import DockdError, NotPermitted, Stopping, UnknownOperation, UsageError
 from dockd.runner.client import API_PREFIX, LOGIN_HEADER
 
 log = structlog.get_logger("dockd.api")
@@ -123,9 +123,9 @@ def _refusal(exc: Exception, op: str) -> JSONResponse:
         body: dict[str, Any] = {"error": str(exc), "exit_code": exc.exit_code}
         if isinstance(exc, UsageError) and exc.field is not None:
             body["field"] = exc.field
-        if type(exc).__name__ == "DaemonStopping":
+        if isinstance(exc, Stopping):
             status = STOPPING_STATUS
-        elif str(exc).startswith("unknown request"):
+        elif isinstance(exc, UnknownOperation):
             status = UNKNOWN_STATUS
         else:
             status = ERROR_STATUS.get(exc.exit_code, OTHER_STATUS)

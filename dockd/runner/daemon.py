@@ -50,7 +50,7 @@ from dockd.devices.matching import list_names
 from dockd.devices.mount import Mounter
 from dockd.devices.profiles import make_profile
 from dockd.devices.usbhook import UsbWatcher
-from dockd.errors import ConfigError, DockdError, NotPermitted
+from dockd.errors import ConfigError, DockdError, NotPermitted, Stopping
 from dockd.replicate.bucket import Bucket, BucketError
 from dockd.runner.client import socket_path
 from dockd.runner.docking import Docking
@@ -424,12 +424,14 @@ class Daemon(Docking, Monitoring):
         names = list_names(batch.path, LAYOUT_LISTING_LIMIT)
         deadline = estimate_deadline(profile, names, self.clock.now())
         job = _Job(deadline, next(self._seq), key, batch=batch, profile=profile)
+        officer = self._officer_of(batch.sidecar.serial)
         with self._lock:
             self._prune_slots()
             self._slots[key] = SlotState(
                 key,
                 batch.sidecar.serial,
                 str(batch.path),
+                officer,
                 since=self._now(),
                 profile=name,
                 deadline=isoformat_utc(deadline),
@@ -545,7 +547,7 @@ class Daemon(Docking, Monitoring):
         return ExportTracker(self._lock, state)
 
 
-class DaemonStopping(DockdError):
+class DaemonStopping(Stopping):
     """A long request asked for while the daemon shuts down."""
 
 

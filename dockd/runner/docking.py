@@ -111,7 +111,17 @@ class Docking:
             except Exception as exc:
                 log.exception("dock.prepare_failed", serial=event.identity.serial, reason=str(exc))
 
+    def _officer_of(self, serial: str) -> str | None:
+        """Who has the camera now, for its tile; a catalog that cannot say never stops
+        a docking (the tile then shows the serial alone)."""
+        try:
+            return self.service.officer_of(serial) if self.service is not None else None
+        except Exception as exc:
+            log.warning("dock.officer_unknown", serial=serial, reason=str(exc))
+            return None
+
     def _prepare_camera(self, identity: DeviceIdentity) -> None:
+        officer = self._officer_of(identity.serial)
         with self._lock:
             if identity.sys_path in self._by_sys_path:
                 return  # a duplicate add: already known
@@ -119,7 +129,7 @@ class Docking:
             job = _Job(self.clock.now(), next(self._seq), key, identity=identity)
             self._by_sys_path[identity.sys_path] = job
             self._slots[key] = SlotState(
-                key, identity.serial, identity.devnode, since=self._now(), _owner=job.seq
+                key, identity.serial, identity.devnode, officer, since=self._now(), _owner=job.seq
             )
         self._status_changed()
         self._wait_slot_released(key)

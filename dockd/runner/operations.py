@@ -24,9 +24,10 @@ from dockd.archive.iso import burn, sha256_of_drive
 from dockd.archive.plan import DiscPlan, pack, parse_medium
 from dockd.catalog import RecordingFilter
 from dockd.config import AccessConfig
-from dockd.errors import DockdError, NotPermitted, UsageError
+from dockd.errors import NotPermitted, UnknownOperation, UsageError
 from dockd.retention.report import GROUP_KEYS, overdue_to_csv, to_csv
 from dockd.retention.report_html import to_html
+from dockd.retention.report_table import to_text
 from dockd.runner.access_operations import ACCESS_LONG, ACCESS_READS, ACCESS_RUNS
 from dockd.runner.arguments import (
     Signature,
@@ -252,12 +253,13 @@ _CHANGES: dict[str, tuple[ChangeRun, Signature]] = {
 }
 
 
-REPORT_FORMATS = ("json", "html", "csv")
+REPORT_FORMATS = ("json", "html", "csv", "text")
 
 
 def _compliance(host: Host, a: dict[str, Any], actor: str | None) -> Any:
-    """The compliance report and its charts (service/reports.py) as JSON, or the page
-    (retention/report_html.py; the admin page), or the CSV's two tables."""
+    """The compliance report (service/reports.py) in one of REPORT_FORMATS: its JSON and
+    the charts' figures, the page (retention/report_html.py; the admin page), the CSV's
+    two tables, or the text tables for a terminal `width` wide."""
     fmt = text_of(a, "format") or "json"
     if fmt not in REPORT_FORMATS:
         raise UsageError(f"format: {fmt!r} is not one of {', '.join(REPORT_FORMATS)}", "format")
@@ -266,7 +268,7 @@ def _compliance(host: Host, a: dict[str, Any], actor: str | None) -> Any:
         raise UsageError(f"by: {by!r} is not one of {', '.join(GROUP_KEYS)}", "by")
     start, end = moment_of(a, "from"), moment_of(a, "to")
     if start and end and end <= start:
-        raise UsageError("to: must be after from", "to")
+        raise UsageError(f"to ({a['to']}) must be after from ({a['from']})", "to")
     report, charts = host.service.compliance(start, end, by)
     if fmt == "html":
         limit = host.service.config.devices.overdue_hours
@@ -275,7 +277,12 @@ def _compliance(host: Host, a: dict[str, Any], actor: str | None) -> Any:
         return {
             "csv": to_csv(report).decode("utf-8"),
             "overdue_csv": overdue_to_csv(report).decode("utf-8"),
+            "groups": len(report.groups),
+            "overdue": len(report.overdue),
         }
+    if fmt == "text":
+        width = int_of(a, "width", required=False) or 120
+        return {"text": to_text(report, max(40, min(width, 400)))}
     return {"report": report.as_json(), "charts": charts.as_json()}
 
 
@@ -417,7 +424,7 @@ OPERATIONS: dict[str, Operation] = {
         _compliance,
         signature(
             "The compliance report (R8), as JSON or as a page with charts",
-            "from:time to:time by format lang",
+            "from:time to:time by format lang width:int",
         ),
         writes=False,
     ),
@@ -455,7 +462,7 @@ OPERATIONS: dict[str, Operation] = {
 def operation(op: str) -> Operation:
     found = OPERATIONS.get(op)
     if found is None:
-        raise DockdError(f"unknown request {op!r}")
+        raise UnknownOperation(f"unknown request {op!r}")
     return found
 
 

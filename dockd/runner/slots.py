@@ -40,6 +40,7 @@ class SlotState:
     slot: str
     serial: str
     source: str  # devnode, or the drop batch's folder
+    officer: str | None = None  # the number of the officer it is assigned to now, if any
     state: str = "detected"  # detected mounting queued scanning copying wiping done error
     since: str = ""
     profile: str = ""

@@ -152,6 +152,11 @@ class Registry(ServiceBase):
                 changed.append(rec.id)
         return changed
 
+    def officer_of(self, serial: str) -> str | None:
+        """The number of the officer `serial` is assigned to now (for the dock's screen)."""
+        current = assignment_at(self.catalog.assignments(serial), self.clock.now())
+        return current.officer if current is not None else None
+
     def devices(self) -> list[DeviceStatus]:
         """Every device known from dockings or assignments, with who has it now."""
         now = self.clock.now()

@@ -234,3 +234,20 @@ def test_request_approve_view_and_copy_as_two_people_through_the_socket(
     # The supervisor's own view: refused to the officer, who did not ask for it.
     code, other = _one(*officer, socket, "access.view", {"request": own["request"]})
     assert code == 5 and "a grant is for the one who asked" in other
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root, setpriv")
+def test_a_supervisor_reads_the_compliance_report_through_the_daemon(
+    served: tuple[Daemon, Path],
+) -> None:
+    # Not root: the state directory is closed to them; the daemon's API is not.
+    _, socket = served
+    code, result = _one(UID["supervisor"], GID["supervisor"], socket, "report.compliance",
+                        {"format": "csv"})  # fmt: skip
+    assert code == 0, result
+    assert result["csv"].startswith("\ufeffunit,recordings,") and "\nTOTAL," in result["csv"]
+    code, page = _one(UID["auditor"], GID["auditor"], socket, "report.compliance",
+                      {"format": "html", "lang": "en"})  # fmt: skip
+    assert code == 0 and "No recordings in this period." in page["html"]  # an empty dock
+    code, message = _one(UID["officer"], GID["officer"], socket, "report.compliance", {})
+    assert code == 5 and TABLE_REFUSAL in message

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from dockd.cli.reports import render_overdue, render_table
 from dockd.clock import isoformat_utc, parse_utc
 from dockd.retention.continuity import GapExplanation, Interruption
 from dockd.retention.overdue import (
@@ -46,6 +45,7 @@ from dockd.retention.report import (
     to_csv,
     to_json,
 )
+from dockd.retention.report_table import render_overdue, render_table
 
 NOW = datetime(2026, 12, 10, 12, 0, 0, tzinfo=UTC)
 BASE = datetime(2026, 11, 25, 1, 0, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dockd.access.roles import Identity
-from dockd.errors import ConfigError, DockdError, UsageError
+from dockd.errors import ConfigError, DockdError, Stopping, UnknownOperation, UsageError
 from dockd.runner.api import MAX_BODY
 from dockd.runner.client import DaemonUnavailable, UnixConnection, request
 from tests.runner.api_server import ApiServer
@@ -33,9 +33,11 @@ def _handler(op: str, args: dict[str, Any], who: Identity) -> Any:
         raise ConfigError("no such thing")
     if op == "bug":
         raise RuntimeError("oops")
+    if op == "stopping":
+        raise Stopping("dockd is stopping: ask again when it has restarted")
     if op == "empty":
         raise UsageError("reason: must not be empty", field="reason")
-    raise DockdError(f"unknown request {op!r}")
+    raise UnknownOperation(f"unknown request {op!r}")
 
 
 @pytest.fixture
@@ -124,6 +126,7 @@ def test_http_status_says_what_kind_of_refusal(server: Path) -> None:
     assert (status, body["exit_code"]) == (404, 1)
     status, body = _raw(server, "POST", "/v1/ops/bug")
     assert (status, body["error"]) == (500, "internal error: RuntimeError")
+    assert _raw(server, "POST", "/v1/ops/stopping")[0] == 503
     assert _raw(server, "GET", "/v1/ops/echo")[0] == 405  # an operation is a POST
 
 

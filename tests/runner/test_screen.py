@@ -29,7 +29,8 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 def _slot(state: str, **values: Any) -> dict[str, Any]:
     base = {
-        "slot": "usb-1-2", "serial": "DSJ0001", "source": "/dev/sdb1", "state": state,
+        "slot": "usb-1-2", "serial": "DSJ0001", "officer": "012345", "source": "/dev/sdb1",
+        "state": state,
         "since": "2026-11-25T08:59:00Z", "profile": "gat947",
         "deadline": isoformat_utc(NOW + timedelta(hours=20)), "files_total": 0,
         "files_done": 0, "bytes_total": 0, "bytes_done": 0, "rate_bps": 0.0,
@@ -47,6 +48,9 @@ def test_copying_shows_bytes_percent_and_time_left() -> None:
     [tile] = tiles({"slots": [slot]}, NOW, "en")
     assert (tile.percent, tile.seconds_left, tile.tone) == (25, 30, "busy")
     assert tile.headline == "copying" and not tile.late
+    assert tile.officer == "012345"  # the officer's number, never a name
+    [pool] = tiles({"slots": [_slot("copying", officer=None)]}, NOW)
+    assert pool.officer is None
     [zh] = tiles({"slots": [slot]}, NOW)
     assert zh.headline == "正在复制"
 
@@ -137,12 +141,13 @@ def test_the_page_follows_each_state_live(browser: Any, tmp_path: Path) -> None:
         browser.save_screenshot(str(shots / "screen-copying.png"))
         show(
             _slot("done", counts={"ingested": 8, "wiped": 8}),
-            _slot("error", slot="usb-1-3", serial="DSJ0002",
+            _slot("error", slot="usb-1-3", serial="DSJ0002", officer=None,
                   error="camera removed before the session finished; dock it again to resume",
                   deadline=isoformat_utc(NOW - timedelta(hours=2))),
         )  # fmt: skip
         done = wait_tile(browser, "usb-1-2", "done")
         assert "完成\n可以取下" in done  # one line each, large and green
+        assert "DSJ0001" in done and "警号 012345" in done
         error = wait_tile(browser, "usb-1-3", "error")
         assert "请重新插入" in error and "已超 24 小时时限" in error
         assert browser.current_url == url, "the page was not reloaded"
@@ -202,6 +207,10 @@ def test_a_real_daemon_shows_a_card_docked_until_safe_to_undock(
     try:
         d.start()
         d.wait_event("screen.listening")
+        # Through the daemon's API (the CLI is its client): the tile names the officer.
+        issued = isoformat_utc(now_utc - timedelta(days=1))
+        d.cli_json("device", "assign", SERIAL, "--officer", "054321", "--unit", "Traffic 2",
+                   "--from", issued, "--reason", "issued")  # fmt: skip
         browser.get(f"http://127.0.0.1:{port}/")
         url = browser.current_url
         incoming = drop / ".incoming-card"
@@ -210,11 +219,45 @@ def test_a_real_daemon_shows_a_card_docked_until_safe_to_undock(
         (incoming / "dockd-import.json").write_text(json.dumps({"serial": SERIAL}))
         incoming.rename(drop / "card")
         tile = wait_tile(browser, "drop:card", "done", timeout=60)
-        assert SERIAL in tile and "完成\n可以取下" in tile
+        assert SERIAL in tile and "警号 054321" in tile and "完成\n可以取下" in tile
         assert browser.current_url == url
         browser.save_screenshot(str(shots / "screen-daemon-done.png"))
+        _admin_page(browser, d.runtime / "dockd.sock", port, shots)
+        # The CLI's report, answered by the daemon (its API) while it holds the state.
+        table = d.cli("report", "compliance")
+        assert table.returncode == 0, table.stderr
+        assert "Traffic 2" in table.stdout and "TOTAL" in table.stdout
+        assert "no device is overdue for docking" in table.stdout
         assert d.stop()[0] == 0
     finally:
         d.kill()
     for shot in shots.iterdir():
         keep(shot)
+
+
+def _admin_page(browser: Any, sock: Path, port: int, shots: Path) -> None:
+    """/admin on the daemon's socket (root here): the compliance page with its charts;
+    on the screen's TCP port, where nobody is known, it is refused."""
+    import urllib.error
+    import urllib.request
+
+    from dockd.runner.client import get
+
+    status, kind, body = get(sock, "/admin")
+    assert status == 200 and kind.startswith("text/html")
+    page = shots.parent / "admin.html"
+    page.write_bytes(body)
+    browser.get(page.as_uri())
+    charts = browser.execute_script(
+        "return [...document.querySelectorAll('svg.chart')].map(s => [s.dataset.chart, "
+        "s.querySelectorAll('rect.bar').length])"
+    )
+    found = dict(charts)
+    assert found["weekly:Traffic 2"] == 1, found  # the three clips, in this week
+    assert "interruptions" in found and "tiers" in found and "storage" in found
+    browser.save_screenshot(str(shots / "admin-page.png"))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/admin", timeout=30)
+    assert refused.value.code == 403
+    status, _, spec = get(sock, "/v1/openapi.json")
+    assert status == 200 and b'"/v1/ops/report.compliance"' in spec

@@ -48,6 +48,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(22rem, 1fr
 .tile { border-radius: 1rem; padding: 1.5rem; background: #1f2933; border: 6px solid #3e4c59; }
 .tile .slot { font-size: 1.4rem; color: #aab4be; }
 .tile .serial { font-size: 1.8rem; font-weight: bold; margin: 0.2rem 0 0.8rem; }
+.tile .officer { font-size: 1.4rem; font-weight: normal; color: #cbd2d9; margin-left: 1rem; }
 .tile .headline { font-size: 2.2rem; font-weight: bold; line-height: 1.2; }
 .tile .headline > div { white-space: nowrap; }
 .tile.busy { border-color: #2f80ed; }
@@ -71,9 +72,11 @@ JS = """
 const lang = document.body.dataset.lang;
 const zh = lang === "zh";
 const words = zh
-  ? {files: "文件", left: "剩余", deadline: "最早录像须在此前采集", late: "已超 24 小时时限",
+  ? {officer: "警号", files: "文件", left: "剩余",
+     deadline: "最早录像须在此前采集", late: "已超 24 小时时限",
      min: "分", sec: "秒", live: "实时", connecting: "正在连接…"}
-  : {files: "files", left: "left", deadline: "oldest footage due by", late: "past the 24 h limit",
+  : {officer: "officer", files: "files", left: "left",
+     deadline: "oldest footage due by", late: "past the 24 h limit",
      min: "min", sec: "s", live: "live", connecting: "connecting…"};
 
 function el(tag, cls, text) {
@@ -109,7 +112,9 @@ function tile(t) {
   for (const part of t.headline.split(" — ")) head.append(el("div", null, part));
   const where = el("div", "slot", t.label);
   where.title = t.slot;
-  box.append(where, el("div", "serial", t.serial), head);
+  const who = el("div", "serial", t.serial);
+  if (t.officer) who.append(el("span", "officer", words.officer + " " + t.officer));
+  box.append(where, who, head);
   if (t.percent !== null) {
     const bar = el("div", "bar");
     const fill = el("div");

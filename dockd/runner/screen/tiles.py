@@ -5,7 +5,8 @@ one word for its state in large type (green "safe to undock" once done), a
 progress bar by bytes with the time left while copying, the deadline of its
 oldest recording (R1: red once past), and when something went wrong what it
 means for them and what to do, in their words, not a traceback. No names
-and no footage: the camera's serial and the slot only (the screen is
+and no footage: the camera's serial, the officer number it is assigned to,
+and the slot only (the screen is
 read-only and has no login). Chinese by default, English on request.
 """
 
@@ -76,6 +77,7 @@ class Tile:
     slot: str
     label: str  # slot_label
     serial: str
+    officer: str | None  # the officer number it is assigned to (a number, never a name)
     kind: str  # camera | batch (a card reader's folder)
     state: str  # the daemon's slot state
     tone: str  # busy | wait | done | error
@@ -125,6 +127,7 @@ def _tile(slot: Mapping[str, Any], now: datetime, lang: str) -> Tile:
         slot=key,
         label=slot_label(key, lang),
         serial=str(slot.get("serial", "")),
+        officer=str(slot["officer"]) if slot.get("officer") else None,
         kind="batch" if key.startswith("drop:") else "camera",
         state=state,
         tone=tone,
