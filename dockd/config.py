@@ -60,6 +60,9 @@ class IngestConfig:
     ffprobe_timeout: float = 60.0
     # Files whose ffprobe runs while the next file is copied (0: probe inline).
     probe_ahead: int = 2
+    # Read a plain MP4/MOV's boxes in-process (ingest/mp4.py) instead of starting an
+    # ffprobe for it; ffprobe still judges every file the fast path is not sure of.
+    fast_probe: bool = True
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def _duration_ms(text: Any) -> int | None:
     return int(value * 1000)
 
 
-def _creation_time(tags: dict[str, Any]) -> datetime | None:
+def creation_time_of(tags: dict[str, Any]) -> datetime | None:
     text = tags.get("creation_time")
     if not isinstance(text, str):
         return None
@@ -82,7 +82,7 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
         audio_codec=audio.get("codec_name"),
         width=width if isinstance(width, int) else None,
         height=height if isinstance(height, int) else None,
-        creation_time=_creation_time(tags),
+        creation_time=creation_time_of(tags),
     )
 
 

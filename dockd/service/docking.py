@@ -16,6 +16,7 @@ from dockd.devices.profiles import Profile
 from dockd.devices.registry import labels_for
 from dockd.errors import StoreError
 from dockd.ingest.copier import Copy, copy_verified, hash_source
+from dockd.ingest.mp4 import fast_probe
 from dockd.ingest.probe import MediaInfo, probe
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.timing import resolve_times
@@ -184,11 +185,15 @@ class Docking(ServiceBase):
         return Staged(found, copy, tuple(flags))
 
     def probe_staged(self, staged: Staged) -> MediaInfo:
-        """Step 2: ffprobe the stored object. Touches no catalog: safe in a worker thread."""
+        """Step 2: probe the stored object: its MP4 boxes when the file is plain
+        (ingest/mp4.py), else ffprobe, the judge of "unreadable". Touches no catalog:
+        safe in a worker thread."""
         if staged.copy.size == 0:
             return MediaInfo(error="empty file")
         cfg = self.config.ingest
-        return probe(self.store.object_path(staged.copy.sha256), cfg.ffprobe, cfg.ffprobe_timeout)
+        path = self.store.object_path(staged.copy.sha256)
+        known = fast_probe(path) if cfg.fast_probe else None
+        return known or probe(path, cfg.ffprobe, cfg.ffprobe_timeout)
 
     def finish_file(
         self, session: SessionInfo, profile: Profile, staged: Staged, media: MediaInfo
