@@ -879,10 +879,14 @@ def report_module() -> Any:
 
 
 def compliance(report: Any, svc: Service, label_after_days: float) -> str:
-    """`dockd report compliance --json` over everything, as cli/reports.py runs it.
+    """`dockd report compliance --json` over everything, as the CLI runs it (with the
+    charts' figures, `Service.compliance`, where this dockd has them).
 
     Without the report module: its reads only (rows, interruptions, devices).
     """
+    if hasattr(svc, "compliance"):  # the Service's one computation (report and charts)
+        result, charts = svc.compliance(None, None, "unit")
+        return str(report.to_json(result)) + json.dumps(charts.as_json())
     now = svc.clock.now()
     rows = svc.catalog.compliance_rows(None, None)
     gaps = svc.interruptions()
@@ -914,6 +918,14 @@ def report_tally(report: Any) -> Tallied:
             (report, "compliance_report", "report.compliance_report() (aggregation)"),
             (report, "to_json", "report.to_json()"),
         ]
+        with contextlib.suppress(ImportError):
+            from dockd.retention.charts import ChartsCounter
+
+            found += [
+                (ChartsCounter, "_count", "  charts: counting each row"),
+                (ChartsCounter, "charts", "  charts: the values"),
+                (Service, "upcoming", "upcoming(30, 90) (deletions coming)"),
+            ]
     return found
 
 

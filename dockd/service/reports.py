@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from dockd.clock import isoformat_utc
 from dockd.model import Recording
+from dockd.retention import report as counting  # through the module: bench/ times it
 from dockd.retention.charts import DELETION_WINDOWS, ChartsCounter, ReportCharts
 from dockd.retention.continuity import GapExplanation, Interruption
 from dockd.retention.overdue import OverdueDevice
-from dockd.retention.report import ComplianceReport, compliance_report
+from dockd.retention.report import ComplianceReport
 from dockd.service.base import ServiceBase
 
 
@@ -40,7 +41,7 @@ class Reports(ServiceBase):
         rows = self.catalog.compliance_rows(
             isoformat_utc(start) if start else None, isoformat_utc(end) if end else None
         )
-        report = compliance_report(
+        report = counting.compliance_report(
             counter.watch(rows),  # streamed: read while the catalog is open
             self.interruptions(),
             self.gap_explanations(),
