@@ -773,7 +773,10 @@ def print_table(res: dict[str, Any]) -> None:
     if stub:
         print(
             "The ffprobe = true(1) rows are diagnostics (config ingest.ffprobe replaced by"
-            "\ntrue, so every file is flagged): what dockd costs without its per-file ffprobe."
+            "\ntrue): what dockd costs without ffprobe. With ingest.fast_probe (the default)"
+            "\nplain MP4s, as here, start no ffprobe at all (dockd/ingest/mp4.py), so the two"
+            "\nrows differ only by noise; files the fast path leaves to ffprobe (photos, WAV,"
+            "\nbroken clips) still cost a process each."
         )
 
 
