@@ -143,8 +143,10 @@ class Store:
         prefix.mkdir(mode=0o700, exist_ok=True)
         os.chmod(temp, OBJECT_MODE)
         os.rename(temp, target)
+        # The object's new name must be durable before the catalog names it (FORMAT.md,
+        # order of writes, 1). Its old name in tmp/ need not: a rename is atomic, and a
+        # name left in tmp/ by a crash would be a second link that recovery unlinks.
         fsync_dir(prefix)
-        fsync_dir(self.tmp)
         if new_prefix:
             fsync_dir(self.objects)
         return target
