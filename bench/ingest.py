@@ -339,6 +339,10 @@ def find_dockd(given: Path | None) -> Path:
     return Path(found)
 
 
+# More [ingest] settings for every dockd run (`--fast-probe`: ingest.fast_probe = true).
+INGEST_EXTRA = ""
+
+
 def run_dockd(dockd: Path, volume: Volume, work: Path, ffprobe: str | None = None) -> RunResult:
     """One `dockd ingest` of `volume` into a fresh state directory.
 
@@ -348,7 +352,7 @@ def run_dockd(dockd: Path, volume: Volume, work: Path, ffprobe: str | None = Non
     """
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
     config = work / "dockd.toml"
-    text = "[ingest]\nchange_retry_delay = 0\n"
+    text = "[ingest]\nchange_retry_delay = 0\n" + INGEST_EXTRA
     if ffprobe is not None:
         text += f"ffprobe = {json.dumps(ffprobe)}\n"
     config.write_text(text)
@@ -717,6 +721,7 @@ def print_table(res: dict[str, Any]) -> None:
         f"(largest {vol['largest_file_bytes'] / MiB:.0f} MiB, {vol['real_mp4_clips']} real MP4s)"
     )
     print(f"payload: {payload}")
+    print(f"ingest.fast_probe: {'on (--fast-probe)' if res.get('fast_probe') else 'off (default)'}")
     print(f"dockd: {res['dockd_executable']}")
     print(f"cache drop before each run: {res['cache_drop']}")
     print(f"median of {res['repeat']} run(s) each\n")
@@ -773,7 +778,7 @@ def print_table(res: dict[str, Any]) -> None:
     if stub:
         print(
             "The ffprobe = true(1) rows are diagnostics (config ingest.ffprobe replaced by"
-            "\ntrue): what dockd costs without ffprobe. With ingest.fast_probe (the default)"
+            "\ntrue): what dockd costs without ffprobe. With --fast-probe (ingest.fast_probe)"
             "\nplain MP4s, as here, start no ffprobe at all (dockd/ingest/mp4.py), so the two"
             "\nrows differ only by noise; files the fast path leaves to ffprobe (photos, WAV,"
             "\nbroken clips) still cost a process each."
@@ -811,6 +816,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="skip the diagnostic dockd runs with ffprobe replaced by true(1)",
     )
     parser.add_argument("--seed", type=int, default=947, help="seed for sizes and bytes")
+    parser.add_argument(
+        "--fast-probe",
+        action="store_true",
+        help="run dockd with ingest.fast_probe = true (plain MP4s probed in-process)",
+    )
     args = parser.parse_args(argv)
     if args.gib <= 0 or args.repeat < 1 or args.clips < 0 or args.small_kib < 1:
         parser.error("--gib, --repeat and --small-kib must be positive, --clips not negative")
@@ -819,7 +829,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    global INGEST_EXTRA
+    INGEST_EXTRA = "fast_probe = true\n" if args.fast_probe else ""
     res = run(args)
+    res["fast_probe"] = args.fast_probe
     if args.json:
         print(json.dumps(res, sort_keys=True))
     else:
