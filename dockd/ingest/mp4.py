@@ -59,25 +59,32 @@ class Unsure(Exception):
     """The file is not plain enough to answer for: ffprobe decides."""
 
 
+def _box_header(data: bytes, at: int, room: int) -> tuple[bytes, int, int]:
+    """The box header at data[at:]: (type, header length, box size), the box `room` bytes
+    long at most (0 means "to the end"); Unsure if it is cut off or does not fit."""
+    if min(room, len(data) - at) < 8:
+        raise Unsure("a box header is cut off")
+    size, kind = struct.unpack_from(">I4s", data, at)
+    header = 8
+    if size == 1:
+        if min(room, len(data) - at) < 16:
+            raise Unsure("a large box header is cut off")
+        size = struct.unpack_from(">Q", data, at + 8)[0]
+        header = 16
+    elif size == 0:
+        size = room
+    if size < header or size > room:
+        raise Unsure(f"box {kind!r} does not fit")
+    return kind, header, size
+
+
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of each box in data[start:end]; Unsure if a box
     does not fit."""
     end = len(data) if end is None else end
     at = start
     while at < end:
-        if end - at < 8:
-            raise Unsure("a box header is cut off")
-        size, kind = struct.unpack_from(">I4s", data, at)
-        header = 8
-        if size == 1:
-            if end - at < 16:
-                raise Unsure("a large box header is cut off")
-            size = struct.unpack_from(">Q", data, at + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - at
-        if size < header or at + size > end:
-            raise Unsure(f"box {kind!r} does not fit")
+        kind, header, size = _box_header(data, at, end - at)
         yield kind, at + header, at + size
         at += size
 
@@ -317,19 +324,7 @@ def _read_top(path: Path) -> tuple[bytes, list[tuple[int, int]]]:
         at = 0
         while at < size:
             f.seek(at)
-            head = f.read(16)
-            if len(head) < 8:
-                raise Unsure("a box header is cut off")
-            box, kind = struct.unpack_from(">I4s", head)
-            header = 8
-            if box == 1:
-                if len(head) < 16:
-                    raise Unsure("a large box header is cut off")
-                box, header = struct.unpack_from(">Q", head, 8)[0], 16
-            elif box == 0:
-                box = size - at
-            if box < header or at + box > size:
-                raise Unsure(f"box {kind!r} does not fit in the file")
+            kind, header, box = _box_header(f.read(16), 0, size - at)
             kinds.append(kind)
             if kind == b"moov":
                 if moov is not None or box > MOOV_LIMIT:
