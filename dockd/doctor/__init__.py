@@ -37,7 +37,6 @@ MountCheck = Callable[[str], list[str]]
 RULES_NAME = "70-dockd.rules"
 # Where udev looks, most specific first (relative to `root`); the unit's: unit.py.
 RULES_DIRS = ("etc/udev/rules.d", "run/udev/rules.d", "usr/lib/udev/rules.d", "lib/udev/rules.d")
-SOCKET_NAME = "dockd.sock"
 # A clock before this is a reset RTC, not the present: every deadline and
 # recorded time would be wrong (invariant 7, R1).
 EARLIEST_PLAUSIBLE_YEAR = 2025
@@ -501,9 +500,9 @@ def check_runtime_dir(config: Config) -> Check:
 
 def check_daemon_socket(config: Config) -> Check:
     """The daemon's socket, and what the daemon answers on it (`/healthz`)."""
-    from dockd.runner.client import DaemonUnavailable, get
+    from dockd.runner.client import DaemonUnavailable, get, socket_path
 
-    sock = config.daemon.runtime_dir / SOCKET_NAME
+    sock = socket_path(config)
     try:
         is_socket = stat.S_ISSOCK(sock.stat().st_mode)
     except OSError:

@@ -118,7 +118,8 @@ def bind_unix(path: Path, group: str = "dockd") -> socket.socket:
     return sock
 
 
-def _refusal(exc: Exception, op: str) -> JSONResponse:
+def _refusal(exc: Exception, op: str) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and the JSON body that answer `exc`."""
     if isinstance(exc, DockdError):
         body: dict[str, Any] = {"error": str(exc), "exit_code": exc.exit_code}
         if isinstance(exc, UsageError) and exc.field is not None:
@@ -129,10 +130,9 @@ def _refusal(exc: Exception, op: str) -> JSONResponse:
             status = UNKNOWN_STATUS
         else:
             status = ERROR_STATUS.get(exc.exit_code, OTHER_STATUS)
-        return JSONResponse(body, status_code=status)
+        return status, body
     log.error("api.failed", op=op, exc_info=exc)  # a bug: said, not hidden
-    body = {"error": f"internal error: {type(exc).__name__}", "exit_code": 1}
-    return JSONResponse(body, status_code=INTERNAL_STATUS)
+    return INTERNAL_STATUS, {"error": f"internal error: {type(exc).__name__}", "exit_code": 1}
 
 
 def caller_of(request: Request) -> Identity:
@@ -178,7 +178,8 @@ def api_routes(
             # The handler blocks (catalog, store, long requests): a worker thread of its own.
             result = await asyncio.to_thread(handler, op, args, who)
         except Exception as exc:
-            return _refusal(exc, op)
+            status, body = _refusal(exc, op)
+            return JSONResponse(body, status_code=status)
         text = json.dumps({"result": result}, ensure_ascii=False)
         return Response(text, media_type="application/json")
 
@@ -191,9 +192,8 @@ def api_routes(
             who = caller_of(request)
             html = await asyncio.to_thread(admin, who, lang)
         except Exception as exc:
-            refused = _refusal(exc, "admin")
-            message = escape(json.loads(bytes(refused.body))["error"])
-            return HTMLResponse(f"<p>{message}</p>", status_code=refused.status_code)
+            status, body = _refusal(exc, "admin")
+            return HTMLResponse(f"<p>{escape(body['error'])}</p>", status_code=status)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     return [
