@@ -33,3 +33,13 @@ class _NullMeter:
 
 
 NULL_METER: Meter = _NullMeter()
+
+
+def size_text(n: float) -> str:
+    """Bytes as people read them: 1.5 GiB (the CLI, doctor and the reports alike)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover

@@ -59,16 +59,6 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
-def size_text(n: float) -> str:
-    """Bytes as people read them: 1.5 GiB."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def service_for(ctx: click.Context, write: bool) -> Service:
     """The state directory opened here (no daemon): root's, as the files are."""
     config: Config = ctx.obj

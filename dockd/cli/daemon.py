@@ -10,8 +10,9 @@ import click
 from rich.table import Table
 
 from dockd import logs
-from dockd.cli.common import change, out, size_text
+from dockd.cli.common import change, out
 from dockd.config import Config
+from dockd.progress import size_text
 from dockd.runner.client import DaemonUnavailable
 
 RUN_HELP = """\b

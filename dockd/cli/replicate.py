@@ -7,10 +7,11 @@ import sys
 
 import click
 
-from dockd.cli.common import out, service_for, size_text
+from dockd.cli.common import out, service_for
 from dockd.clock import SystemClock
 from dockd.config import Config
 from dockd.errors import ConfigError
+from dockd.progress import size_text
 from dockd.replicate.bucket import Bucket
 from dockd.replicate.status import ReplicationStatus
 from dockd.runner.replication import Uploader

@@ -17,12 +17,13 @@ import click
 from rich.table import Table
 
 from dockd.catalog import RecordingFilter
-from dockd.cli.common import change, err, local_actor, out, service_for, size_text
+from dockd.cli.common import change, err, local_actor, out, service_for
 from dockd.cli.common import utc_text as _utc
 from dockd.clock import FixedClock, parse_utc
 from dockd.config import Config
 from dockd.errors import UsageError
 from dockd.pages import html_to_pdf
+from dockd.progress import size_text
 from dockd.retention.report import (
     GROUP_KEYS,
     gap_listing,

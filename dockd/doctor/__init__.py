@@ -29,6 +29,7 @@ from dockd.doctor.check import Check, Severity, _fail, _pass
 from dockd.doctor.unit import UNIT_DIRS, UNIT_NAME, first_existing, unit_settings
 from dockd.errors import DockdError
 from dockd.integrity.keys import load_key
+from dockd.progress import size_text
 
 # (argv, timeout seconds) -> (exit status, output). 127: not found, 124: timed out.
 Runner = Callable[[Sequence[str], float], tuple[int, str]]
@@ -213,15 +214,6 @@ def check_fsync(config: Config) -> Check:
     return _pass("state_dir.fsync", f"{state}: file and directory fsync work")
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def check_free_space(config: Config) -> Check:
     where = _nearest_existing(config.state_dir)
     try:
@@ -230,7 +222,7 @@ def check_free_space(config: Config) -> Check:
         return _fail("free_space", "error", f"{where}: {exc.strerror or exc}", "")
     free = st.f_bavail * st.f_frsize
     floor = config.ingest.min_free_bytes
-    detail = f"{_size(free)} free on {where} (ingest.min_free_bytes {_size(floor)})"
+    detail = f"{size_text(free)} free on {where} (ingest.min_free_bytes {size_text(floor)})"
     if free < floor:
         return _fail(
             "free_space",

@@ -19,6 +19,7 @@ from html import escape
 from dockd.clock import isoformat_utc
 from dockd.errors import UsageError
 from dockd.pages import FONTS, PAGE_NUMBERS, html_to_pdf
+from dockd.progress import size_text
 from dockd.retention.charts import ReportCharts
 from dockd.retention.report import TABLE_COUNTS, ComplianceReport, cell
 from dockd.retention.svg import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, Series, bars
@@ -111,13 +112,6 @@ def _tier(tier: str, lang: str) -> str:
     return _w(key, lang) if key in _WORDS else tier
 
 
-def _size(n: float) -> str:
-    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
 def _count(v: float) -> str:
     return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
 
@@ -198,7 +192,7 @@ def _tiers(charts: ReportCharts, lang: str) -> str:
             for i, (tier, v) in enumerate(charts.storage)
         ],
         chart="storage",
-        shown=_size,
+        shown=size_text,
     )
     return (
         f"<h2>{escape(_w('kept', lang))}</h2>"
@@ -213,7 +207,7 @@ def _deletions(charts: ReportCharts, lang: str) -> str:
     series = []
     for d, color in zip(charts.deletions, (RED, ORANGE), strict=False):
         found = {t: n for t, n, _ in d.by_tier}
-        label = f"{_w('within', lang).format(d=d.days)} ({d.recordings}, {_size(d.bytes)})"
+        label = f"{_w('within', lang).format(d=d.days)} ({d.recordings}, {size_text(d.bytes)})"
         series.append(Series(f"days:{d.days}", label, color,
                              tuple(float(found.get(t, 0)) for t in tiers)))  # fmt: skip
     return bars(
