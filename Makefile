@@ -6,7 +6,7 @@ VENV      ?= .venv
 PYTHON    ?= python3
 BIN       := $(VENV)/bin
 # What a dock needs to run dockd (`make install`), and what the tests need besides.
-RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev ffmpeg \
+RUNTIME_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev ffmpeg python3-av \
                 fuse3 fusefat exfat-fuse exfatprogs dosfstools util-linux tzdata udev procps xorriso \
                 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-wqy-microhei
 APT_PACKAGES := $(RUNTIME_PACKAGES) python3-pip mtools strace systemd faketime \

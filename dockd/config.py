@@ -58,13 +58,16 @@ class IngestConfig:
     min_free_bytes: int = 64 << 20
     ffprobe: str = "ffprobe"
     ffprobe_timeout: float = 60.0
-    # Files whose ffprobe runs while the next file is copied (0: probe inline).
+    # Files probed while the next file is copied (0: probe inline).
     probe_ahead: int = 2
-    # Read a plain MP4/MOV's boxes in-process (ingest/mp4.py) instead of starting an
-    # ffprobe for it; ffprobe still judges every file the fast path is not sure of.
-    # Off by default: on damaged files it can still call readable, about once in 800
-    # randomly damaged clips, one that ffprobe refuses (tests/ingest/test_mp4.py).
-    fast_probe: bool = False
+    # The Python that runs the long-lived probe workers (ingest/prober.py) with
+    # Debian's python3-av, the libraries ffprobe uses; ffprobe judges whatever a
+    # worker cannot read. Empty: one ffprobe per file.
+    probe_python: str = "/usr/bin/python3"
+    # A file at least this large is copied resumably: every this many bytes the
+    # partial copy is fsynced and checkpointed, so a copy cut off by a pull or a
+    # crash resumes from the last checkpoint (ingest/resume.py). 0: never.
+    resume_interval: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -339,9 +342,11 @@ NUMERIC_RANGES: dict[str, Range] = {
     "ingest.min_free_bytes": Range(0, 1 << 50),
     # 0 would kill every ffprobe before it starts.
     "ingest.ffprobe_timeout": Range(0, _HOUR_S, low_inclusive=False),
-    # 0: probe inline. Each is a thread and an ffprobe, and after a crash up
+    # 0: probe inline. Each is a thread and a probe worker, and after a crash up
     # to this many objects wait for the next docking to be adopted.
     "ingest.probe_ahead": Range(0, 64),
+    # 0: off. Small values cost an fsync and a rename every that many bytes.
+    "ingest.resume_interval": Range(0, 1 << 50),
     # A daily audit re-hashes 1/this of the store: 0 would divide by zero.
     "integrity.audit_period_days": Range(1, _CENTURY_DAYS),
     # 0 would make every assigned camera overdue the moment it docks; R1 is

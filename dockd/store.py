@@ -4,6 +4,8 @@ Layout under the state directory:
 
     store/sha256/ab/<64 hex>   evidence objects, mode 0444, named by SHA-256
     store/tmp/<random>.part    copies in progress; emptied at start-up
+    store/partial/<key>.part   large copies in progress, resumable (ingest/resume.py),
+    store/partial/<key>.json     with their last checkpoint; kept across restarts
 
 An object is only ever created by renaming a temporary file that has been
 fsynced and read back from disk with a matching hash; it is never opened
@@ -59,8 +61,9 @@ class Store:
         self.root = root
         self.objects = root / "sha256"
         self.tmp = root / "tmp"
+        self.partial = root / "partial"
         self.min_free_bytes = min_free_bytes
-        for path in (root, self.objects, self.tmp):
+        for path in (root, self.objects, self.tmp, self.partial):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- reading -----------------------------------------------------------
@@ -90,16 +93,45 @@ class Store:
     def iter_temp(self) -> list[Path]:
         return sorted(self.tmp.iterdir())
 
+    def partial_paths(self, key: str) -> tuple[Path, Path]:
+        """A resumable copy's file and its checkpoint note."""
+        if not is_sha256_hex(key):
+            raise StoreError(f"not a partial copy's key: {key!r}")
+        return self.partial / f"{key}.part", self.partial / f"{key}.json"
+
+    def partial_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.partial.glob("*.part"))
+
     # -- writing (service/ only) --------------------------------------------
 
-    def recover(self) -> list[Path]:
-        """Remove partial copies left by a crash; return what was removed."""
+    def recover(self, now: float, keep_partial_s: float) -> list[Path]:
+        """Remove copies left by a crash that cannot be resumed; return what was removed.
+
+        Everything in tmp/ goes. A partial copy stays while it has a checkpoint
+        note younger than `keep_partial_s` (its camera may come back); a note
+        without its copy, a copy without a note (crashed before its first
+        checkpoint) and an older pair go.
+        """
         removed = self.iter_temp()
         for path in removed:
             path.unlink()
         if removed:
             fsync_dir(self.tmp)
-        return removed
+        stale: list[Path] = []
+        for path in sorted(self.partial.iterdir()):
+            twin = path.with_suffix(".json" if path.suffix == ".part" else ".part")
+            note = path if path.suffix == ".json" else twin
+            try:
+                fresh = now - note.stat().st_mtime < keep_partial_s
+            except FileNotFoundError:
+                fresh = False
+            if not (fresh and twin.exists() and path.suffix in (".part", ".json")):
+                stale.append(path)
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            fsync_dir(self.partial)
+        return removed + stale
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.tmp)
@@ -131,12 +163,13 @@ class Store:
         if target.exists():
             actual, _ = hash_file(target, buffer_size)
             if actual != sha256:
-                temp.unlink(missing_ok=True)
+                self.discard_temp(temp)
                 raise StoreError(
                     f"store object {self.relative_path(sha256)} is damaged "
                     f"(hashes to {actual}); run `dockd verify`"
                 )
             temp.unlink()
+            self._forget_checkpoint(temp)
             return target
         prefix = target.parent
         new_prefix = not prefix.exists()
@@ -149,6 +182,7 @@ class Store:
         fsync_dir(prefix)
         if new_prefix:
             fsync_dir(self.objects)
+        self._forget_checkpoint(temp)
         return target
 
     def remove_objects(self, shas: list[str]) -> list[str]:
@@ -196,6 +230,12 @@ class Store:
     def discard_temp(self, temp: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+        self._forget_checkpoint(temp)
+
+    def _forget_checkpoint(self, temp: Path) -> None:
+        """A partial copy committed or discarded: its checkpoint note means nothing now."""
+        if temp.parent == self.partial:
+            temp.with_suffix(".json").unlink(missing_ok=True)
 
 
 def is_read_only(path: Path) -> bool:

@@ -142,6 +142,7 @@ ZERO_IS_VALID = {
     "ingest.change_retry_delay",  # re-copy at once
     "ingest.min_free_bytes",  # no reserve
     "ingest.probe_ahead",  # probe inline
+    "ingest.resume_interval",  # no resumable copies
     "daemon.recent_sessions",  # status shows running sessions only
     "retention.grace_days",  # delete at the next sweep
     "retention.gap_threshold_seconds",  # any pause inside a recording counts

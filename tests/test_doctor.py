@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import stat
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +150,7 @@ def test_a_good_host_passes_every_check(good: Config, host: Path) -> None:
     assert list(checks) == [
         "config",
         "ffprobe",
+        "probe_workers",
         "state_dir",
         "state_dir.fsync",
         "free_space",
@@ -240,6 +242,21 @@ def test_failing_ffprobe_reports_its_output(good: Config, tmp_path: Path) -> Non
     check = doctor.check_ffprobe(config, doctor.run_command)
     failed(check, "error")
     assert "(1): libavcodec.so.59: cannot open" in check.detail
+
+
+def test_probe_workers_run_ffprobes_libraries(good: Config) -> None:
+    check = doctor.check_probe_workers(good)
+    assert check.ok and "python3-av on ffprobe's libraries" in check.detail, check
+
+
+def test_no_probe_workers_is_a_warning(good: Config) -> None:
+    # dockd's own virtualenv has no av: a Python without it cannot serve.
+    config = dataclasses.replace(good, ingest=IngestConfig(probe_python=sys.executable))
+    check = doctor.check_probe_workers(config)
+    failed(check, "warning")
+    assert "cannot import av" in check.detail and "python3-av" in check.fix
+    off = dataclasses.replace(good, ingest=IngestConfig(probe_python=""))
+    assert doctor.check_probe_workers(off).ok
 
 
 def test_state_dir_not_a_directory(good: Config, tmp_path: Path) -> None:

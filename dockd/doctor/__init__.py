@@ -26,13 +26,12 @@ from dockd.clock import Clock, isoformat_utc
 from dockd.config import DEFAULT_CONFIG_PATH, Config
 from dockd.doctor import replication as doctor_replication
 from dockd.doctor.check import Check, Severity, _fail, _pass
+from dockd.doctor.media import Runner, check_ffprobe, check_probe_workers
 from dockd.doctor.unit import UNIT_DIRS, UNIT_NAME, first_existing, unit_settings
 from dockd.errors import DockdError
 from dockd.integrity.keys import load_key
 from dockd.progress import size_text
 
-# (argv, timeout seconds) -> (exit status, output). 127: not found, 124: timed out.
-Runner = Callable[[Sequence[str], float], tuple[int, str]]
 MountCheck = Callable[[str], list[str]]
 
 RULES_NAME = "70-dockd.rules"
@@ -87,6 +86,7 @@ def run_checks(
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("config", lambda: check_config(config_path)),
         ("ffprobe", lambda: check_ffprobe(config, run)),
+        ("probe_workers", lambda: check_probe_workers(config)),
         ("state_dir", lambda: check_state_dir(config)),
         ("state_dir.fsync", lambda: check_fsync(config)),
         ("free_space", lambda: check_free_space(config)),
@@ -128,21 +128,6 @@ def check_config(config_path: Path | None) -> Check:
     if DEFAULT_CONFIG_PATH.exists():
         return _pass("config", f"{DEFAULT_CONFIG_PATH}: parsed")
     return _pass("config", f"{DEFAULT_CONFIG_PATH}: absent, all defaults in use")
-
-
-def check_ffprobe(config: Config, run: Runner) -> Check:
-    program = config.ingest.ffprobe
-    status, output = run([program, "-version"], min(config.ingest.ffprobe_timeout, 10.0))
-    if status == 0:
-        first = output.splitlines()[0] if output else "(no output)"
-        return _pass("ffprobe", f"{program}: {first}")
-    return _fail(
-        "ffprobe",
-        "error",
-        f"{program} -version failed ({status}): {output}",
-        "apt-get install ffmpeg, or set ingest.ffprobe to its full path "
-        "(without it every recording is flagged unreadable_media)",
-    )
 
 
 def _nearest_existing(path: Path) -> Path:

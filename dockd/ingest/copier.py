@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dockd.chunks import hash_fd, read_chunks
 from dockd.errors import SourceError, StopRequested, StoreError, VolumeGoneError
+from dockd.ingest.resume import Partial, open_partial
 from dockd.ingest.volume import GONE_ERRNOS, FileIdentity, Volume
 from dockd.store import Store, hash_file, raise_store_error
 
@@ -34,6 +35,8 @@ class Copy:
     temp: Path
     before: FileIdentity
     after: FileIdentity
+    # Bytes taken from an interrupted copy's proven prefix (ingest/resume.py).
+    resumed_from: int = 0
 
     @property
     def source_changed(self) -> bool:
@@ -65,6 +68,14 @@ def hash_source(
     return sha256, size, before, after
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """Copy resumably (ingest/resume.py) if the file has at least `interval` bytes."""
+
+    key: str
+    interval: int
+
+
 def copy_verified(
     volume: Volume,
     rel_parts: tuple[bytes, ...],
@@ -72,26 +83,39 @@ def copy_verified(
     buffer_size: int,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int], None] | None = None,
+    resumable: Resumable | None = None,
 ) -> Copy:
     """Copy one source file into a proven temporary file of `store`.
 
     `progress` is called with the length of each chunk copied (the read-back
-    that follows is not reported: it re-reads the same bytes).
+    that follows is not reported: it re-reads the same bytes); a resumed
+    copy first reports its proven prefix at once.
 
     Raises SourceError / VolumeGoneError for the source, StoreError /
     StoreFullError for the store, OSError for anything else; in every
-    error case no temporary file is left behind.
+    error case no temporary file is left behind, except a resumable copy's
+    partial file when the camera's side stopped it (SourceError,
+    StopRequested): the next copy of that file continues it.
     """
     where = b"/".join(rel_parts).decode("utf-8", "backslashreplace")
     temp: Path | None = None
+    partial: Partial | None = None
     try:
         with volume.open_file(rel_parts) as src:
             before = FileIdentity.of(os.fstat(src))
             store.check_space(before.size)
-            dst, temp = store.new_temp()
+            if resumable is not None and 0 < resumable.interval <= before.size:
+                partial = open_partial(
+                    store, resumable.key, src, before, resumable.interval, buffer_size, where
+                )
+                dst, temp = partial.fd, partial.path
+                if progress is not None and partial.offset:
+                    progress(partial.offset)
+            else:
+                dst, temp = store.new_temp()
             try:
                 sha256, size = _copy_and_sync(
-                    src, dst, where, buffer_size, before.size, should_stop, progress
+                    src, dst, where, buffer_size, before.size, should_stop, progress, partial
                 )
             finally:
                 os.close(dst)
@@ -104,11 +128,16 @@ def copy_verified(
             raise raise_store_error("reading a copy back", exc) from None
         if (read_back, read_size) != (sha256, size):
             raise StoreError(f"{where}: the copy read back from disk differs from what was written")
+    except (SourceError, StopRequested):
+        if temp is not None and partial is None:
+            store.discard_temp(temp)
+        raise
     except BaseException:
         if temp is not None:
             store.discard_temp(temp)
         raise
-    return Copy(sha256=sha256, size=size, temp=temp, before=before, after=after)
+    resumed = partial.resumed_from if partial else 0
+    return Copy(sha256, size, temp, before, after, resumed_from=resumed)
 
 
 def _copy_and_sync(
@@ -119,10 +148,15 @@ def _copy_and_sync(
     size_hint: int,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int], None] | None = None,
+    partial: Partial | None = None,
 ) -> tuple[str, int]:
-    """Read `src` once, hashing and writing each chunk; fsync `dst` and drop its cache."""
-    digest = hashlib.sha256()
-    size = 0
+    """Read `src` once, hashing and writing each chunk; fsync `dst` and drop its cache.
+
+    With a `partial`, `src` and `dst` are positioned after its proven prefix,
+    whose hash state it holds, and every chunk written may be a checkpoint.
+    """
+    digest = partial.digest if partial else hashlib.sha256()
+    size = partial.offset if partial else 0
     # closing(): the read-ahead thread must stop before `src` is closed.
     with closing(read_chunks(src, buffer_size, size_hint)) as chunks:
         while True:
@@ -137,14 +171,26 @@ def _copy_and_sync(
             digest.update(chunk)
             _write_all(dst, chunk)
             size += len(chunk)
+            if partial is not None:
+                _checkpoint(partial.written, size)
             if progress is not None:
                 progress(len(chunk))
     try:
-        os.fsync(dst)
+        if partial is not None:
+            partial.checkpoint(size)  # a crash during the read-back resumes at the end
+        else:
+            os.fsync(dst)
         os.posix_fadvise(dst, 0, 0, os.POSIX_FADV_DONTNEED)
     except OSError as exc:
         raise raise_store_error("syncing a copy", exc) from None
     return digest.hexdigest(), size
+
+
+def _checkpoint(written: Callable[[int], None], size: int) -> None:
+    try:
+        written(size)
+    except OSError as exc:
+        raise raise_store_error("checkpointing a copy", exc) from None
 
 
 def _write_all(fd: int, data: memoryview) -> None:

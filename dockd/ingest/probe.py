@@ -9,12 +9,15 @@ cannot read gets a MediaInfo with `error` set: it is still evidence.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+\]")
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,10 @@ def probe(path: Path, ffprobe: str = "ffprobe", timeout: float = 60.0) -> MediaI
         return MediaInfo(error=f"ffprobe timed out after {timeout:g} s")
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        return MediaInfo(
-            error=(message[-1] if message else f"ffprobe exit {proc.returncode}")[:500]
-        )
+        text = message[-1] if message else f"ffprobe exit {proc.returncode}"
+        # "[h264 @ 0x55aeafb226c0] ...": the address differs from run to run; the
+        # recorded reason must not (a re-probe gives the same words).
+        return MediaInfo(error=_ADDRESS.sub("]", text)[:500])
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -326,7 +326,10 @@ def _ingest_all(
 
     if progress:
         progress.phase("copying")
-    with ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool:
+    with (
+        service.prober() as prober,
+        ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool,
+    ):
         for index, item in enumerate(files):
             if should_stop():
                 settle(0)
@@ -357,7 +360,7 @@ def _ingest_all(
                 settle(0)
                 done(item, staged)
                 continue
-            pending.append((staged, pool.submit(service.probe_staged, staged)))
+            pending.append((staged, pool.submit(service.probe_staged, staged, prober)))
             settle(ahead)
         settle(0)
     return state, outcomes, failed

@@ -15,9 +15,10 @@ from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile
 from dockd.devices.registry import labels_for
 from dockd.errors import StoreError
-from dockd.ingest.copier import Copy, copy_verified, hash_source
-from dockd.ingest.mp4 import fast_probe
+from dockd.ingest.copier import Copy, Resumable, copy_verified, hash_source
 from dockd.ingest.probe import MediaInfo, probe
+from dockd.ingest.prober import Prober
+from dockd.ingest.resume import partial_key
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.timing import resolve_times
 from dockd.ingest.volume import FileIdentity, Volume
@@ -169,7 +170,10 @@ class Docking(ServiceBase):
                 progress(-size)  # not the same file after all: it is copied from the start
 
         flags: list[str] = []
-        copy = self._copy_until_stable(volume, found, flags, should_stop, progress)
+        resumable = None
+        if cfg.resume_interval:
+            resumable = Resumable(partial_key(session.serial, found.rel_path), cfg.resume_interval)
+        copy = self._copy_until_stable(volume, found, flags, should_stop, progress, resumable)
         try:
             existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
             if existing is not None and existing.deleted:
@@ -184,16 +188,22 @@ class Docking(ServiceBase):
             return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
         return Staged(found, copy, tuple(flags))
 
-    def probe_staged(self, staged: Staged) -> MediaInfo:
-        """Step 2: probe the stored object: its MP4 boxes when the file is plain
-        (ingest/mp4.py), else ffprobe, the judge of "unreadable". Touches no catalog:
-        safe in a worker thread."""
+    def probe_staged(self, staged: Staged, prober: Prober | None = None) -> MediaInfo:
+        """Step 2: probe the stored object, through `prober`'s long-lived workers when
+        given, else with one ffprobe (the judge of "unreadable" either way). Touches no
+        catalog: safe in a worker thread."""
         if staged.copy.size == 0:
             return MediaInfo(error="empty file")
         cfg = self.config.ingest
         path = self.store.object_path(staged.copy.sha256)
-        known = fast_probe(path) if cfg.fast_probe else None
-        return known or probe(path, cfg.ffprobe, cfg.ffprobe_timeout)
+        if prober is not None:
+            return prober.probe(path)
+        return probe(path, cfg.ffprobe, cfg.ffprobe_timeout)
+
+    def prober(self) -> Prober:
+        """Probe workers for one session (close it, or use it as a context manager)."""
+        cfg = self.config.ingest
+        return Prober(cfg.ffprobe, cfg.ffprobe_timeout, cfg.probe_python, max(cfg.probe_ahead, 1))
 
     def finish_file(
         self, session: SessionInfo, profile: Profile, staged: Staged, media: MediaInfo
@@ -224,12 +234,19 @@ class Docking(ServiceBase):
         flags: list[str],
         should_stop: Callable[[], bool] | None,
         progress: Callable[[int], None] | None = None,
+        resumable: Resumable | None = None,
     ) -> Copy:
         cfg = self.config.ingest
         attempts = cfg.change_retries + 1
         for attempt in range(1, attempts + 1):
             copy = copy_verified(
-                volume, found.rel_parts, self.store, cfg.buffer_size, should_stop, progress
+                volume,
+                found.rel_parts,
+                self.store,
+                cfg.buffer_size,
+                should_stop,
+                progress,
+                resumable,
             )
             if not copy.source_changed:
                 return copy
@@ -241,6 +258,7 @@ class Docking(ServiceBase):
             self.store.discard_temp(copy.temp)
             if progress is not None:
                 progress(-copy.size)  # the retry reads the file again from its start
+            # (the discarded copy took its checkpoint with it: the retry starts at 0)
             log.info("ingest.file.retry", path=found.display, attempt=attempt)
             time.sleep(cfg.change_retry_delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -347,6 +365,8 @@ class Docking(ServiceBase):
                     "tier": retention.tier,
                     "expires_at": expires,
                     "policy_version": policy.version,
+                    # Only when a pulled or crashed copy was continued (resume.py).
+                    **({"copy_resumed_from": copy.resumed_from} if copy.resumed_from else {}),
                 },
                 now,
             )
@@ -384,6 +404,13 @@ class Docking(ServiceBase):
             )
             # Queued with its row: a duplicate's content key is queued already.
             self._queue_object(copy.sha256, copy.size)
+        if copy.resumed_from:
+            log.info(
+                "ingest.file.assembled",
+                recording=recording_id,
+                resumed_from=copy.resumed_from,
+                size=copy.size,
+            )
         recording = self.catalog.recording(recording_id)
         assert recording is not None
         return recording

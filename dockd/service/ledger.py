@@ -40,6 +40,9 @@ from dockd.service.results import (
 )
 from dockd.service.values import IntegrityError, StateBusyError
 
+# A resumable partial copy waits this long for its camera to come back (ingest/resume.py).
+PARTIAL_KEEP_DAYS = 14
+
 log = structlog.get_logger("dockd.service")
 
 # How to run verify.py, the same in both READMEs (ends mid-sentence: each says what OK means).
@@ -197,7 +200,8 @@ class Ledger(ServiceBase):
         camera re-queues them; objects renamed into place before the crash
         are reused by it.
         """
-        for path in self.store.recover():
+        keep_s = PARTIAL_KEEP_DAYS * 86400
+        for path in self.store.recover(self.clock.now().timestamp(), keep_s):
             log.warning("recovery.temp_removed", path=str(path))
         # A sweep stopped between its tombstones' commit and the unlinks.
         if self.store.sweep_marked():

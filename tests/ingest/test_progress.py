@@ -192,7 +192,7 @@ def test_a_failed_file_still_completes_its_share(
     def read_error_halfway(volume: Volume, rel_parts: tuple[bytes, ...], *args: Any) -> Any:
         if rel_parts[-1] != b"bad.mp4":
             return real(volume, rel_parts, *args)
-        args[-1](BIG // 2)  # the progress callback: half the file read, then the card fails
+        args[3](BIG // 2)  # the progress callback: half the file read, then the card fails
         raise SourceError("DCIM/bad.mp4: read error: Input/output error")
 
     monkeypatch.setattr(service_module, "copy_verified", read_error_halfway)
