@@ -13,8 +13,9 @@ everything else goes to ffprobe, which stays the only judge of
 - no worker at all: no python3-av, or libraries other than ffprobe's (the
   versions are compared once, when the first worker starts).
 
-`probe()` may be called from several threads at once; each call uses one
-idle worker, or starts one while fewer than `workers` exist.
+`probe()` may be called from several threads at once (a dock's sessions share
+one Prober); each call uses an idle worker, starts one while fewer than
+`workers` exist, or waits for one to be free.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class Prober:
         self.limit = workers if python else 0
         self._idle: list[_Worker] = []
         self._count = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._checked = False
         self._closed = False
         self.unavailable: str | None = None if self.limit else "no probe workers configured"
@@ -167,9 +168,16 @@ class Prober:
 
     def _take(self) -> _Worker | None:
         with self._lock:
+            while (
+                not self._idle
+                and self._count >= self.limit
+                and self.unavailable is None
+                and not self._closed
+            ):
+                self._lock.wait()  # all busy: a probe takes milliseconds
             if self._idle:
                 return self._idle.pop()
-            if self.unavailable is not None or self._count >= self.limit:
+            if self.unavailable is not None or self._closed:
                 return None
             self._count += 1
         try:
@@ -177,6 +185,7 @@ class Prober:
         except WorkerFailed as exc:
             with self._lock:
                 self._count -= 1
+                self._lock.notify_all()
                 if self.unavailable is None:
                     self.unavailable = str(exc)
                     log.warning("ingest.probe_worker.unavailable", reason=str(exc))
@@ -211,6 +220,7 @@ class Prober:
         with self._lock:
             if not self._closed:
                 self._idle.append(worker)
+                self._lock.notify()
                 return
         self._drop(worker)  # closed while it worked
 
@@ -218,10 +228,12 @@ class Prober:
         worker.close()
         with self._lock:
             self._count -= 1
+            self._lock.notify()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._lock.notify_all()
             idle, self._idle = self._idle, []
             self._count -= len(idle)
         for worker in idle:

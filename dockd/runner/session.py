@@ -326,10 +326,7 @@ def _ingest_all(
 
     if progress:
         progress.phase("copying")
-    with (
-        service.prober() as prober,
-        ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool,
-    ):
+    with ThreadPoolExecutor(max(ahead, 1), thread_name_prefix="dockd-probe") as pool:
         for index, item in enumerate(files):
             if should_stop():
                 settle(0)
@@ -360,7 +357,7 @@ def _ingest_all(
                 settle(0)
                 done(item, staged)
                 continue
-            pending.append((staged, pool.submit(service.probe_staged, staged, prober)))
+            pending.append((staged, pool.submit(service.probe_staged, staged)))
             settle(ahead)
         settle(0)
     return state, outcomes, failed

@@ -30,6 +30,7 @@ from dockd.catalog import Catalog, Recording
 from dockd.clock import Clock
 from dockd.config import Config
 from dockd.errors import DockdError
+from dockd.ingest.prober import Prober
 from dockd.integrity.keys import host_id
 from dockd.integrity.note import VerifierKey
 from dockd.service.access import Access
@@ -113,6 +114,10 @@ class Service(
         self.state_dir = config.state_dir
         self._lock_fd = -1
         self._extend_due = threading.Event()
+        cfg = config.ingest
+        self._prober = Prober(
+            cfg.ffprobe, cfg.ffprobe_timeout, cfg.probe_python, max(cfg.probe_ahead, 1)
+        )
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:

@@ -19,6 +19,7 @@ from dockd.catalog import Catalog, Recording
 from dockd.clock import Clock
 from dockd.config import Config
 from dockd.errors import UsageError
+from dockd.ingest.prober import Prober
 from dockd.integrity.chain import LogEntry
 from dockd.integrity.note import VerifierKey
 from dockd.retention.policy import Policy
@@ -50,6 +51,8 @@ class ServiceBase:
     _lock_fd: int
     # Set when a recording's retention moved: replicated locks may have to grow.
     _extend_due: threading.Event
+    # The dock's probe workers, shared by its sessions (started on first use).
+    _prober: Prober
 
     if TYPE_CHECKING:
         # Defined by the part named; declared here so that the others may call them.

@@ -16,8 +16,7 @@ from dockd.devices.profiles import Profile
 from dockd.devices.registry import labels_for
 from dockd.errors import StoreError
 from dockd.ingest.copier import Copy, Resumable, copy_verified, hash_source
-from dockd.ingest.probe import MediaInfo, probe
-from dockd.ingest.prober import Prober
+from dockd.ingest.probe import MediaInfo
 from dockd.ingest.resume import partial_key
 from dockd.ingest.scanner import FoundFile
 from dockd.ingest.timing import resolve_times
@@ -188,22 +187,13 @@ class Docking(ServiceBase):
             return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
         return Staged(found, copy, tuple(flags))
 
-    def probe_staged(self, staged: Staged, prober: Prober | None = None) -> MediaInfo:
-        """Step 2: probe the stored object, through `prober`'s long-lived workers when
-        given, else with one ffprobe (the judge of "unreadable" either way). Touches no
+    def probe_staged(self, staged: Staged) -> MediaInfo:
+        """Step 2: probe the stored object, in the dock's long-lived probe workers
+        (ingest/prober.py) or by ffprobe, the judge of "unreadable". Touches no
         catalog: safe in a worker thread."""
         if staged.copy.size == 0:
             return MediaInfo(error="empty file")
-        cfg = self.config.ingest
-        path = self.store.object_path(staged.copy.sha256)
-        if prober is not None:
-            return prober.probe(path)
-        return probe(path, cfg.ffprobe, cfg.ffprobe_timeout)
-
-    def prober(self) -> Prober:
-        """Probe workers for one session (close it, or use it as a context manager)."""
-        cfg = self.config.ingest
-        return Prober(cfg.ffprobe, cfg.ffprobe_timeout, cfg.probe_python, max(cfg.probe_ahead, 1))
+        return self._prober.probe(self.store.object_path(staged.copy.sha256))
 
     def finish_file(
         self, session: SessionInfo, profile: Profile, staged: Staged, media: MediaInfo

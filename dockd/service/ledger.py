@@ -176,6 +176,7 @@ class Ledger(ServiceBase):
                 # say so, and still release the catalog and the lock.
                 log.error("checkpoint.failed", reason=str(exc))
         self._signer = None  # closed: a second close() signs nothing
+        self._prober.close()
         self.catalog.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)

@@ -251,3 +251,15 @@ def test_ffprobes_reason_is_the_same_on_every_run(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\necho '[h264 @ 0x55aeafb226c0] missing picture' >&2\nexit 1\n")
     fake.chmod(0o755)
     assert probe(tmp_path / "any.mp4", str(fake)).error == "[h264] missing picture"
+
+
+def test_sessions_share_the_workers_and_wait_for_a_free_one(clips: dict[str, Path]) -> None:
+    # More probes at once than workers (a dock's sessions share them): each waits for
+    # a free worker rather than starting an ffprobe, and no more workers than allowed run.
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [*CLIPS, "camera.mp4"] * 2
+    with Prober(workers=2) as shared, ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda name: shared.probe(clips[name]), names))
+        assert shared.fallbacks == 0 and shared._count <= 2
+    assert results == [probe(clips[name]) for name in names]
