@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dockd.clock import SystemClock, isoformat_utc, parse_time
+from dockd.clock import Clock, SystemClock, isoformat_utc, parse_time
 from dockd.config import Config
 from dockd.errors import DockdError, NotPermitted, UsageError
 from dockd.ingest.scanner import FoundFile
@@ -59,11 +59,11 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
-def service_for(ctx: click.Context, write: bool) -> Service:
+def service_for(ctx: click.Context, write: bool, clock: Clock | None = None) -> Service:
     """The state directory opened here (no daemon): root's, as the files are."""
     config: Config = ctx.obj
     try:
-        return Service(config, SystemClock(), write=write)
+        return Service(config, clock or SystemClock(), write=write)
     except PermissionError:
         raise NotPermitted(
             f"{config.state_dir}: only root (the service) reads the state directory; ask the "

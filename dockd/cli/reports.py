@@ -20,7 +20,6 @@ from dockd.catalog import RecordingFilter
 from dockd.cli.common import change, err, local_actor, out, service_for
 from dockd.cli.common import utc_text as _utc
 from dockd.clock import FixedClock, parse_utc
-from dockd.config import Config
 from dockd.errors import UsageError
 from dockd.pages import html_to_pdf
 from dockd.progress import size_text
@@ -30,7 +29,6 @@ from dockd.retention.report import (
 )
 from dockd.retention.report_html import LANGS
 from dockd.runner.operations import perform
-from dockd.service import Service
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -115,13 +113,12 @@ def report_compliance(
         raise UsageError("--out writes the CSV tables, the html or the pdf; not json or table")
     first, last = _period(start, end)
     moment = _utc(as_of, "--as-of")
-    config: Config = ctx.obj
     wire = {"table": "text", "pdf": "html"}.get(fmt, fmt)  # a PDF is made here, from the page
     args: dict[str, Any] = {"from": first, "to": last, "by": by, "format": wire, "lang": lang,
                             "width": out.width}  # fmt: skip
     if moment:
         # Judged at another instant than the daemon's now: root, on the files themselves.
-        with Service(config, FixedClock(parse_utc(moment)), write=False) as service:
+        with service_for(ctx, write=False, clock=FixedClock(parse_utc(moment))) as service:
             result = perform(service, "report.compliance", args, local_actor())
     else:
         # Through the daemon when it runs (anyone its roles allow), else here (root).

@@ -148,6 +148,8 @@ def test_without_the_daemon_a_user_is_told_to_ask_it(env: dict[str, Path], reach
     for args, words in (
         (["list"], "only root (the service) reads the state directory"),
         (["tag", "1", "--cause", "x"], "dockd is not running, and without it only root"),
+        # --as-of is judged here, on the files, even while a daemon runs.
+        (["report", "compliance", "--as-of", "2026-01-01T00:00:00Z"], "only root (the service)"),
     ):
         done = subprocess.run(
             ["setpriv", "--reuid=4321", "--regid=4321", "--clear-groups", sys.executable,
