@@ -84,8 +84,13 @@ def copy_verified(
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int], None] | None = None,
     resumable: Resumable | None = None,
+    prove: bool = True,
 ) -> Copy:
     """Copy one source file into a proven temporary file of `store`.
+
+    With `prove=False` the read-back is left to `prove_copy`, which the caller
+    must run before the copy goes into the store (a session runs it beside the
+    copy of the next file).
 
     `progress` is called with the length of each chunk copied (the read-back
     that follows is not reported: it re-reads the same bytes); a resumed
@@ -122,12 +127,8 @@ def copy_verified(
             # The second look happens while the file is still open: FAT
             # drivers (and FUSE) may renumber an inode once nothing holds it.
             after = FileIdentity.of(volume.lstat(rel_parts))
-        try:
-            read_back, read_size = hash_file(temp, buffer_size)
-        except OSError as exc:
-            raise raise_store_error("reading a copy back", exc) from None
-        if (read_back, read_size) != (sha256, size):
-            raise StoreError(f"{where}: the copy read back from disk differs from what was written")
+        if prove:
+            _read_back(temp, sha256, size, buffer_size, where)
     except (SourceError, StopRequested):
         if temp is not None and partial is None:
             store.discard_temp(temp)
@@ -138,6 +139,26 @@ def copy_verified(
         raise
     resumed = partial.resumed_from if partial else 0
     return Copy(sha256, size, temp, before, after, resumed_from=resumed)
+
+
+def prove_copy(copy: Copy, store: Store, buffer_size: int, where: str) -> None:
+    """The read-back of a copy made with `prove=False`: its bytes, re-read from disk
+    (cached pages dropped), must hash as they did when written. On any failure the
+    copy is discarded and StoreError raised."""
+    try:
+        _read_back(copy.temp, copy.sha256, copy.size, buffer_size, where)
+    except BaseException:
+        store.discard_temp(copy.temp)
+        raise
+
+
+def _read_back(temp: Path, sha256: str, size: int, buffer_size: int, where: str) -> None:
+    try:
+        read_back, read_size = hash_file(temp, buffer_size)
+    except OSError as exc:
+        raise raise_store_error("reading a copy back", exc) from None
+    if (read_back, read_size) != (sha256, size):
+        raise StoreError(f"{where}: the copy read back from disk differs from what was written")
 
 
 def _copy_and_sync(

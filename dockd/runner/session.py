@@ -357,7 +357,7 @@ def _ingest_all(
                 settle(0)
                 done(item, staged)
                 continue
-            pending.append((staged, pool.submit(service.probe_staged, staged)))
+            pending.append((staged, pool.submit(service.prove_staged, staged)))
             settle(ahead)
         settle(0)
     return state, outcomes, failed

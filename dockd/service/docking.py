@@ -15,7 +15,7 @@ from dockd.devices.identity import DeviceHealth, DeviceIdentity
 from dockd.devices.profiles import Profile
 from dockd.devices.registry import labels_for
 from dockd.errors import StoreError
-from dockd.ingest.copier import Copy, Resumable, copy_verified, hash_source
+from dockd.ingest.copier import Copy, Resumable, copy_verified, hash_source, prove_copy
 from dockd.ingest.probe import MediaInfo
 from dockd.ingest.resume import partial_key
 from dockd.ingest.scanner import FoundFile
@@ -134,13 +134,13 @@ class Docking(ServiceBase):
 
         On any error nothing of this file is left in store/tmp and nothing
         is committed; the camera's copy must then stay where it is. The
-        three steps are public so that a session can overlap the probe of
-        one file with the copy of the next (see ingest/session.py).
+        three steps are public so that a session can overlap the read-back
+        and probe of one file with the copy of the next (runner/session.py).
         """
         staged = self.stage_file(session, volume, found)
         if isinstance(staged, FileOutcome):
             return staged
-        return self.finish_file(session, profile, staged, self.probe_staged(staged))
+        return self.finish_file(session, profile, staged, self.prove_staged(staged))
 
     def stage_file(
         self,
@@ -150,7 +150,8 @@ class Docking(ServiceBase):
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> FileOutcome | Staged:
-        """Step 1: a duplicate's outcome, or the proven object renamed into the store.
+        """Step 1: a duplicate's outcome, or the camera file copied into store/tmp/
+        (or store/partial/), not yet read back: `prove_staged` does that.
 
         `progress` hears of the source's bytes as they are read (negative: a
         read starts over), for a bar that moves within a large file.
@@ -175,7 +176,10 @@ class Docking(ServiceBase):
         copy = self._copy_until_stable(volume, found, flags, should_stop, progress, resumable)
         try:
             existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
-            if existing is not None and existing.deleted:
+            if existing is None:
+                return Staged(found, copy, tuple(flags))
+            prove_copy(copy, self.store, cfg.buffer_size, found.display)
+            if existing.deleted:
                 # Not stored again: only a tombstone would refer to it.
                 self.store.discard_temp(copy.temp)
             else:
@@ -183,17 +187,23 @@ class Docking(ServiceBase):
         except BaseException:
             self.store.discard_temp(copy.temp)
             raise
-        if existing is not None:
-            return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
-        return Staged(found, copy, tuple(flags))
+        return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
 
-    def probe_staged(self, staged: Staged) -> MediaInfo:
-        """Step 2: probe the stored object, in the dock's long-lived probe workers
-        (ingest/prober.py) or by ffprobe, the judge of "unreadable". Touches no
-        catalog: safe in a worker thread."""
-        if staged.copy.size == 0:
+    def prove_staged(self, staged: Staged) -> MediaInfo:
+        """Step 2: read the copy back from disk, rename it into the store (FORMAT.md,
+        order of writes, 1), and probe the object, in the dock's long-lived probe
+        workers (ingest/prober.py) or by ffprobe, the judge of "unreadable". Touches
+        no catalog: safe in a worker thread, beside the copy of the next file."""
+        copy, buffer_size = staged.copy, self.config.ingest.buffer_size
+        prove_copy(copy, self.store, buffer_size, staged.found.display)
+        try:
+            self.store.commit_temp(copy.temp, copy.sha256, buffer_size)
+        except BaseException:
+            self.store.discard_temp(copy.temp)
+            raise
+        if copy.size == 0:
             return MediaInfo(error="empty file")
-        return self._prober.probe(self.store.object_path(staged.copy.sha256))
+        return self._prober.probe(self.store.object_path(copy.sha256))
 
     def finish_file(
         self, session: SessionInfo, profile: Profile, staged: Staged, media: MediaInfo
@@ -237,6 +247,7 @@ class Docking(ServiceBase):
                 should_stop,
                 progress,
                 resumable,
+                prove=False,  # by prove_staged (or stage_file, for a duplicate)
             )
             if not copy.source_changed:
                 return copy

@@ -112,7 +112,8 @@ class FileOutcome:
 
 @dataclass(frozen=True)
 class Staged:
-    """A file whose proven copy is in the store, awaiting its probe and its row."""
+    """A file copied from the camera, awaiting its proof (the read-back), its move
+    into the store, its probe and its row."""
 
     found: FoundFile
     copy: Copy

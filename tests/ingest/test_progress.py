@@ -189,9 +189,11 @@ def test_a_failed_file_still_completes_its_share(
     _big(cam, "DCIM/bad.mp4")
     real = service_module.copy_verified
 
-    def read_error_halfway(volume: Volume, rel_parts: tuple[bytes, ...], *args: Any) -> Any:
+    def read_error_halfway(
+        volume: Volume, rel_parts: tuple[bytes, ...], *args: Any, **kwargs: Any
+    ) -> Any:
         if rel_parts[-1] != b"bad.mp4":
-            return real(volume, rel_parts, *args)
+            return real(volume, rel_parts, *args, **kwargs)
         args[3](BIG // 2)  # the progress callback: half the file read, then the card fails
         raise SourceError("DCIM/bad.mp4: read error: Input/output error")
 

@@ -73,6 +73,7 @@ def _stage(service: Service, cam: Path, stop_after: int | None = None) -> Staged
 
         staged = service.stage_file(session, volume, found, should_stop, progress)
     assert isinstance(staged, Staged)
+    service.prove_staged(staged)  # read back and renamed into the store
     return staged
 
 
