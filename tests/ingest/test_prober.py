@@ -263,3 +263,26 @@ def test_sessions_share_the_workers_and_wait_for_a_free_one(clips: dict[str, Pat
         results = list(pool.map(lambda name: shared.probe(clips[name]), names))
         assert shared.fallbacks == 0 and shared._count <= 2
     assert results == [probe(clips[name]) for name in names]
+
+
+def _anonymous_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "Anonymous":
+            return int(value.split()[0]) // 1024
+    raise AssertionError("no Anonymous line in smaps_rollup")
+
+
+def test_a_worker_does_not_grow_with_the_files_it_reads(clips: dict[str, Path]) -> None:
+    # A dock's workers live as long as the daemon: memory kept per file (PyAV's
+    # reference cycles hold about 1 MB each until collected) would add up.
+    with Prober(workers=1) as one:
+        assert one.available()
+        pid = one._idle[0].proc.pid
+        for _ in range(10):
+            one.probe(clips["hd.mp4"])
+        before = _anonymous_mib(pid)
+        for _ in range(150):
+            one.probe(clips["hd.mp4"])
+        assert one.fallbacks == 0 and one._idle[0].proc.pid == pid
+        assert _anonymous_mib(pid) - before < 10
