@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from dockd import logs
+from dockd.chunks import return_buffers_to_the_system
 from dockd.cli.access import approve, copy, custody, refuse, request_group, view
 from dockd.cli.archive import export, verify_disc_command
 from dockd.cli.common import EXIT_CODES
@@ -104,4 +105,5 @@ for _command in (
 
 
 def main() -> None:
+    return_buffers_to_the_system()
     cli(prog_name="dockd")
