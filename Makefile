@@ -80,6 +80,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/dock.py
+	$(BIN)/python bench/dock_scale.py
 	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/replicate.py
 

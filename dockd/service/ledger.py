@@ -302,30 +302,35 @@ class Ledger(ServiceBase):
         if self._signer is None:
             raise DockdError("signing a checkpoint needs a writing service")
         key, vkey = self._signer
-        size, _ = self.catalog.head()
-        root = root_hash(self.catalog.node, size)
-        previous = self.catalog.last_checkpoint()
-        if previous is not None:
-            old_size, old_root = int(previous["size"]), bytes(previous["root"])
-            if (old_size, old_root) == (size, root) and previous["key_id"] == f"{vkey.key_id:08x}":
-                return str(previous["note"])
-            proof = consistency_proof(self.catalog.node, old_size, size) if old_size <= size else []
-            if not verify_consistency(old_size, size, old_root, root, proof):
-                log.error("checkpoint.inconsistent", old_size=old_size, size=size)
-                raise IntegrityError(
-                    f"the log of size {size} is not an extension of checkpoint {previous['id']} "
-                    f"(size {old_size}); refusing to sign. Run `dockd verify`."
-                )
-        note = sign(Checkpoint(self.origin, size, root).to_text(), self.origin, key)
-        now = self.clock.now()
+        # One transaction from reading the head to storing the checkpoint: another
+        # thread (a second docking session ending) must neither append nor sign in
+        # between, or this one would compare a stale head with a newer checkpoint.
         with self.catalog.transaction():
+            size, _ = self.catalog.head()
+            root = root_hash(self.catalog.node, size)
+            previous = self.catalog.last_checkpoint()
+            if previous is not None:
+                old_size, old_root = int(previous["size"]), bytes(previous["root"])
+                same_key = previous["key_id"] == f"{vkey.key_id:08x}"
+                if (old_size, old_root) == (size, root) and same_key:
+                    return str(previous["note"])
+                proof = (
+                    consistency_proof(self.catalog.node, old_size, size) if old_size <= size else []
+                )
+                if not verify_consistency(old_size, size, old_root, root, proof):
+                    log.error("checkpoint.inconsistent", old_size=old_size, size=size)
+                    raise IntegrityError(
+                        f"the log of size {size} is not an extension of checkpoint "
+                        f"{previous['id']} (size {old_size}); refusing to sign. Run `dockd verify`."
+                    )
+            note = sign(Checkpoint(self.origin, size, root).to_text(), self.origin, key)
             self.catalog.insert_checkpoint(
                 {
                     "size": size,
                     "root": root,
                     "note": note,
                     "key_id": f"{vkey.key_id:08x}",
-                    "created_at": isoformat_utc(now),
+                    "created_at": isoformat_utc(self.clock.now()),
                 }
             )
             # Off the box as soon as it is signed (with the log it signs).

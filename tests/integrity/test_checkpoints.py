@@ -153,3 +153,42 @@ def test_refuses_to_sign_a_log_that_is_not_an_extension(
         )
         with pytest.raises(IntegrityError, match="refusing to sign"):
             svc.checkpoint()
+
+
+def test_two_sessions_ending_at_once_both_sign(
+    tmp_path: Path, config: Config, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/dock_scale.py with daemon.workers = 2: one session read the log's
+    head, a second appended and signed, and the first then found its (stale) head
+    behind the newest checkpoint and refused to sign. Here the second session's append
+    and checkpoint are started at exactly that instant, from another thread."""
+    import threading
+
+    with Service(config, clock) as svc:
+        _dock(svc, tmp_path / "cam", config, 2)
+        real = svc.catalog.last_checkpoint
+        other: list[threading.Thread] = []
+        errors: list[BaseException] = []
+
+        def second_session() -> None:
+            try:
+                svc.begin_session("CAM2", "gat947", "/dev/sdz1", wipe=False)
+                svc.checkpoint()
+            except BaseException as exc:
+                errors.append(exc)
+
+        def between_head_and_checkpoint() -> object:
+            if not other:
+                other.append(threading.Thread(target=second_session))
+                other[0].start()
+                other[0].join(timeout=1.0)  # it must wait for this checkpoint, not pass it
+            return real()
+
+        monkeypatch.setattr(svc.catalog, "last_checkpoint", between_head_and_checkpoint)
+        svc.checkpoint()  # must not raise IntegrityError
+        other[0].join(timeout=30)
+        monkeypatch.undo()
+        assert not other[0].is_alive() and errors == []
+        sizes = [int(c["size"]) for c in svc.catalog.checkpoints()]
+        assert sizes == sorted(sizes) and sizes[-1] == svc.catalog.head()[0]
+        assert _kinds(svc) == set()
