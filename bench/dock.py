@@ -131,6 +131,20 @@ def parse_size(text: str) -> int:
     return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
 
 
+def write_clip(path: Path, size: int, rng: random.Random, head: bytes = b"") -> str:
+    """`head`, then seeded random bytes up to `size` bytes in all; their SHA-256."""
+    digest = hashlib.sha256(head)
+    with path.open("wb") as f:
+        f.write(head)
+        left = size - len(head)
+        while left > 0:
+            data = rng.randbytes(min(CHUNK, left))
+            digest.update(data)
+            f.write(data)
+            left -= len(data)
+    return digest.hexdigest()
+
+
 def build_image(work: Path, total: int, count: int, seed: int) -> Image:
     """`count` files of seeded random bytes, `total` in all, on a fresh FAT32 image."""
     from dockd.demo import gat947_name
@@ -145,16 +159,8 @@ def build_image(work: Path, total: int, count: int, seed: int) -> Image:
     files: dict[str, str] = {}
     for i, size in enumerate(sizes):
         name = gat947_name("012345", "DSJ0001", start + timedelta(minutes=i), i + 1, ZONE)
-        digest = hashlib.sha256()
-        with scratch.open("wb") as f:
-            left = size
-            while left:
-                data = rng.randbytes(min(CHUNK, left))
-                digest.update(data)
-                f.write(data)
-                left -= len(data)
+        files[f"{FOLDER}/{name}"] = write_clip(scratch, size, rng)
         fat_put(path, f"{FOLDER}/{name}", scratch)
-        files[f"{FOLDER}/{name}"] = digest.hexdigest()
     scratch.unlink()
     with path.open("rb") as f:
         boot = f.read(512)

@@ -173,7 +173,16 @@ class Docking:
             slot = self._slot_of(job)
             if slot is not None:
                 slot.state = "queued"
+            waiting = len(self._jobs)
             self._job_ready.notify()
+        # The queue's order is the deadline's: said here so that the journal shows it.
+        log.info(
+            "slot.state",
+            slot=job.key,
+            state="queued",
+            deadline=isoformat_utc(job.deadline),
+            waiting=waiting,
+        )
         self._status_changed()
 
     def _worker(self) -> None:

@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,43 +121,36 @@ def _interrupted(service: Service, clip: Path) -> Checkpoint:
     return point
 
 
-def test_a_camera_file_changed_since_is_copied_from_zero(resumable: Config, tmp_path: Path) -> None:
-    clip = _camera(tmp_path, 20 * MiB)
-    with Service(resumable, FixedClock(NOW)) as service:
-        _interrupted(service, clip)
-        clip.write_bytes(random.Random(8).randbytes(20 * MiB))  # recorded over, new mtime
-        staged = _stage(service, clip.parent.parent)
-        assert staged.copy.resumed_from == 0
-        assert staged.copy.sha256 == hashlib.sha256(clip.read_bytes()).hexdigest()
+def _recorded_over(service: Service, clip: Path) -> None:
+    clip.write_bytes(random.Random(8).randbytes(20 * MiB))  # a new file, a new mtime
 
 
-def test_a_camera_file_rewritten_in_place_is_copied_from_zero(
-    resumable: Config, tmp_path: Path
-) -> None:
+def _rewritten_in_place(service: Service, clip: Path) -> None:
     # Same size, same mtime, other bytes before the offset: the sample catches it.
+    seen = clip.stat()
+    with clip.open("r+b") as f:
+        f.seek(8 * MiB - 100)
+        f.write(b"\xff" * 100)
+    os.utime(clip, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+
+
+def _partial_damaged(service: Service, clip: Path) -> None:
+    part, _ = _paths(service, clip)
+    with part.open("r+b") as f:  # one byte of the proven prefix, on the store's disk
+        f.seek(3 * MiB)
+        byte = f.read(1)
+        f.seek(3 * MiB)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+@pytest.mark.parametrize("change", [_recorded_over, _rewritten_in_place, _partial_damaged])
+def test_a_prefix_that_cannot_be_trusted_is_copied_again_from_zero(
+    resumable: Config, tmp_path: Path, change: Callable[[Service, Path], None]
+) -> None:
     clip = _camera(tmp_path, 20 * MiB)
     with Service(resumable, FixedClock(NOW)) as service:
         _interrupted(service, clip)
-        seen = clip.stat()
-        with clip.open("r+b") as f:
-            f.seek(8 * MiB - 100)
-            f.write(b"\xff" * 100)
-        os.utime(clip, ns=(seen.st_atime_ns, seen.st_mtime_ns))
-        staged = _stage(service, clip.parent.parent)
-        assert staged.copy.resumed_from == 0
-        assert staged.copy.sha256 == hashlib.sha256(clip.read_bytes()).hexdigest()
-
-
-def test_a_damaged_partial_copy_is_not_trusted(resumable: Config, tmp_path: Path) -> None:
-    clip = _camera(tmp_path, 20 * MiB)
-    with Service(resumable, FixedClock(NOW)) as service:
-        _interrupted(service, clip)
-        part, _ = _paths(service, clip)
-        with part.open("r+b") as f:  # one byte of the proven prefix, on the store's disk
-            f.seek(3 * MiB)
-            byte = f.read(1)
-            f.seek(3 * MiB)
-            f.write(bytes([byte[0] ^ 1]))
+        change(service, clip)
         staged = _stage(service, clip.parent.parent)
         assert staged.copy.resumed_from == 0
         assert staged.copy.sha256 == hashlib.sha256(clip.read_bytes()).hexdigest()
