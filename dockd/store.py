@@ -99,9 +99,6 @@ class Store:
             raise StoreError(f"not a partial copy's key: {key!r}")
         return self.partial / f"{key}.part", self.partial / f"{key}.json"
 
-    def partial_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.partial.glob("*.part"))
-
     # -- writing (service/ only) --------------------------------------------
 
     def recover(self, now: float, keep_partial_s: float) -> list[Path]:

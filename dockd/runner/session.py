@@ -292,10 +292,11 @@ def _ingest_all(
     failed: list[Failure] = []
     state = "done"
     files = list(found.files)
-    # Files whose object is in the store and whose probe runs in `pool`,
-    # oldest first. Rows are committed in file order; a crash leaves at
-    # most `ahead` objects without a row, which the next docking adopts
-    # (DESIGN §4a recovery).
+    # Files copied whose read-back, rename into the store and probe run in
+    # `pool` (Service.prove_staged), oldest first, while the next file is
+    # copied. Rows are committed in file order; a crash leaves at most
+    # `ahead` copies in store/tmp (removed at start-up) or objects without a
+    # row (adopted by the next docking, DESIGN §4a recovery).
     ahead = service.config.ingest.probe_ahead
     pending: deque[tuple[Staged, Future[MediaInfo]]] = deque()
 

@@ -17,6 +17,7 @@ from dockd.ingest.volume import Volume
 from dockd.progress import NULL_METER, Meter
 from dockd.runner.session import run_session
 from dockd.service import Service
+from dockd.service.values import Staged
 from tests.conftest import put
 
 BUFFER = 64 << 10
@@ -85,7 +86,9 @@ def test_verify_counts_orphans_in_the_total_it_hashes(svc: Service, tmp_path: Pa
     session = svc.begin_session("SER2", "gat947", str(cam), wipe=False)
     with Volume(cam) as volume:
         found = scan(volume, make_profile("gat947", svc.config.profiles), 8).files[0]
-        svc.stage_file(session, volume, found)
+        staged = svc.stage_file(session, volume, found)
+    assert isinstance(staged, Staged)
+    svc.prove_staged(staged)  # read back and renamed into the store; no row
     meter = MeterLog()
     report = svc.verify(meter)
     _, total, _, moves = meter.stages[-1]

@@ -412,7 +412,7 @@ def test_status_json_against_the_running_daemon(dockd: Dockd) -> None:
     assert data["running"] is True
     d = data["daemon"]
     assert d["pid"] == proc.pid
-    assert d["workers"] == 2 and d["waiting"] == 0
+    assert d["workers"] == DaemonConfig().workers and d["waiting"] == 0
     assert d["mount_backend"] == "fuse" and d["stopping"] is False
     assert d["version"]
     started = datetime.fromisoformat(d["started_at"].replace("Z", "+00:00"))
@@ -420,7 +420,9 @@ def test_status_json_against_the_running_daemon(dockd: Dockd) -> None:
     assert data["slots"] == [] and data["recent"] == []
     text = dockd.cli("status")
     assert text.returncode == 0, text.stderr
-    assert f"(pid {proc.pid})" in text.stdout and "2 worker(s)" in text.stdout
+    assert (
+        f"(pid {proc.pid})" in text.stdout and f"{DaemonConfig().workers} worker(s)" in text.stdout
+    )
 
 
 def test_status_without_a_daemon_exits_1(dockd: Dockd) -> None:
