@@ -13,10 +13,9 @@ The next copy of the same file (same camera, path, size and mtime) trusts
 the prefix only once it has been re-read from the store's disk (cached pages
 dropped) and hashes to the recorded value, and once the camera's last
 buffer before the offset equals the partial's. That re-read also rebuilds
-the hash state (hashlib's cannot be saved), so the file's SHA-256 is still
-one pass over exactly the bytes stored. If any of it fails the copy starts
-from zero. Python's hashlib cannot serialise its state, which is why the
-prefix is re-read from the store (a local disk) rather than the camera.
+the hash state: hashlib cannot save it, and the store's disk is faster than
+the camera's link. The file's SHA-256 is still one pass over exactly the
+bytes stored. If any of it fails the copy starts from zero.
 
 Only the camera's side may keep a partial: a copy stopped by the camera
 (pulled, a read error) or by a stop request keeps it; a copy that failed on
