@@ -11,7 +11,8 @@ everything else goes to ffprobe, which stays the only judge of
 - a worker that is slower than `timeout` (it is killed; a new one starts),
 - a worker that dies or prints nonsense,
 - no worker at all: no python3-av, or libraries other than ffprobe's (the
-  versions are compared once, when the first worker starts).
+  versions are compared when the first worker starts; after a failed start
+  workers are tried again `retry_after_s` later).
 
 `probe()` may be called from several threads at once (a dock's sessions share
 one Prober); each call uses an idle worker, starts one while fewer than
@@ -122,8 +123,13 @@ class Prober:
         timeout: float = 60.0,
         python: str = "/usr/bin/python3",
         workers: int = 2,
+        retry_after_s: float = 300.0,
     ) -> None:
         self.ffprobe = ffprobe
+        # A daemon runs for months: python3-av installed after a warning from
+        # `dockd doctor` is picked up this long after the last failed start.
+        self.retry_after_s = retry_after_s
+        self._retry_at = 0.0
         self.timeout = timeout
         self.python = python
         self.limit = workers if python else 0
@@ -168,6 +174,8 @@ class Prober:
 
     def _take(self) -> _Worker | None:
         with self._lock:
+            if self.unavailable is not None and self.limit and time.monotonic() >= self._retry_at:
+                self.unavailable = None  # try once more
             while (
                 not self._idle
                 and self._count >= self.limit
@@ -188,7 +196,12 @@ class Prober:
                 self._lock.notify_all()
                 if self.unavailable is None:
                     self.unavailable = str(exc)
-                    log.warning("ingest.probe_worker.unavailable", reason=str(exc))
+                    self._retry_at = time.monotonic() + self.retry_after_s
+                    log.warning(
+                        "ingest.probe_worker.unavailable",
+                        reason=str(exc),
+                        retry_in_s=self.retry_after_s,
+                    )
             return None
 
     def _start(self) -> _Worker:

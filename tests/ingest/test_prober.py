@@ -286,3 +286,15 @@ def test_a_worker_does_not_grow_with_the_files_it_reads(clips: dict[str, Path]) 
             one.probe(clips["hd.mp4"])
         assert one.fallbacks == 0 and one._idle[0].proc.pid == pid
         assert _anonymous_mib(pid) - before < 10
+
+
+def test_workers_are_tried_again_after_a_failed_start(clips: dict[str, Path]) -> None:
+    # python3-av installed while the daemon runs (after doctor's warning): picked up
+    # once the retry time has passed, with no restart.
+    with Prober(python="/nonexistent/python3", retry_after_s=0.2) as later:
+        assert not later.available() and later.unavailable is not None
+        later.python = "/usr/bin/python3"
+        assert not later.available()  # not yet: the retry time has not come
+        time.sleep(0.3)
+        assert later.available() and later.unavailable is None
+        assert _agrees(later, clips["camera.mp4"])
