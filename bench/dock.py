@@ -76,7 +76,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -88,6 +88,7 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402  (tests/volumes.py turns a refused losetup into pytest.skip)
 
+from bench import procfs  # noqa: E402
 from tests.devices.udev_testbed import MockCamera, UdevTestbed, umockdev_missing  # noqa: E402
 from tests.volumes import fat_files, fat_put, is_mounted, loop_device, make_fat32_image  # noqa: E402
 
@@ -240,12 +241,21 @@ def fuse_mode(pid: int) -> str:
 
 def children(pid: int) -> list[int]:
     """Child pids of every thread of `pid` (the daemon forks from worker threads)."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
-    return found
+    return procfs.children(f"/proc/{pid}")
+
+
+def start_daemon(
+    tb: UdevTestbed, dockd: Path, config: Path, log: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """`dockd -v run` under umockdev-wrapper, its output into `log`."""
+    return subprocess.Popen(
+        tb.wrap([str(dockd), "--config", str(config), "-v", "run"]),
+        env=tb.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
 
 
 @dataclass
@@ -735,14 +745,7 @@ def run_daemon(dockd: Path, image: Image, work: Path, poll_cli: bool) -> RunResu
             log_path.open("wb") as log,
         ):
             try:
-                proc = subprocess.Popen(
-                    tb.wrap([str(dockd), "--config", str(config), "-v", "run"]),
-                    env=tb.env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=ROOT,
-                )
+                proc = start_daemon(tb, dockd, config, log)
                 pid = wait_daemon(proc, status, log_path)
                 drop_caches()
                 cpu0, children0 = proc_cpu(pid)

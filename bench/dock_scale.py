@@ -69,6 +69,7 @@ from bench.dock import (  # noqa: E402
     missing_prerequisite,
     proc_cpu,
     read_events,
+    start_daemon,
     tail,
     unmount_under,
     wait_daemon,
@@ -239,14 +240,7 @@ def run_once(
         group = stack.enter_context(throttled(limits)) if throttle else None
         tb = stack.enter_context(UdevTestbed(timeout=60))
         log = stack.enter_context(log_path.open("wb"))
-        proc = subprocess.Popen(
-            tb.wrap([str(dockd), "--config", str(config), "-v", "run"]),
-            env=tb.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        proc = start_daemon(tb, dockd, config, log)
         try:
             pid = wait_daemon(proc, status, log_path)
             if group is not None:

@@ -67,6 +67,11 @@ GiB = 1 << 30
 CHUNK = MiB
 MB = 1e6  # rates are printed in MB/s (10^6 bytes per second)
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # bench/procfs.py, run as `python bench/ingest.py`
+
+from bench import procfs  # noqa: E402
+
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 ZONE = "Asia/Shanghai"
 
@@ -254,17 +259,6 @@ class Measured:
     child_private_kib: int = 0  # and its anonymous part (heap, stacks: what it alone costs)
 
 
-def _children(proc_fd: int) -> list[int]:
-    """The process's children, whichever of its threads started them."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/self/fd/{proc_fd}/task"):
-            with contextlib.suppress(OSError):
-                text = Path(f"/proc/self/fd/{proc_fd}/task/{tid}/children").read_text()
-                found.extend(int(pid) for pid in text.split())
-    return found
-
-
 def _child_memory(pid: int) -> tuple[int, int]:
     """(Rss, Anonymous) of a process in KiB; (0, 0) if gone.
 
@@ -348,7 +342,7 @@ def run_measured(cmd: Sequence[str], scratch: Path) -> Measured:
         def poll() -> None:
             while proc_fd >= 0 and not done.wait(0.01):
                 hwm[0] = max(hwm[0], _read_hwm(proc_fd))
-                for pid in _children(proc_fd):
+                for pid in procfs.children(f"/proc/self/fd/{proc_fd}"):
                     rss, private = _child_memory(pid)
                     if rss > child[0]:
                         child[:] = [rss, private]
