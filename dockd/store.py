@@ -114,16 +114,13 @@ class Store:
             path.unlink()
         if removed:
             fsync_dir(self.tmp)
-        stale: list[Path] = []
-        for path in sorted(self.partial.iterdir()):
-            twin = path.with_suffix(".json" if path.suffix == ".part" else ".part")
-            note = path if path.suffix == ".json" else twin
-            try:
-                fresh = now - note.stat().st_mtime < keep_partial_s
-            except FileNotFoundError:
-                fresh = False
-            if not (fresh and twin.exists() and path.suffix in (".part", ".json")):
-                stale.append(path)
+        kept: set[Path] = set()
+        for part in self.partial.glob("*.part"):
+            note = part.with_suffix(".json")
+            with contextlib.suppress(FileNotFoundError):
+                if now - note.stat().st_mtime < keep_partial_s:
+                    kept |= {part, note}
+        stale = sorted(p for p in self.partial.iterdir() if p not in kept)
         for path in stale:
             path.unlink(missing_ok=True)
         if stale:

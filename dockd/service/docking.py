@@ -176,17 +176,13 @@ class Docking(ServiceBase):
         copy = self._copy_until_stable(volume, found, flags, should_stop, progress, resumable)
         try:
             existing = self.catalog.find_exact(session.serial, found.rel_path, copy.sha256)
-            if existing is None:
-                return Staged(found, copy, tuple(flags))
-            prove_copy(copy, self.store, cfg.buffer_size, found.display)
-            if existing.deleted:
-                # Not stored again: only a tombstone would refer to it.
-                self.store.discard_temp(copy.temp)
-            else:
-                self.store.commit_temp(copy.temp, copy.sha256, cfg.buffer_size)
         except BaseException:
             self.store.discard_temp(copy.temp)
             raise
+        if existing is None:
+            return Staged(found, copy, tuple(flags))
+        # Not stored again if only a tombstone would refer to it.
+        self._prove_and_store(copy, found.display, keep=not existing.deleted)
         return self._duplicate(session, found, existing, copy.after, changed=bool(flags))
 
     def prove_staged(self, staged: Staged) -> MediaInfo:
@@ -194,16 +190,25 @@ class Docking(ServiceBase):
         order of writes, 1), and probe the object, in the dock's long-lived probe
         workers (ingest/prober.py) or by ffprobe, the judge of "unreadable". Touches
         no catalog: safe in a worker thread, beside the copy of the next file."""
-        copy, buffer_size = staged.copy, self.config.ingest.buffer_size
-        prove_copy(copy, self.store, buffer_size, staged.found.display)
-        try:
-            self.store.commit_temp(copy.temp, copy.sha256, buffer_size)
-        except BaseException:
-            self.store.discard_temp(copy.temp)
-            raise
+        copy = staged.copy
+        self._prove_and_store(copy, staged.found.display)
         if copy.size == 0:
             return MediaInfo(error="empty file")
         return self._prober.probe(self.store.object_path(copy.sha256))
+
+    def _prove_and_store(self, copy: Copy, where: str, keep: bool = True) -> None:
+        """Read `copy` back from disk, then rename it into the store (`keep`) or drop
+        it; on any failure it is dropped and the error raised."""
+        buffer_size = self.config.ingest.buffer_size
+        prove_copy(copy, self.store, buffer_size, where)
+        try:
+            if keep:
+                self.store.commit_temp(copy.temp, copy.sha256, buffer_size)
+            else:
+                self.store.discard_temp(copy.temp)
+        except BaseException:
+            self.store.discard_temp(copy.temp)
+            raise
 
     def finish_file(
         self, session: SessionInfo, profile: Profile, staged: Staged, media: MediaInfo
